@@ -1,0 +1,189 @@
+"""sft.py: the Q/A reader, masks and padding, packing, the loss, and a tiny end-to-end fine-tune."""
+import json
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import sft
+from model import GPT, GPTConfig
+from tests.adapters import get_sft_batch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_gpt(vocab_size=50, block_size=32, rope=False, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=16, rope=rope)).eval()
+
+
+# ----------------------------------------------------------------------------- masks and padding
+def test_get_sft_batch_against_direct_construction():
+    eot, pad = 1, 0
+    examples = [([10, 11, 12], [20, 21]), ([13], [22, 23, 24, 25]), ([14, 15], [26])]
+    inputs, targets = get_sft_batch(examples, eot, pad)
+    # built directly, position by position: row = prompt + answer + [eot], T = longest row - 1
+    rows = [p + a + [eot] for p, a in examples]
+    T = max(len(r) for r in rows) - 1
+    want_x = torch.full((3, T), pad)
+    want_y = torch.full((3, T), -100)
+    for b, ((p, a), r) in enumerate(zip(examples, rows)):
+        for t in range(len(r) - 1):
+            want_x[b, t] = r[t]
+            if t + 1 >= len(p):  # the token to predict is an answer token or eot
+                want_y[b, t] = r[t + 1]
+    assert inputs.dtype == targets.dtype == torch.long
+    assert torch.equal(inputs, want_x) and torch.equal(targets, want_y)
+    # the learned targets are exactly each answer followed by eot
+    for b, (p, a) in enumerate(examples):
+        assert targets[b][targets[b] != -100].tolist() == a + [eot]
+
+
+def test_dynamic_padding_is_per_batch():
+    examples = [([5, 6], [7]), ([5] * 30, [7] * 30)]
+    x1, _ = get_sft_batch(examples[:1], eot_id=1, pad_id=0)
+    x2, _ = get_sft_batch(examples, eot_id=1, pad_id=0)
+    assert x1.shape == (1, 3)  # its own longest row (4 tokens) minus one, not the dataset's
+    assert x2.shape == (2, 60)
+
+
+def test_loss_is_mean_cross_entropy_over_answer_and_eot_only():
+    model = tiny_gpt()
+    examples = [([3, 4, 5, 6], [7, 8, 9]), ([3, 10], [11, 12, 13, 14, 15])]
+    inputs, targets = get_sft_batch(examples, eot_id=2, pad_id=0)
+    logits, loss = model(inputs, targets)
+    # direct: log-softmax at every position whose next token is an answer token or eot
+    terms = []
+    for b, (p, a) in enumerate(examples):
+        row = p + a + [2]
+        for t in range(len(p) - 1, len(row) - 1):
+            terms.append(-F.log_softmax(logits[b, t], dim=-1)[row[t + 1]])
+    assert len(terms) == sum(len(a) + 1 for _, a in examples)
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+    # changing a question token's target (a prompt token after the first) changes nothing
+    examples2 = [([3, 4, 40, 6], [7, 8, 9]), examples[1]]
+    inputs2, targets2 = get_sft_batch(examples2, eot_id=2, pad_id=0)
+    assert torch.equal(targets2, targets)  # position 1 predicted 5, now 40: masked either way
+    # and padding content is invisible: a different pad id gives the same loss
+    inputs3, targets3 = get_sft_batch(examples, eot_id=2, pad_id=33)
+    torch.testing.assert_close(model(inputs3, targets3)[1], loss)
+
+
+def test_truncation_cuts_the_end_of_the_answer():
+    examples = [([1, 2, 3], [4, 5, 6, 7] + [0]), ([1], [4, 0])]
+    cut, n = sft.truncate(examples, max_length=5)
+    assert n == 1
+    assert cut[0] == ([1, 2, 3], [4, 5])  # prompt kept, answer (and eot) cut from the end
+    assert cut[1] == examples[1]
+    with pytest.raises(ValueError, match="max_length"):
+        sft.truncate([([1, 2, 3, 4, 5], [6, 0])], max_length=5)  # nothing of the answer would be left
+
+
+# ----------------------------------------------------------------------------- packing
+@pytest.mark.parametrize("rope", [False, True])
+def test_packing_blocks_attention_between_examples(rope):
+    model = tiny_gpt(rope=rope)
+    examples = [([3, 4, 5], [6, 7]), ([8], [9, 10, 11, 12]), ([13, 14], [15]), ([16, 17, 18, 19], [20, 21, 22])]
+    rows = [sft.make_row(p, a + [2]) for p, a in examples]
+    packed = sft.pack([len(x) for x, _ in rows], block_size=12)
+    assert packed == [[0, 1], [2, 3]]  # input lengths 5, 5, 3, 7: greedy, in order
+    inputs, targets, positions, mask = sft.packed_batch([[rows[i] for i in r] for r in packed], pad_id=0)
+    logits, loss = model(inputs, targets, attn_mask=mask, positions=positions)
+    # each example alone, with the default causal mask and positions 0..n-1
+    alone_terms = []
+    for b, r in enumerate(packed):
+        start = 0
+        for i in r:
+            x, y = get_sft_batch([examples[i]], eot_id=2, pad_id=0)
+            alone, alone_loss = model(x, y)
+            n = x.size(1)
+            torch.testing.assert_close(logits[b, start:start + n], alone[0], atol=1e-5, rtol=1e-5)
+            alone_terms.append(F.cross_entropy(alone[0], y[0], ignore_index=-100, reduction="sum"))
+            start += n
+    n_learned = sum(len(a) + 1 for _, a in examples)
+    torch.testing.assert_close(loss, torch.stack(alone_terms).sum() / n_learned)
+
+
+def test_pack_and_mask_shapes():
+    assert sft.pack([5, 5, 5, 3], block_size=10) == [[0, 1], [2, 3]]
+    assert sft.pack([10, 1], block_size=10) == [[0], [1]]
+    rows = [[([1, 2], [-100, 3])], [([4, 5, 6], [7, 8, 9]), ([1], [2])]]
+    inputs, targets, positions, mask = sft.packed_batch(rows, pad_id=0)
+    assert inputs.tolist() == [[1, 2, 0, 0], [4, 5, 6, 1]]
+    assert targets.tolist() == [[-100, 3, -100, -100], [7, 8, 9, 2]]
+    assert positions.tolist() == [[0, 1, 0, 1], [0, 1, 2, 0]]
+    want = torch.zeros(2, 4, 4, dtype=torch.bool)
+    for b, segs in enumerate([[(0, 2), (2, 4)], [(0, 3), (3, 4)]]):  # (start, end) of each segment, padding included
+        for s, e in segs:
+            for i in range(s, e):
+                want[b, i, s:i + 1] = True
+    assert torch.equal(mask, want)
+
+
+# ----------------------------------------------------------------------------- the Q/A reader
+def test_read_blocks_multiline_and_blank_lines(tmp_path):
+    p = tmp_path / "qa.txt"
+    p.write_text("\n<|question|>\nWhat is 2+2?\n<|answer|>\n4\n\n<|question|>\n두 줄\n질문\n<|answer|>\n첫 줄\n\n둘째 줄\n\n",
+                 encoding="utf-8")
+    pairs, problems = sft.read_qa_file(p)
+    assert pairs == [("What is 2+2?", "4"), ("두 줄\n질문", "첫 줄\n\n둘째 줄")]
+    assert problems == []
+
+
+def test_read_blocks_reports_missing_answers_with_line_numbers(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_text("stray text\n<|question|>\nq1\n<|answer|>\na1\n<|question|>\nq2 has no answer\n"
+                 "<|question|>\nq3\n<|answer|>\n\n<|question|>\nq4\n<|answer|>\na4\n<|answer|>\norphan\n", encoding="utf-8")
+    pairs, problems = sft.read_qa_file(p)
+    assert pairs == [("q1", "a1"), ("q4", "a4")]
+    assert problems == [f"{p}:1: text before the first <|question|>",
+                        f"{p}:6: question without an answer",
+                        f"{p}:8: question without an answer",  # an empty answer counts as none
+                        f"{p}:16: <|answer|> without a <|question|> before it"]
+    with pytest.raises(ValueError, match=r"strict=True.*bad.txt:1"):
+        sft.read_qa_file(p, strict=True)
+
+
+def test_read_jsonl(tmp_path):
+    p = tmp_path / "qa.jsonl"
+    rows = [{"q": "What is 1+1?", "a": "2"}, {"q": "no answer"}, {"q": "", "a": "no question"}, {"q": "한국어?", "a": "네"}]
+    p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
+    pairs, problems = sft.read_qa_file(p, question_field="q", answer_field="a")
+    assert pairs == [("What is 1+1?", "2"), ("한국어?", "네")]
+    assert problems == [f"{p}:2: row without an answer (field 'a')", f"{p}:3: row without a question (field 'q')"]
+    with pytest.raises(ValueError, match="qa.jsonl:2"):
+        sft.read_qa_file(p, strict=True, question_field="q", answer_field="a")
+    # the default field names find nothing here: every row is reported
+    assert len(sft.read_qa_file(p)[1]) == 4
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        sft.read_qa_file(tmp_path / "nope.txt")
+    bad_json = tmp_path / "x.jsonl"
+    bad_json.write_text('{"question": "a", "answer": "b"}\n{"question": \n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"x.jsonl:2: not valid JSON"):
+        sft.read_qa_file(bad_json)
+    not_obj = tmp_path / "y.jsonl"
+    not_obj.write_text('["a", "b"]\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"y.jsonl:1: a row must be a JSON object"):
+        sft.read_qa_file(not_obj)
+    latin1 = tmp_path / "z.txt"
+    latin1.write_bytes("<|question|>\nq\n<|answer|>\ncaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"z.txt:4: not valid UTF-8"):
+        sft.read_qa_file(latin1)
+
+
+def test_demo_dataset():
+    pairs, problems = sft.read_qa_file(os.path.join(ROOT, "data/sft/train.txt"), strict=True)
+    held, held_problems = sft.read_qa_file(os.path.join(ROOT, "data/sft/heldout.jsonl"), strict=True)
+    assert 100 <= len(pairs) <= 200 and len(held) == 20 and not problems and not held_problems
+    hangul = lambda s: any("\uac00" <= c <= "\ud7a3" for c in s)
+    n_ko = sum(hangul(q) for q, _ in pairs)
+    assert 40 <= n_ko <= len(pairs) - 40  # both languages well represented
+    assert len({q for q, _ in pairs}) == len(pairs)  # no duplicate questions
+    train_q, train_a = {q for q, _ in pairs}, {a for _, a in pairs}
+    for q, a in held:  # paraphrases: new wording, an answer the training set teaches
+        assert q not in train_q and a in train_a
+    assert sum(hangul(q) for q, _ in held) == 10
