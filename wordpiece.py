@@ -1,0 +1,448 @@
+"""WordPiece: train a BERT vocab.txt from a corpus, tokenize exactly like BERT, and compare with GPT-2's BPE.
+
+BERT tokenizes in two steps:
+1. the basic step: drop control characters, turn every whitespace into a space, put each CJK ideograph on
+   its own, optionally lowercase and strip accents, then split on whitespace and around every punctuation mark;
+2. WordPiece: each word is cut greedily into the longest vocab piece from the left, continuation pieces
+   carry a `##` prefix ("unaffable" -> un ##aff ##able). A word with any part not in the vocab, or longer
+   than 100 characters, becomes one [UNK] as a whole.
+
+Training (the classic "make_voca") builds the vocab bottom-up like BPE: start from the characters, then
+repeatedly add the merge of the best adjacent pair. Two scores for "best":
+- "frequency": the most frequent pair. This is what Hugging Face's WordPieceTrainer actually does
+  (it is its BPE trainer with a `##` prefix);
+- "likelihood": freq(ab) / (freq(a) * freq(b)), the score described for Google's WordPiece: merge the pair
+  that occurs together far more often than chance.
+
+    python wordpiece.py train --input corpus.txt --vocab-size 8000 --output vocab.txt
+    python wordpiece.py compare --vocab vocab.txt --text "The tree fell unexpectedly short."
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import heapq
+import os
+import re
+import statistics
+import sys
+import time
+import unicodedata
+from collections import Counter, defaultdict
+from itertools import chain
+
+from tqdm import tqdm
+
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+UNK = "[UNK]"
+MAX_WORD_CHARS = 100  # BERT's max_input_chars_per_word: longer words become [UNK]
+SCORINGS = ("frequency", "likelihood")
+# BERT's "Chinese characters": the CJK Unified Ideographs blocks (not Hangul, Hiragana or Katakana).
+CJK_RANGES = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+              (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)]
+
+
+# ----------------------------------------------------------------------------- the basic step
+def _char_class(codepoints: list[int]) -> str:
+    """A regex character class body for a sorted list of code points, as compact ranges."""
+    parts, i = [], 0
+    while i < len(codepoints):
+        j = i
+        while j + 1 < len(codepoints) and codepoints[j + 1] == codepoints[j] + 1:
+            j += 1
+        parts.append(re.escape(chr(codepoints[i])) + ("-" + re.escape(chr(codepoints[j])) if j > i else ""))
+        i = j + 1
+    return "".join(parts)
+
+
+@functools.cache
+def _regexes() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """BERT's character classes as three compiled regexes, built once from unicodedata (about 0.1 s).
+
+    Doing the basic step with a few C-speed regex passes over the whole text, instead of BERT's Python loop
+    over characters, is what makes this tokenizer fast.
+    """
+    control, punct, marks = [], [], []
+    for cp in range(sys.maxunicode + 1):
+        cat = unicodedata.category(chr(cp))
+        # BERT counts \t \n \r as whitespace, not control; it also drops NUL and U+FFFD (replacement char).
+        if (cat in ("Cc", "Cf") and chr(cp) not in "\t\n\r") or cp == 0xFFFD:
+            control.append(cp)
+        # BERT treats all non-alphanumeric ASCII ($, ^, `, ...) as punctuation, even where Unicode says "symbol".
+        if cat.startswith("P") or 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+            punct.append(cp)
+        if cat == "Mn":  # combining marks: what is left of an accent after NFD decomposition
+            marks.append(cp)
+    cjk = "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in CJK_RANGES)
+    punct_class = _char_class(punct)
+    # a word is one CJK ideograph, one punctuation mark, or a run of anything else that is not whitespace
+    word = re.compile(f"[{cjk}]|[{punct_class}]|[^\\s{cjk}{punct_class}]+")
+    return re.compile(f"[{_char_class(control)}]+"), word, re.compile(f"[{_char_class(marks)}]+")
+
+
+def pre_tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """BERT's basic step (no special tokens here): 'Héllo, 世界!' -> ['hello', ',', '世', '界', '!']."""
+    control, word, marks = _regexes()
+    text = control.sub("", text)
+    if text.isascii():  # the common case needs no Unicode normalisation
+        if lowercase:
+            text = text.lower()
+    elif lowercase:  # lowercase, then strip accents: NFD splits 'é' into 'e' + a combining mark, drop the marks
+        text = marks.sub("", unicodedata.normalize("NFD", text.lower()))
+    else:  # cased: compose to NFC so that 'e' + U+0301 matches a vocab 'é' (what transformers' Python BERT does)
+        text = unicodedata.normalize("NFC", text)
+    return word.findall(text)
+
+
+def _split_special(text: str, special_re: re.Pattern | None) -> list[str]:
+    """[text, special, text, special, ..., text]: special tokens such as [CLS] in the text stay whole."""
+    return [text] if special_re is None else special_re.split(text)
+
+
+def _special_regex(special_tokens: list[str]) -> re.Pattern | None:
+    # longest first, so that a special token that is a prefix of another one does not cut it
+    ordered = sorted(special_tokens, key=lambda s: (-len(s), s))
+    return re.compile("(" + "|".join(map(re.escape, ordered)) + ")") if ordered else None
+
+
+# ----------------------------------------------------------------------------- the tokenizer
+class _WordCache(dict):
+    """word -> tuple of ids; a miss runs WordPiece once. Real text repeats words, so most lookups hit."""
+
+    def __init__(self, wordpiece):
+        super().__init__()
+        self.wordpiece = wordpiece
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        ids = self[word] = self.wordpiece(word)
+        return ids
+
+
+class WordPieceTokenizer:
+    """BERT's tokenizer for a vocab (list of tokens in id order; it must contain [UNK]).
+
+    Special tokens of BERT ([PAD] [UNK] [CLS] [SEP] [MASK]) that are in the vocab stay whole in the text;
+    pass `special_tokens` to use others. encode() adds no [CLS]/[SEP]: add them yourself where a model wants them.
+    """
+
+    def __init__(self, vocab: list[str], lowercase: bool = True, special_tokens: list[str] | None = None):
+        vocab = list(vocab)
+        token_to_id = {}
+        for i, token in enumerate(vocab):
+            if not isinstance(token, str) or not token or token != token.strip() or "\n" in token:
+                raise ValueError(f"vocab entry {i} is {token!r}: every token must be a non-empty string "
+                                 "without surrounding whitespace or newlines")
+            if token in token_to_id:
+                raise ValueError(f"token {token!r} appears twice in the vocab (ids {token_to_id[token]} and {i}); "
+                                 "a vocab must list each token once")
+            token_to_id[token] = i
+        if UNK not in token_to_id:
+            raise ValueError(f"the vocab has no {UNK} token; WordPiece needs it for words it cannot split. "
+                             f"Add a line {UNK} to the vocab (BERT puts it at id 1)")
+        if special_tokens is None:
+            special_tokens = [t for t in BERT_SPECIAL_TOKENS if t in token_to_id]
+        for t in special_tokens:
+            if t not in token_to_id:
+                raise ValueError(f"special token {t!r} is not in the vocab; add it or leave it out of special_tokens")
+        self.vocab = vocab  # id -> token
+        self.token_to_id = token_to_id
+        self.lowercase = lowercase
+        self.special_tokens = list(special_tokens)
+        self.unk_id = token_to_id[UNK]
+        self._special_re = _special_regex(self.special_tokens)
+        # no piece is longer than this, so the longest-match search can start there instead of at the word's end
+        self._max_piece = max(len(t[2:]) if t.startswith("##") else len(t) for t in vocab)
+        self._cache = _WordCache(self._wordpiece)
+
+    @classmethod
+    def from_vocab_file(cls, path: str | os.PathLike, lowercase: bool = True,
+                        special_tokens: list[str] | None = None) -> WordPieceTokenizer:
+        return cls(read_vocab(path), lowercase=lowercase, special_tokens=special_tokens)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write BERT's vocab.txt: one token per line, line number = id."""
+        write_vocab(self.vocab, path)
+
+    def _wordpiece(self, word: str) -> tuple[int, ...]:
+        """Greedy longest-match-first: 'unaffable' -> un ##aff ##able; any unmatched part -> one [UNK]."""
+        if len(word) > MAX_WORD_CHARS:
+            return (self.unk_id,)
+        get, ids, start = self.token_to_id.get, [], 0
+        while start < len(word):
+            end = min(len(word), start + self._max_piece)
+            while end > start:
+                i = get(word[start:end] if start == 0 else "##" + word[start:end])
+                if i is not None:
+                    break
+                end -= 1
+            else:  # not even one character matched: the whole word is unknown
+                return (self.unk_id,)
+            ids.append(i)
+            start = end
+        return tuple(ids)
+
+    def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise ValueError(f"encode() takes a str, got {type(text).__name__}; decode bytes to text first")
+        parts, ids, lookup = _split_special(text, self._special_re), [], self._cache.__getitem__
+        for k, part in enumerate(parts):
+            if k % 2:  # odd positions are the special tokens found by the split
+                ids.append(self.token_to_id[part])
+            elif part:
+                ids += chain.from_iterable(map(lookup, pre_tokenize(part, self.lowercase)))
+        return ids
+
+    def tokenize(self, text: str) -> list[str]:
+        return [self.vocab[i] for i in self.encode(text)]
+
+    def decode(self, ids: list[int]) -> str:
+        """Join the pieces with spaces, gluing `##` pieces to the previous one (what BERT's decoder does).
+
+        This is not the original text: case, accents and the spacing around punctuation are gone.
+        """
+        tokens = []
+        for i in ids:
+            if not isinstance(i, int) or not 0 <= i < len(self.vocab):
+                raise ValueError(f"unknown token id {i!r}: ids must be ints in [0, {len(self.vocab)})")
+            tokens.append(self.vocab[i])
+        return " ".join(tokens).replace(" ##", "").strip()
+
+
+def read_vocab(path: str | os.PathLike) -> list[str]:
+    """Read a BERT vocab.txt (one token per line, UTF-8)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"vocab file {str(path)!r} does not exist or is not a file; "
+                                "pass the path of a vocab.txt with one token per line")
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"vocab file {str(path)!r} is not UTF-8 text ({e}); a vocab.txt has one token per line") from None
+    if lines and lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    return lines
+
+
+def write_vocab(vocab: list[str], path: str | os.PathLike) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write("".join(token + "\n" for token in vocab))
+
+
+# ----------------------------------------------------------------------------- training
+def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring: str = "frequency",
+                    special_tokens: list[str] | None = None, min_frequency: int = 2,
+                    progress: bool = False) -> list[str]:
+    """Learn a WordPiece vocab (id order: special tokens, then the alphabet, then learned pieces).
+
+    Deterministic: ties are broken by the pieces' text, never by hash or insertion order, so the same corpus
+    and options give the same vocab byte for byte. Merging stops at vocab_size or when the best pair occurs
+    fewer than min_frequency times (a pair seen once is not a pattern).
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring={scoring!r} is not one of {SCORINGS}")
+    special_tokens = list(BERT_SPECIAL_TOKENS if special_tokens is None else special_tokens)
+    if UNK not in special_tokens:
+        raise ValueError(f"special_tokens {special_tokens} must contain {UNK}: the tokenizer needs it")
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ValueError(f"special_tokens {special_tokens} has duplicates")
+
+    # 1. count the words once; merges then work on unique words weighted by their count
+    word_counts: Counter[str] = Counter()
+    for k, part in enumerate(_split_special(text, _special_regex(special_tokens))):
+        if k % 2 == 0:  # special tokens in the corpus are already in the vocab: skip them
+            word_counts.update(pre_tokenize(part, lowercase))
+    # words over 100 characters always tokenize to [UNK]: learning pieces from them would waste the vocab
+    word_counts = Counter({w: c for w, c in word_counts.items() if len(w) <= MAX_WORD_CHARS})
+
+    # 2. the alphabet: every character as a word start, and as a `##` continuation where it occurs as one
+    vocab = list(special_tokens)
+    starts = sorted({w[0] for w in word_counts})
+    continuations = sorted({"##" + ch for w in word_counts for ch in w[1:]})
+    vocab += [t for t in starts + continuations if t not in special_tokens]
+    if vocab_size < len(vocab):
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the {len(special_tokens)} special tokens plus "
+                         f"the {len(vocab) - len(special_tokens)} alphabet pieces of this corpus; "
+                         f"use vocab_size >= {len(vocab)}")
+    token_to_id = {t: i for i, t in enumerate(vocab)}
+    words = [[token_to_id[w[0]]] + [token_to_id["##" + ch] for ch in w[1:]] for w in word_counts]
+    counts = list(word_counts.values())
+
+    # 3. pair statistics, kept up to date incrementally (only words containing the merged pair change)
+    token_freq = [0] * len(vocab)  # occurrences of each piece in the current segmentation (likelihood)
+    pair_count: dict[tuple[int, int], int] = defaultdict(int)
+    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words that contain it
+    pairs_of: dict[int, set[tuple[int, int]]] = defaultdict(set)  # piece -> live pairs containing it
+    for wi, (seq, c) in enumerate(zip(words, counts)):
+        for t in seq:
+            token_freq[t] += c
+        for pair in zip(seq, seq[1:]):
+            pair_count[pair] += c
+            where[pair].add(wi)
+    for a, b in pair_count:
+        pairs_of[a].add((a, b))
+        pairs_of[b].add((a, b))
+
+    def key(pair):  # smallest key = best pair; the pieces' text breaks ties deterministically
+        a, b = pair
+        if scoring == "frequency":
+            return (-pair_count[pair], vocab[a], vocab[b], a, b)
+        return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], vocab[a], vocab[b], a, b)
+
+    # a max-heap with lazy deletion: a popped entry is used only if it still equals the pair's current key;
+    # every pair whose key changes is pushed again, so its current key is always somewhere in the heap
+    heap = [key(pair) for pair in pair_count]
+    heapq.heapify(heap)
+    bar = tqdm(total=vocab_size, initial=len(vocab), desc="wordpiece merges", disable=not progress)
+    while len(vocab) < vocab_size:
+        while heap:
+            entry = heapq.heappop(heap)
+            pair = entry[-2:]
+            # a pair rarer than min_frequency never becomes eligible again: its count can only fall from now on
+            if pair in pair_count and pair_count[pair] >= min_frequency and entry == key(pair):
+                break
+        else:
+            break  # no pair left that occurs at least min_frequency times
+        a, b = pair
+        merged = vocab[a] + vocab[b][2:]  # b is always a `##` piece: it never starts a word
+        new = token_to_id.get(merged)  # "##abc" can come from ##ab+##c and from ##a+##bc: one id for both
+        if new is None:
+            new = token_to_id[merged] = len(vocab)
+            vocab.append(merged)
+            token_freq.append(0)
+            bar.update(1)
+        changed = set()
+        for wi in where.pop(pair):
+            seq, c = words[wi], counts[wi]
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            if len(out) == len(seq):
+                continue  # a stale entry in `where`: this word lost the pair in an earlier merge
+            n = len(seq) - len(out)  # how many times the pair was merged in this word
+            token_freq[a] -= n * c
+            token_freq[b] -= n * c
+            token_freq[new] += n * c
+            for p in zip(seq, seq[1:]):  # remove the word's old pairs ...
+                pair_count[p] -= c
+                changed.add(p)
+                if pair_count[p] == 0:
+                    del pair_count[p]
+                    pairs_of[p[0]].discard(p)
+                    pairs_of[p[1]].discard(p)
+            for p in zip(out, out[1:]):  # ... and add its new ones
+                if p not in pair_count:
+                    pairs_of[p[0]].add(p)
+                    pairs_of[p[1]].add(p)
+                pair_count[p] += c
+                where[p].add(wi)
+                changed.add(p)
+            words[wi] = out
+        if scoring == "likelihood":  # freq(a), freq(b) fell, so every pair containing a or b scores differently
+            changed |= pairs_of[a] | pairs_of[b]
+        for p in changed:
+            if p in pair_count:
+                heapq.heappush(heap, key(p))
+    bar.close()
+    if len(vocab) < vocab_size:
+        print(f"wordpiece: stopped at {len(vocab)} tokens (< vocab_size={vocab_size}): no pair left occurs "
+              f"at least min_frequency={min_frequency} times in this corpus", file=sys.stderr)
+    return vocab
+
+
+# ----------------------------------------------------------------------------- the CLI
+def _median_time(fn, arg, samples: int = 7) -> float:
+    """Seconds per call of fn(arg): warm-up first, then the median of several samples of enough calls to
+    last ~20 ms each (one call of a microsecond function mostly measures the timer and call overhead)."""
+    fn(arg)  # warm-up: caches filled, as in a long-running service
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(arg)
+        if time.perf_counter() - t0 >= 0.02:
+            break
+        n *= 2
+    times = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn(arg)
+        times.append((time.perf_counter() - t0) / n)
+    return statistics.median(times)
+
+
+def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool = True) -> None:
+    import bpe  # the comparison needs GPT-2's BPE; imported here so that wordpiece.py works without it
+
+    wp = WordPieceTokenizer.from_vocab_file(vocab_path, lowercase=lowercase)
+    gpt2 = bpe.gpt2_tokenizer()
+    if text is not None:
+        ids = gpt2.encode_ordinary(text)
+        print(f"text: {text!r} ({len(text)} characters)\n")
+        print(f"GPT-2 BPE  {len(ids)} tokens, {_median_time(gpt2.encode_ordinary, text) * 1e6:.1f} us per call")
+        print("  ids:   ", ids)
+        print("  pieces:", [gpt2.decode_bytes([i]).decode("utf-8", errors="backslashreplace") for i in ids])
+        wids = wp.encode(text)
+        print(f"\nWordPiece  {len(wids)} tokens, {_median_time(wp.encode, text) * 1e6:.1f} us per call")
+        print("  tokens:", wp.tokenize(text))
+        print("  ids:   ", wids)
+        print(f"\nround trip: BPE {gpt2.decode(ids) == text}, WordPiece {wp.decode(wids) == text} "
+              f"(WordPiece decodes to {wp.decode(wids)!r})")
+    if file is not None:
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"--file {file!r} does not exist or is not a file")
+        with open(file, encoding="utf-8") as f:
+            body = f.read()
+        mb = len(body.encode("utf-8")) / 1e6
+        print(f"\nfile {file}: {len(body):,} characters, {mb:.2f} MB")
+        for name, encode in (("GPT-2 BPE", gpt2.encode_ordinary), ("WordPiece", wp.encode)):
+            ids = encode(body)
+            seconds = _median_time(encode, body, samples=3)
+            unk = f", {ids.count(wp.unk_id) / max(len(ids), 1):.3%} [UNK]" if encode == wp.encode else ""
+            print(f"  {name:<10} {len(ids):>10,} tokens  {len(ids) / max(len(body), 1):.3f} tokens/char  "
+                  f"{mb / seconds:6.2f} MB/s{unk}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="learn a vocab.txt from a UTF-8 text file")
+    t.add_argument("--input", required=True)
+    t.add_argument("--vocab-size", type=int, required=True)
+    t.add_argument("--output", default="vocab.txt")
+    t.add_argument("--cased", action="store_true", help="keep case and accents (default: lowercase)")
+    t.add_argument("--scoring", choices=SCORINGS, default="frequency")
+    t.add_argument("--min-frequency", type=int, default=2)
+    c = sub.add_parser("compare", help="tokenize with GPT-2's BPE and with a WordPiece vocab, side by side")
+    c.add_argument("--vocab", required=True)
+    c.add_argument("--text")
+    c.add_argument("--file", help="also measure tokens per character and throughput on this whole file")
+    c.add_argument("--cased", action="store_true", help="the vocab is cased (default: lowercase)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            if not os.path.isfile(args.input):
+                raise FileNotFoundError(f"--input {args.input!r} does not exist or is not a file")
+            with open(args.input, encoding="utf-8") as f:
+                corpus = f.read()
+            t0 = time.perf_counter()
+            vocab = train_wordpiece(corpus, args.vocab_size, lowercase=not args.cased, scoring=args.scoring,
+                                    min_frequency=args.min_frequency, progress=True)
+            write_vocab(vocab, args.output)
+            print(f"wrote {len(vocab)} tokens to {args.output} in {time.perf_counter() - t0:.2f} s")
+        else:
+            if args.text is None and args.file is None:
+                raise ValueError("compare needs --text and/or --file")
+            compare(args.vocab, args.text, args.file, lowercase=not args.cased)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
