@@ -9,8 +9,8 @@ Each example is one row: prompt + answer + <|endoftext|>, where
 The model reads the whole row but is only taught the answer and the end-of-text token: every target
 inside the prompt is -100 (cross-entropy's ignore_index), so it learns to answer, not to ask, and to stop.
 """
+import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -19,6 +19,54 @@ import torch
 
 QUESTION, ANSWER = "<|question|>", "<|answer|>"
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
+
+DEFAULT_CONFIG = dict(
+    # where to start and where to write
+    out_dir="out-sft",
+    init_from="scratch",  # scratch | resume (out_dir/ckpt.pt, replaced) | gpt2* | DIR (a train.py out_dir, or a HF GPT-2 dir)
+    tokenizer="gpt2",  # scratch only: gpt2, a bpe.py model dir/file, or bpe:N (train an N-token BPE on train_file)
+    # data
+    train_file="data/sft/train.txt",  # <|question|>/<|answer|> blocks, or .jsonl
+    val_file="",  # held-out pairs; "" holds out val_fraction of train_file
+    val_fraction=0.1,
+    question_field="question",  # JSONL field names
+    answer_field="answer",
+    strict=False,  # a block or row without an answer is an error instead of a skipped, counted warning
+    special_tokens=False,  # <|question|>/<|answer|> as real tokens (new embedding rows) instead of plain text
+    max_length=0,  # tokens per row (prompt + answer + eot); 0: token_lengths.recommend_length (nothing cut)
+    packing=False,  # rows of block_size holding several examples, block-diagonal causal mask
+    show_example=-1,  # >= 0: print that tokenized example with its learned tokens marked, then exit
+    # model, when init_from=scratch
+    n_layer=4,
+    n_head=4,
+    n_embd=128,
+    block_size=256,
+    bias=True,
+    dropout=0.0,
+    # optimization
+    epochs=3,
+    batch_size=8,  # examples per step (packing: packed rows per step)
+    learning_rate=5e-5,
+    min_lr=5e-6,
+    warmup_iters=10,
+    decay_lr=True,
+    weight_decay=0.0,
+    beta1=0.9,
+    beta2=0.95,
+    grad_clip=1.0,
+    log_interval=10,
+    seed=1337,
+    # before/after answers
+    eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
+    show_train=3,  # how many of those to print
+    free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
+    max_new_tokens=0,  # 0: the longest training answer + eot
+    # system
+    device="auto",  # auto: cuda, then mps, then cpu
+    dtype="auto",  # auto: bfloat16 where supported on CUDA, else float16 on CUDA, float32 elsewhere
+    backend="nccl",  # DDP backend on CUDA (Gloo on CPU)
+    compile=False,
+)
 
 
 # ----------------------------------------------------------------------------- data files
@@ -195,3 +243,343 @@ def truncate(examples, max_length):
             completion, n_cut = completion[: max_length - len(prompt)], n_cut + 1
         out.append((prompt, completion))
     return out, n_cut
+
+
+# ----------------------------------------------------------------------------- tokenizer and model
+def prompt_text(question):
+    return f"{QUESTION}\n{question}\n{ANSWER}\n"
+
+
+def encode_pairs(codec, pairs):
+    """(question, answer) strings -> (prompt ids, answer ids + [eot]); eot teaches the model to stop."""
+    return [(codec.encode(prompt_text(q)), codec.encode(a) + [codec.eot_id]) for q, a in pairs]
+
+
+def base_tokenizer(spec, train_text, special_tokens):
+    """A bpe.Tokenizer for a scratch model: "gpt2", a bpe.py model dir/file, or "bpe:N" (train N tokens here)."""
+    import bpe
+    if spec.startswith("bpe:"):
+        specials = ["<|endoftext|>"] + ([QUESTION, ANSWER] if special_tokens else [])
+        return bpe.train_bpe(train_text, int(spec[4:]), special_tokens=specials)
+    return bpe.load_tokenizer(spec)
+
+
+def add_marker_tokens(tok):
+    """The same tokenizer with <|question|> and <|answer|> as special tokens (new ids after the last one)."""
+    import bpe
+    specials = dict(tok.special_tokens)
+    for marker in (QUESTION, ANSWER):
+        specials.setdefault(marker, max(max(tok.vocab), *specials.values()) + 1)
+    return bpe.Tokenizer(tok.merges, tok.vocab, specials, tok.pattern)
+
+
+def init_new_rows(model, new_ids, n_old):
+    """Give the embedding rows of newly added tokens the mean of the first n_old rows, growing the matrix if needed.
+
+    A mean row is a neutral start: its logit is close to an average token's, so the new token neither
+    dominates nor vanishes from the softmax, and its input embedding looks like ordinary text.
+    """
+    need = max(new_ids) + 1
+    heads = [model.transformer.wte] + ([] if model.config.tie_embeddings else [model.lm_head])
+    for layer in heads:
+        W = layer.weight.data  # (V, C)
+        if need > W.size(0):
+            W = torch.cat([W, W.new_zeros(need - W.size(0), W.size(1))])
+            layer.weight = torch.nn.Parameter(W)
+            setattr(layer, "num_embeddings" if isinstance(layer, torch.nn.Embedding) else "out_features", need)
+        W[new_ids] = W[:n_old].mean(dim=0)
+    if model.config.tie_embeddings:
+        model.lm_head.weight = model.transformer.wte.weight
+    model.config.vocab_size = model.transformer.wte.weight.size(0)
+
+
+# ----------------------------------------------------------------------------- greedy answers and evaluation
+@torch.no_grad()
+def greedy_answers(model, codec, questions, max_new_tokens, device):
+    """Greedy answer text for each question, up to eot. Prompts of equal token length share one generate call
+    (no padding needed, so each answer is exactly what the model would say to that prompt alone)."""
+    model.eval()
+    prompts = [codec.encode(prompt_text(q)) for q in questions]
+    answers = [None] * len(prompts)
+    by_length = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    for n, idxs in by_length.items():
+        new = min(max_new_tokens, model.config.block_size - n)  # stay inside the context: no sliding window
+        x = torch.tensor([prompts[i] for i in idxs], dtype=torch.long, device=device)  # (G, n)
+        out = model.generate(x, new, temperature=0.0, eos_id=codec.eot_id)[:, n:].tolist()  # (G, <= new)
+        for i, ids in zip(idxs, out):
+            answers[i] = codec.decode(ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids).strip()
+    return answers
+
+
+@torch.no_grad()
+def mean_loss(model, examples, batch_size, pad_id, device, autocast):
+    """Token-weighted mean cross-entropy over the learned tokens of all examples (not a mean of batch means)."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        x, y = pad_batch([make_row(p, c) for p, c in examples[i : i + batch_size]], pad_id)
+        with autocast:
+            _, loss = model(x.to(device), y.to(device))
+        n = int((y != IGNORE).sum())
+        total, count = total + loss.item() * n, count + n
+    return total / max(count, 1)
+
+
+def show_example(codec, pairs, examples, i):
+    """Print example i token by token, marking the tokens the loss learns (the targets that are not -100)."""
+    if not 0 <= i < len(examples):
+        raise ValueError(f"--show_example={i}: the training data has examples 0..{len(examples) - 1}")
+    prompt, completion = examples[i]
+    inputs, targets = make_row(prompt, completion)
+    print(f"example {i}: question {pairs[i][0]!r}")
+    print(f"{len(prompt)} prompt tokens (masked: target -100) + {len(completion)} learned tokens "
+          f"(answer{' + eot' if completion[-1] == codec.eot_id else ', cut by max_length'})\n")
+    print(f"{'pos':>4} {'input':>7}  {'input text':<20} {'target':>7}  target text")
+    for t, (x, y) in enumerate(zip(inputs, targets)):
+        shown = repr(codec.decode([y])) if y != IGNORE else "(masked)"
+        print(f"{t:>4} {x:>7}  {repr(codec.decode([x])):<20} {y:>7}  {shown}{'   <- learned' if y != IGNORE else ''}")
+    learned = "".join(codec.decode([y]) if y != IGNORE else "" for y in targets)
+    print(f"\nthe loss sees only: {learned!r}")
+
+
+def print_side_by_side(title, rows):
+    print(f"\n=== {title}")
+    for r in rows:
+        print(f"Q: {r['question']}")
+        if "reference" in r:
+            print(f"   reference: {r['reference']}")
+        print(f"   before:    {r['before']}")
+        print(f"   after:     {r['after']}")
+
+
+# ----------------------------------------------------------------------------- the run
+def load_start(cfg, train_text, device):
+    """-> (model, bpe.Tokenizer, tokenizer spec) to fine-tune, per init_from; markers added if special_tokens."""
+    import bpe
+    import train
+    from model import GPT, GPTConfig
+    init = cfg["init_from"]
+    ckpt_dir = cfg["out_dir"] if init == "resume" else init
+    if init == "scratch":
+        tok = base_tokenizer(cfg["tokenizer"], train_text, cfg["special_tokens"])
+        tok = add_marker_tokens(tok) if cfg["special_tokens"] else tok
+        vocab_size = -(-tok.n_vocab // 64) * 64  # padded to a multiple of 64, as train.py does
+        model = GPT(GPTConfig(block_size=cfg["block_size"], vocab_size=vocab_size, n_layer=cfg["n_layer"],
+                              n_head=cfg["n_head"], n_embd=cfg["n_embd"], bias=cfg["bias"], dropout=cfg["dropout"]))
+        return model.to(device), tok
+    if init == "resume" or os.path.isfile(os.path.join(ckpt_dir, "ckpt.pt")):
+        ckpt = train.load_checkpoint(os.path.join(ckpt_dir, "ckpt.pt"))
+        spec = ckpt.get("tokenizer", {})
+        if spec.get("kind") not in ("gpt2", "bpe"):
+            raise ValueError(f"{ckpt_dir}/ckpt.pt has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
+                             "<|endoftext|> (gpt2 or bpe), so the model can learn to stop")
+        tok = bpe.gpt2_tokenizer() if spec["kind"] == "gpt2" else bpe.Tokenizer.loads(spec["model"])
+        model = train.model_from_checkpoint(ckpt, device)
+    else:
+        model, tok = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]}), bpe.gpt2_tokenizer()
+    if model.config.vocab_size < tok.n_vocab:
+        raise ValueError(f"the model's vocab_size={model.config.vocab_size} < its tokenizer's {tok.n_vocab}")
+    if cfg["special_tokens"] and not {QUESTION, ANSWER} <= set(tok.special_tokens):
+        n_old, tok = tok.n_vocab, add_marker_tokens(tok)
+        init_new_rows(model, [tok.special_tokens[QUESTION], tok.special_tokens[ANSWER]], n_old)
+    return model.to(device), tok
+
+
+def tokenizer_spec(tok):
+    import bpe
+    if tok.special_tokens == {"<|endoftext|>": 50256} and tok.n_vocab == 50257 and tok.merges == bpe.gpt2_tokenizer().merges:
+        return {"kind": "gpt2"}
+    return {"kind": "bpe", "model": tok.dumps()}
+
+
+def epoch_plan(lengths, batch_size, packing, block_size, generator):
+    """One epoch's batches: each batch a list of rows, each row a list of example indices (one without packing)."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if packing:
+        rows = [[order[j] for j in row] for row in pack([lengths[i] for i in order], block_size)]
+    else:
+        rows = [[i] for i in order]
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def spread(n, k):
+    """k indices spread evenly over range(n) (all of them when k is 0 or >= n)."""
+    return list(range(n)) if k <= 0 or k >= n else [i * n // k for i in range(k)]
+
+
+def run(cfg):
+    import train  # optimizer schedule, clipping, DDP, autocast, checkpoints and logging: one copy, in train.py
+    from model import atomic_write
+    from sample import tokenizer_from_spec
+    from token_lengths import recommend_length
+
+    ddp, rank, local_rank, world_size, device = train.setup_ddp(cfg["device"])
+    master = rank == 0
+    say = print if master else (lambda *a, **k: None)
+    torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
+
+    # ---- data: read, split, tokenize, cut to max_length
+    qf, af = cfg["question_field"], cfg["answer_field"]
+    pairs, problems = read_qa_file(cfg["train_file"], cfg["strict"], qf, af)
+    if cfg["val_file"]:
+        val_pairs, val_problems = read_qa_file(cfg["val_file"], cfg["strict"], qf, af)
+        problems += val_problems
+    else:
+        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg["seed"])).tolist()
+        n_val = round(len(pairs) * cfg["val_fraction"])
+        val_pairs, pairs = [pairs[i] for i in sorted(perm[:n_val])], [pairs[i] for i in sorted(perm[n_val:])]
+    for p in problems[:10]:
+        say(f"skipped: {p}")
+    if problems:
+        say(f"skipped {len(problems)} malformed example(s) in all (--strict=True makes this an error)")
+    if not pairs:
+        raise ValueError(f"no question/answer pairs to train on in {cfg['train_file']}")
+    train_text = "<|endoftext|>".join(prompt_text(q) + a for q, a in pairs)  # for a tokenizer trained here
+    model, tok = load_start(cfg, train_text, device)
+    spec = tokenizer_spec(tok)
+    codec = tokenizer_from_spec(spec)
+    examples, val_examples = encode_pairs(codec, pairs), encode_pairs(codec, val_pairs)
+    block_size = model.config.block_size
+    max_length = cfg["max_length"] or min(recommend_length([len(p) + len(c) for p, c in examples]), block_size + 1)
+    if max_length > block_size + 1:
+        raise ValueError(f"max_length={max_length} is longer than the model's block_size={block_size} + 1 "
+                         f"(a row of max_length tokens feeds max_length - 1 inputs); use at most {block_size + 1}")
+    examples, n_cut = truncate(examples, max_length)
+    val_examples, n_cut_val = truncate(val_examples, max_length)
+    say(f"{len(examples)} training and {len(val_examples)} held-out pairs; max_length={max_length} tokens "
+        f"({'set' if cfg['max_length'] else 'recommended by token_lengths.py'}); truncated {n_cut} training and "
+        f"{n_cut_val} held-out example(s) from the end of the answer")
+    if cfg["show_example"] >= 0:
+        if master:
+            show_example(codec, pairs, examples, cfg["show_example"])
+        train.teardown_ddp() if ddp else None
+        return None
+    rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
+    lengths = [len(x) for x, _ in rows]
+    pad_id = codec.eot_id  # any valid id: padding is never attended to and its targets are ignored
+    max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
+    autocast = train.autocast_context(device, cfg["dtype"])
+    device_type = "cuda" if "cuda" in str(device) else str(device).split(":")[0]
+
+    # ---- answers before training
+    train_idx = spread(len(pairs), cfg["eval_train"])
+    questions = [pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs] + list(cfg["free_prompts"])
+    t0 = time.time()
+    before = greedy_answers(model, codec, questions, max_new, device) if master else None
+    say(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
+
+    # ---- training
+    g = torch.Generator().manual_seed(cfg["seed"])
+    plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], block_size, g) for _ in range(cfg["epochs"])]
+    if ddp:  # every rank takes every world_size-th batch; a remainder that cannot go to all ranks is dropped
+        plans = [plan[rank::world_size][: len(plan) // world_size] for plan in plans]
+    total_iters = sum(len(plan) for plan in plans)
+    if total_iters == 0:
+        raise ValueError(f"{len(examples)} examples give no full step for {world_size} process(es) with "
+                         f"batch_size={cfg['batch_size']}; lower batch_size or add data")
+    optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"], (cfg["beta1"], cfg["beta2"]),
+                                           device_type)
+    raw_model = model
+    if cfg["compile"]:
+        model = torch.compile(model)
+    if ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    os.makedirs(cfg["out_dir"], exist_ok=True)
+    logger = train.JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl")) if master else None
+    say(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, {total_iters} steps "
+        f"({'packing' if cfg['packing'] else 'padding'}), on {device}")
+    it, tokens_seen, positions_seen, best_val, epoch_rows = 0, 0, 0, float("inf"), []
+    t_train = time.time()
+    for epoch, plan in enumerate(plans):
+        model.train()
+        loss_sum = torch.zeros(2, device=device)  # sum of loss * learned tokens, learned tokens
+        t_log, tokens_log = time.time(), 0
+        for batch in plan:
+            lr = train.get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
+                if cfg["decay_lr"] else cfg["learning_rate"]
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if cfg["packing"]:
+                x, y, pos, mask = (t.to(device) for t in packed_batch([[rows[i] for i in row] for row in batch], pad_id))
+            else:
+                (x, y), pos, mask = (t.to(device) for t in pad_batch([rows[row[0]] for row in batch], pad_id)), None, None
+            with autocast:
+                _, loss = model(x, y, attn_mask=mask, positions=pos)
+            loss.backward()
+            if cfg["grad_clip"] > 0:
+                train.clip_grad_norm(model.parameters(), cfg["grad_clip"])
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            n_real = sum(lengths[i] for row in batch for i in row)
+            loss_sum += torch.stack([loss.detach() * (y != IGNORE).sum(), (y != IGNORE).sum().to(loss.dtype)])
+            tokens_seen, positions_seen, tokens_log, it = tokens_seen + n_real, positions_seen + x.numel(), tokens_log + n_real, it + 1
+            if it % cfg["log_interval"] == 0 and master:
+                dt = (time.time() - t_log) / cfg["log_interval"]
+                print(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {dt * 1000:.0f} ms/iter, "
+                      f"{tokens_log * world_size / (dt * cfg['log_interval']):.0f} tokens/s")
+                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": dt * 1000,
+                            "tokens_per_sec": tokens_log * world_size / (dt * cfg["log_interval"])})
+                t_log, tokens_log = time.time(), 0
+        if ddp:
+            torch.distributed.all_reduce(loss_sum)
+        train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch
+        val_loss = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast) if val_examples else float("nan")
+        best_val = min(best_val, val_loss) if val_examples else best_val
+        epoch_rows.append({"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+                           "tokens_seen": tokens_seen * world_size})
+        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}, held-out loss {val_loss:.4f}, "
+            f"tokens seen {tokens_seen * world_size}")
+        if master:
+            logger.log(epoch_rows[-1])
+            train.save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), {
+                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                "model_args": dataclasses.asdict(raw_model.config), "config": dict(cfg), "iter_num": it,
+                "best_val_loss": best_val, "tokenizer": spec})
+    train_time = time.time() - t_train
+
+    # ---- answers after training, side by side
+    result = None
+    if master:
+        after = greedy_answers(raw_model, codec, questions, max_new, device)
+        n_tr, n_val = len(train_idx), len(val_pairs)
+        refs = [pairs[i][1] for i in train_idx] + [a for _, a in val_pairs] + [None] * len(cfg["free_prompts"])
+        rows_out = [{"question": q, "before": b, "after": a} | ({"reference": r} if r is not None else {})
+                    for q, b, a, r in zip(questions, before, after, refs)]
+        exact = lambda which, part: sum(r[which] == r["reference"] for r in part) / max(len(part), 1)
+        tr, va, free = rows_out[:n_tr], rows_out[n_tr : n_tr + n_val], rows_out[n_tr + n_val :]
+        result = {"exact_match_train": {"before": exact("before", tr), "after": exact("after", tr), "count": n_tr},
+                  "exact_match_heldout": {"before": exact("before", va), "after": exact("after", va), "count": n_val},
+                  "epochs": epoch_rows, "train_time_s": train_time, "steps": total_iters,
+                  "tokens_per_sec": tokens_seen * world_size / train_time,
+                  "padding_share": 1 - tokens_seen / max(positions_seen, 1),
+                  "train": tr, "heldout": va, "free": free}
+        print_side_by_side(f"training questions ({cfg['show_train']} of the {n_tr} scored)", tr[: cfg["show_train"]])
+        print_side_by_side("held-out questions", va)
+        print_side_by_side("free prompts", free)
+        print(f"\nexact match on {n_tr} training answers: before {result['exact_match_train']['before']:.1%}, "
+              f"after {result['exact_match_train']['after']:.1%}; on {n_val} held-out answers: before "
+              f"{result['exact_match_heldout']['before']:.1%}, after {result['exact_match_heldout']['after']:.1%}")
+        print(f"trained {total_iters} steps in {train_time:.1f}s: {result['tokens_per_sec']:.0f} tokens/s, "
+              f"padding {result['padding_share']:.1%} of positions")
+        path = os.path.join(cfg["out_dir"], "answers.json")
+        atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
+        print(f"wrote {path}, {cfg['out_dir']}/ckpt.pt and log.jsonl")
+        train.plot_log(cfg["out_dir"])
+    if ddp:
+        train.teardown_ddp()
+    return result
+
+
+def main(argv=None):
+    from configurator import apply_overrides
+    try:
+        return run(apply_overrides(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv))
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

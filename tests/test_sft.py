@@ -187,3 +187,57 @@ def test_demo_dataset():
     for q, a in held:  # paraphrases: new wording, an answer the training set teaches
         assert q not in train_q and a in train_a
     assert sum(hangul(q) for q, _ in held) == 10
+
+
+# ----------------------------------------------------------------------------- tokenization and marker tokens
+def tiktoken_gpt2():
+    """tiktoken's GPT-2 encoding, built offline from bpe.py's cached rank table (the peer)."""
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+    import bpe
+    return tiktoken.Encoding("gpt2-offline", pat_str=bpe.GPT2_SPLIT_PATTERN,
+                             mergeable_ranks=load_tiktoken_bpe(str(bpe.gpt2_ranks_path())),
+                             special_tokens={"<|endoftext|>": 50256})
+
+
+def test_plain_markers_tokenize_like_tiktoken():
+    from sample import tokenizer_from_spec
+    import bpe
+    enc = tiktoken_gpt2()
+    tok = bpe.gpt2_tokenizer()
+    assert sft.tokenizer_spec(tok) == {"kind": "gpt2"}
+    codec = tokenizer_from_spec(sft.tokenizer_spec(tok))
+    pairs = [("What is a stack?", "A LIFO collection."), ("스택이란 무엇인가요?", "나중에 넣은 것을 먼저 꺼냅니다.")]
+    for (q, a), (p, c) in zip(pairs, sft.encode_pairs(codec, pairs)):
+        assert p == enc.encode(f"<|question|>\n{q}\n<|answer|>\n")  # markers are ordinary text for GPT-2
+        assert c == enc.encode(a) + [50256]
+
+
+def test_special_markers_add_mean_initialized_rows():
+    from sample import tokenizer_from_spec
+    import bpe
+    tok = sft.add_marker_tokens(bpe.gpt2_tokenizer())
+    q_id, a_id = tok.special_tokens["<|question|>"], tok.special_tokens["<|answer|>"]
+    assert (q_id, a_id) == (50257, 50258) and tok.n_vocab == 50259
+    codec = tokenizer_from_spec(sft.tokenizer_spec(tok))  # the spec a checkpoint stores: sample.py decodes it
+    (prompt, completion), = sft.encode_pairs(codec, [("What is a stack?", "A LIFO collection.")])
+    enc = tiktoken_gpt2()
+    assert prompt == [q_id] + enc.encode("\nWhat is a stack?\n") + [a_id] + enc.encode("\n")
+    assert codec.decode(prompt + completion) == "<|question|>\nWhat is a stack?\n<|answer|>\nA LIFO collection.<|endoftext|>"
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=50257, n_layer=1, n_head=2, n_embd=8))
+    old = model.transformer.wte.weight.detach().clone()
+    sft.init_new_rows(model, [q_id, a_id], n_old=50257)
+    W = model.transformer.wte.weight
+    assert W.shape == (50259, 8) and model.config.vocab_size == 50259
+    assert torch.equal(W[:50257], old)
+    torch.testing.assert_close(W[q_id], old.mean(0)) and torch.testing.assert_close(W[a_id], old.mean(0))
+    assert model.lm_head.weight is W  # still tied
+    logits, _ = model(torch.tensor([[q_id, 5, a_id]]))
+    assert logits.shape == (1, 3, 50259)
+    # a padded vocab already has the rows: they are reset to the mean, not grown
+    model2 = GPT(GPTConfig(block_size=16, vocab_size=50304, n_layer=1, n_head=2, n_embd=8))
+    mean = model2.transformer.wte.weight[:50257].detach().mean(0)
+    sft.init_new_rows(model2, [q_id, a_id], n_old=50257)
+    assert model2.config.vocab_size == 50304
+    torch.testing.assert_close(model2.transformer.wte.weight[a_id], mean)
