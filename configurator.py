@@ -1,0 +1,84 @@
+"""Command-line configuration, nanoGPT style, made strict.
+
+    python train.py config/train_shakespeare_char.py --batch_size=32 --compile=False
+
+Arguments are applied left to right over a dict of defaults (train.py's DEFAULT_CONFIG, or sft.py's own):
+- a bare argument is a Python config file; its top-level assignments override the defaults
+  (names starting with `_` are the file's own helpers and are ignored);
+- `--key=value` overrides one key; the value is a Python literal (`32`, `3e-4`, `False`, `'a b'`, `None`),
+  or, if it does not parse as one, the bare word as a string (`--device=cpu`). Everything after the first
+  `=` is the value, so values may contain `=`.
+
+Every key must already exist in the defaults, with the same type: a typo or `--batch_size=big` is an error
+naming the key and the expected type, not a silently ignored setting. An int is accepted where the default is
+a float, a None default accepts anything, and a str default takes the text as written (`--dataset=123`).
+
+    python configurator.py config/train_shakespeare_char_cpu.py --max_iters=10   # print the resulting config
+"""
+import ast
+import difflib
+import os
+
+
+def apply_overrides(defaults, argv, verbose=None):
+    """Return a copy of `defaults` updated by the config files and --key=value arguments in `argv`.
+
+    verbose: print each override; by default only on rank 0 (RANK unset or "0"), so torchrun prints once."""
+    if verbose is None:
+        verbose = os.environ.get("RANK", "0") == "0"
+    config = dict(defaults)
+    for arg in argv:
+        if not arg.startswith("--"):  # a config file
+            if not os.path.isfile(arg):
+                raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files or --key=value)")
+            with open(arg) as f:
+                source = f.read()
+            scope = {}
+            exec(compile(source, arg, "exec"), scope)  # a config file is plain Python
+            if verbose:
+                print(f"Overriding config with {arg}")
+            for key, value in scope.items():
+                if not key.startswith("_"):
+                    _set(config, defaults, key, value, f"{arg}: ", verbose)
+        else:
+            key, eq, text = arg[2:].partition("=")
+            if not eq:
+                raise ValueError(f"argument {arg!r} needs a value: write --{key}=VALUE")
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):  # not a literal: a bare word, taken as a string
+                value = text
+            if isinstance(defaults.get(key), str) and not isinstance(value, str):
+                value = text  # a str option takes the text as written, e.g. --out_dir=2024
+            _set(config, defaults, key, value, "", verbose)
+    return config
+
+
+def _set(config, defaults, key, value, where, verbose):
+    """Check key and type against the defaults, then set config[key]."""
+    if key not in defaults:
+        close = difflib.get_close_matches(key, list(defaults), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{where}unknown config key {key!r}{hint}")
+    default = defaults[key]
+    if default is not None:
+        expected = type(default)
+        if expected is float and type(value) is int:
+            value = float(value)
+        elif type(value) is not expected:  # exact type: True is not accepted for an int, 1 not for a bool
+            raise ValueError(f"{where}config key {key!r} expects {expected.__name__}, "
+                             f"got {type(value).__name__} {value!r}")
+    if verbose and config[key] != value:
+        print(f"  {key} = {value!r}")
+    config[key] = value
+
+
+if __name__ == "__main__":
+    import sys
+    from train import DEFAULT_CONFIG
+    try:
+        result = apply_overrides(DEFAULT_CONFIG, sys.argv[1:])
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+    for k, v in result.items():
+        print(f"{k} = {v!r}")

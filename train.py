@@ -1,0 +1,546 @@
+"""Pretrain a GPT: the same script on a laptop CPU, one GPU, or many GPUs (DDP through torchrun).
+
+    python data/shakespeare_char/prepare.py
+    python train.py config/train_shakespeare_char_cpu.py                      # CPU, a few minutes
+    python train.py config/train_shakespeare_char.py                          # one GPU
+    torchrun --standalone --nproc_per_node=2 train.py config/train_shakespeare_char.py --device=cpu
+    torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py    # GPT-2 124M on 8 GPUs
+
+nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses the command line), made robust:
+- every batch is a function of (seed, iteration, micro-step, rank): N processes see exactly the global batch that
+  one process with N times the gradient accumulation sees, and a resumed run sees the batches it would have seen;
+- checkpoints are written atomically and hold the RNG states, so `--init_from=resume` continues the identical
+  loss curve, and a run killed while saving keeps its previous checkpoint;
+- log lines and `out_dir/log.jsonl` rows: the loss averaged over the whole global batch, lr, time, tokens/s, MFU.
+
+The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints, JsonlLogger) are
+shared with sft.py and hellaswag.py; the training loop is `main(config)`.
+"""
+import json
+import math
+import os
+import pickle
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from configurator import apply_overrides
+from model import GPT, GPTConfig, atomic_write
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+DEFAULT_CONFIG = dict(
+    # I/O
+    out_dir="out",
+    eval_interval=2000,
+    log_interval=1,
+    eval_iters=200,  # batches per split for each loss estimate
+    eval_only=False,  # evaluate once, then exit
+    always_save_checkpoint=True,  # save at every evaluation, not only when the val loss improved
+    init_from="scratch",  # "scratch", "resume" (out_dir/ckpt.pt), or GPT-2 weights: gpt2..gpt2-xl or a HF directory
+    # data
+    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.pkl, or a path to such a directory
+    gradient_accumulation_steps=5 * 8,  # micro-steps per iteration over ALL ranks; divided among them
+    batch_size=12,  # sequences per micro-step
+    block_size=1024,
+    # model (GPTConfig)
+    n_layer=12,
+    n_head=12,
+    n_embd=768,
+    dropout=0.0,
+    bias=False,
+    # AdamW
+    learning_rate=6e-4,
+    max_iters=600000,
+    weight_decay=1e-1,
+    beta1=0.9,
+    beta2=0.95,
+    grad_clip=1.0,  # 0.0 disables clipping
+    # learning rate: linear warmup, then cosine decay to min_lr at lr_decay_iters
+    decay_lr=True,
+    warmup_iters=2000,
+    lr_decay_iters=600000,
+    min_lr=6e-5,
+    # system
+    backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
+    device=None,  # None: cuda, then mps, then cpu
+    dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler if bf16 is unsupported), float32 elsewhere
+    compile=False,  # torch.compile the model (worth it on GPUs)
+    seed=1337,
+    # HellaSwag accuracy during training (hellaswag.py); 0 = never
+    hellaswag_interval=0,
+    hellaswag_path="data/hellaswag/hellaswag_val.jsonl",
+    hellaswag_limit=0,  # first N examples; 0 = all
+    hellaswag_batch_size=8,
+)
+
+
+# ----------------------------------------------------------------------------------------------- the pieces
+def get_lr(it, max_lr, min_lr, warmup_iters, decay_iters):
+    """Learning rate at iteration it: linear warmup from 0 to max_lr over warmup_iters, cosine decay from max_lr
+    to min_lr until decay_iters, then min_lr. Warmup keeps the first, noisy Adam steps small."""
+    if it < warmup_iters:
+        return max_lr * it / warmup_iters
+    if it >= decay_iters:
+        return min_lr
+    progress = (it - warmup_iters) / (decay_iters - warmup_iters)  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def clip_grad_norm(parameters, max_norm):
+    """Scale all gradients together so that their global L2 norm is at most max_norm; return the norm before.
+
+    One rare huge gradient (a bad batch) then moves the weights no further than a normal step would.
+    Parameters without a gradient (frozen, unused) are skipped. Same result as torch.nn.utils.clip_grad_norm_."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    total_norm = torch.linalg.vector_norm(norms)
+    scale = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)  # a tensor: no GPU->CPU sync
+    for g in grads:
+        g.detach().mul_(scale.to(g.dtype))
+    return total_norm
+
+
+def cross_entropy(logits, targets):
+    """Mean of -log softmax(logits)[target]: logits (..., V), targets (...) -> scalar.
+
+    What F.cross_entropy computes, written out. Subtracting each row's max before exp() (log-sum-exp trick)
+    keeps it finite for huge logits: log softmax(z)_t = (z_t - max z) - log sum exp(z - max z)."""
+    logits = logits.float().reshape(-1, logits.size(-1))  # (N, V)
+    shifted = logits - logits.max(dim=-1, keepdim=True).values
+    log_z = shifted.exp().sum(dim=-1).log()  # (N,)
+    return (log_z - shifted.gather(-1, targets.reshape(-1, 1)).squeeze(-1)).mean()
+
+
+class AdamW(torch.optim.Optimizer):
+    """AdamW written out: Adam's update plus decoupled weight decay (Loshchilov & Hutter, 2019).
+
+    The same arithmetic as torch.optim.AdamW; train.py uses model.configure_optimizers (torch's fused kernel),
+    this class is the readable reference for it."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        if lr < 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"AdamW needs lr, eps, weight_decay >= 0 and betas in [0, 1); got lr={lr}, eps={eps}, "
+                             f"weight_decay={weight_decay}, betas={betas}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)  # m: running mean of gradients
+                    state["exp_avg_sq"] = torch.zeros_like(p)  # v: running mean of squared gradients
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                p.mul_(1.0 - lr * wd)  # decay the weight itself, not through the gradient (the "W" in AdamW)
+                m.lerp_(p.grad, 1.0 - beta1)  # m = beta1 m + (1 - beta1) g
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)  # v = beta2 v + (1 - beta2) g^2
+                # m and v start at 0, so early on they are biased towards 0: divide by (1 - beta^t)
+                denom = (v.sqrt() / math.sqrt(1.0 - beta2 ** t)).add_(eps)
+                p.addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** t))
+        return loss
+
+
+def get_batch(data, batch_size, block_size, device, generator=None):
+    """batch_size windows at uniformly random starts of data (1-D token ids, e.g. a uint16 np.memmap).
+
+    -> x, y: (B, T) int64 on device, y = x shifted left by one (the next token at every position).
+    Every start 0 .. len(data) - block_size - 1 is possible (the window's last token is only a target)."""
+    n_starts = len(data) - block_size
+    if n_starts < 1:
+        raise ValueError(f"{len(data)} tokens of data are too few for block_size={block_size}: "
+                         "use more data or a smaller block_size")
+    ix = torch.randint(n_starts, (batch_size,), generator=generator).numpy()
+    windows = np.asarray(data)[ix[:, None] + np.arange(block_size + 1)]  # (B, T+1) gathered in one go
+    windows = torch.from_numpy(windows.astype(np.int64))
+    x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+    if torch.device(device).type == "cuda":  # pinned memory lets the copy overlap with compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+def batch_generator(seed, *keys):
+    """A torch.Generator seeded from (seed, *keys) non-negative ints, e.g. (seed, iteration, micro-step)."""
+    state = np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0]  # well-mixed 64 bits
+    return torch.Generator().manual_seed(int(state))
+
+
+def pick_device(device=None):
+    """The device to train on: the one asked for, else cuda, then mps, then cpu."""
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device, dtype=None):
+    """Compute dtype: bfloat16 on CUDA (float16 on GPUs without bf16), float32 on CPU and mps."""
+    on_cuda = torch.device(device).type == "cuda"
+    if dtype is None:
+        if not on_cuda:
+            return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
+    if dtype != "float32" and not on_cuda:
+        raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 (--dtype=float32)")
+    return dtype
+
+
+def autocast_context(device, dtype):
+    """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32. Nothing elsewhere."""
+    if torch.device(device).type != "cuda" or dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device_type="cuda", dtype=getattr(torch, dtype))
+
+
+def setup_ddp(device, backend=None):
+    """Join the process group when launched by torchrun (RANK is set), else a single process.
+
+    -> (ddp, rank, local_rank, world_size, device); on CUDA each process takes the GPU of its local rank.
+    backend: None picks nccl on CUDA, gloo on CPU."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        return False, 0, 0, 1, device
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if torch.device(device).type == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    return True, rank, local_rank, world_size, device
+
+
+def teardown_ddp():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def save_checkpoint(path, checkpoint):
+    """Save a dict of plain values and tensors. To a path it is atomic (a temp file in the same directory, then
+    a rename), so a run killed mid-write leaves the previous checkpoint whole. A file object is written directly."""
+    if hasattr(path, "write"):
+        torch.save(checkpoint, path)
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a checkpoint saved by save_checkpoint (a path or file object) with weights_only=True: plain data
+    and tensors only, so loading a file cannot run code."""
+    if not hasattr(path, "read") and not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def model_from_checkpoint(ckpt, device):
+    """The GPT stored in a train.py checkpoint dict, on device (also reads nanoGPT's `_orig_mod.` keys)."""
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+    model.load_state_dict(state_dict)
+    return model.to(device)
+
+
+class JsonlLogger:
+    """Append one JSON object per line to path; does nothing on DDP ranks other than 0.
+
+    keep_before: drop the rows with iter >= keep_before first (0 on a fresh run; the checkpoint's iteration on
+    resume, so rows logged after that checkpoint by a killed run do not appear twice)."""
+
+    def __init__(self, path, keep_before=None):
+        self.path = path
+        self.enabled = not dist.is_initialized() or dist.get_rank() == 0
+        if self.enabled and keep_before is not None and os.path.isfile(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) < keep_before]
+            atomic_write(path, lambda f: f.write("".join(kept).encode()))
+
+    def log(self, row):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+_said_no_matplotlib = False
+
+
+def plot_log(out_dir):
+    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its path, or
+    None when matplotlib is not installed (said once per process)."""
+    global _said_no_matplotlib
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only, no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _said_no_matplotlib:
+            print("matplotlib is not installed, so no loss-curve PNG (pip install matplotlib)")
+            _said_no_matplotlib = True
+        return None
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
+        points = [(r["iter"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
+    ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
+    ax.legend()
+    path = os.path.join(out_dir, "loss.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def load_meta(dataset):
+    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist."""
+    data_dir = dataset if os.sep in dataset else os.path.join(HERE, "data", dataset)
+    for split in ("train", "val"):
+        path = os.path.join(data_dir, f"{split}.bin")
+        if not os.path.isfile(path):
+            script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)), "prepare.py")
+            raise FileNotFoundError(f"{path} not found: prepare the dataset first (python {script})")
+    meta_path = os.path.join(data_dir, "meta.pkl")
+    if not os.path.isfile(meta_path):  # nanoGPT's openwebtext has none: GPT-2 tokens
+        print(f"no {meta_path}: assuming GPT-2 tokens (vocab 50257)")
+        return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}}
+    with open(meta_path, "rb") as f:
+        return data_dir, pickle.load(f)
+
+
+def rng_states(device):
+    """This process's RNG states (dropout masks come from them), for the checkpoint."""
+    cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+# ------------------------------------------------------------------------------------------------ training
+def main(config):
+    """Train with a config dict (DEFAULT_CONFIG with overrides). Returns the last evaluation's losses."""
+    c = SimpleNamespace(**config)
+    for key in ("max_iters", "eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps",
+                "batch_size", "block_size", "seed"):
+        if getattr(c, key) < (0 if key in ("max_iters", "seed") else 1):
+            raise ValueError(f"{key}={getattr(c, key)} is out of range")
+    ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(c.device), c.backend)
+    try:
+        return train(c, config, ddp, rank, local_rank, world_size, device)
+    finally:
+        teardown_ddp()
+
+
+def train(c, config, ddp, rank, local_rank, world_size, device):
+    master = rank == 0  # rank 0 prints, logs and checkpoints
+    say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
+    if c.gradient_accumulation_steps % world_size:
+        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of the "
+                         f"number of processes ({world_size})")
+    accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
+    tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * c.block_size
+    say(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
+    device_type = torch.device(device).type
+    dtype = pick_dtype(device, c.dtype)
+    ctx = autocast_context(device, dtype)
+    torch.manual_seed(c.seed + rank)  # model init (same on all ranks: seeded below) and dropout (per rank)
+    if device_type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for any float32 work left
+        torch.backends.cudnn.allow_tf32 = True
+    data_dir, meta = load_meta(c.dataset)
+
+    # ---- the model, from scratch, a checkpoint, or GPT-2 weights
+    iter_num, best_val_loss, ckpt = 0, 1e9, None
+    if c.init_from == "scratch":
+        torch.manual_seed(c.seed)  # identical initial weights on every rank
+        vocab_size = math.ceil(meta["vocab_size"] / 64) * 64  # padded: matmul kernels like multiples of 64
+        model = GPT(GPTConfig(block_size=c.block_size, vocab_size=vocab_size, n_layer=c.n_layer, n_head=c.n_head,
+                              n_embd=c.n_embd, dropout=c.dropout, bias=c.bias))
+        torch.manual_seed(c.seed + rank)
+    elif c.init_from == "resume":
+        path = os.path.join(c.out_dir, "ckpt.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init_from=resume: no checkpoint at {path} (train with init_from=scratch "
+                                    "first, or point --out_dir at the run's directory)")
+        say(f"resuming from {path}")
+        ckpt = load_checkpoint(path)
+        model = model_from_checkpoint(ckpt, "cpu")
+        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
+    else:  # GPT-2 weights by name or Hugging Face directory
+        say(f"initializing from GPT-2 weights {c.init_from!r}")
+        model = GPT.from_pretrained(c.init_from, {"dropout": c.dropout})
+        if c.block_size > model.config.block_size:
+            raise ValueError(f"block_size={c.block_size} is larger than {c.init_from}'s {model.config.block_size}")
+        if meta["vocab_size"] > model.config.vocab_size:
+            raise ValueError(f"the dataset's vocab_size {meta['vocab_size']} is larger than {c.init_from}'s "
+                             f"{model.config.vocab_size}: prepare it with GPT-2's tokenizer")
+        if c.block_size < model.config.block_size:
+            model.crop_block_size(c.block_size)
+    block_size = model.config.block_size
+    if block_size != c.block_size:
+        say(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
+    model_args = asdict(model.config)
+    model.to(device)
+    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r") for s in ("train", "val")}
+    for split, data in splits.items():
+        if len(data) <= block_size:
+            raise ValueError(f"{data_dir}/{split}.bin has {len(data)} tokens, too few for block_size={block_size}")
+
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 gradients need loss scaling
+    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+        if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
+            torch.set_rng_state(ckpt["rng"][rank]["torch"])
+            if ckpt["rng"][rank]["cuda"] is not None and device_type == "cuda":
+                torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
+        else:
+            say(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: dropout masks will "
+                "differ from the original run (the data order does not)")
+        ckpt = None  # free the memory
+    raw_model = model  # the plain module: its state_dict has no `_orig_mod.` / `module.` prefixes
+    if c.compile:
+        say("compiling the model...")
+        model = torch.compile(model)
+    if ddp:
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+
+    def batch(split, *keys):
+        return get_batch(splits[split], c.batch_size, block_size, device, batch_generator(c.seed, *keys))
+
+    @torch.no_grad()
+    def estimate_loss():
+        """Mean loss over eval_iters fixed batches per split; the batches are shared out among the ranks."""
+        model.eval()
+        out = {}
+        for s, split in enumerate(("train", "val")):
+            total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
+            for k in range(rank, c.eval_iters, world_size):
+                x, y = batch(split, 1 + s, k)  # stream 1 + s: evaluation batches, apart from training's stream 0
+                with ctx:
+                    _, loss = model(x, y)
+                total += torch.stack((loss.float(), torch.ones((), device=device)))
+            if ddp:
+                dist.all_reduce(total)
+            out[split] = (total[0] / total[1]).item()
+        model.train()
+        return out
+
+    hellaswag_eval = None
+    if c.hellaswag_interval > 0:
+        import hellaswag  # only needed for this
+        from sample import tokenizer_from_spec
+        examples = hellaswag.load_examples(c.hellaswag_path, c.hellaswag_limit or None)
+        encode = tokenizer_from_spec(meta["tokenizer"]).encode
+
+        def hellaswag_eval():
+            raw_model.eval()
+            with ctx:
+                result = hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size,
+                                            rank, world_size)
+            raw_model.train()
+            return result
+
+    if master:
+        os.makedirs(c.out_dir, exist_ok=True)
+    logger = JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), keep_before=iter_num)
+    losses, running_mfu, local_iter = None, -1.0, 0
+    while True:
+        lr = get_lr(iter_num, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) if c.decay_lr \
+            else c.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        if iter_num % c.eval_interval == 0 or iter_num == c.max_iters:
+            losses = estimate_loss()
+            say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+            if (losses["val"] < best_val_loss or c.always_save_checkpoint) and iter_num > 0 and not c.eval_only:
+                best_val_loss = min(best_val_loss, losses["val"])
+                rng = [rng_states(device)]
+                if ddp:  # every rank's dropout RNG, so that resume continues all of them
+                    rng = [None] * world_size
+                    dist.all_gather_object(rng, rng_states(device))
+                if master:
+                    checkpoint = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "model_args": model_args, "config": config, "iter_num": iter_num,
+                                  "best_val_loss": best_val_loss, "rng": rng, "tokenizer": meta["tokenizer"]}
+                    if scaler.is_enabled():
+                        checkpoint["scaler"] = scaler.state_dict()
+                    save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
+                    say(f"saved checkpoint to {c.out_dir}/ckpt.pt")
+        if hellaswag_eval and iter_num % c.hellaswag_interval == 0:
+            result = hellaswag_eval()
+            say(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f}")
+            logger.log({"iter": iter_num, "hellaswag_acc": result["acc"], "hellaswag_acc_norm": result["acc_norm"]})
+        if c.eval_only or iter_num >= c.max_iters:
+            break
+
+        # ---- one iteration: accum micro-steps on each rank, one optimizer step on the global batch
+        t0 = time.time()
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(accum):
+            x, y = batch("train", 0, iter_num, rank * accum + micro)  # global micro-step rank * accum + micro
+            # DDP all-reduces gradients during backward; on all but the last micro-step there is no need to
+            last = micro == accum - 1
+            with model.no_sync() if ddp and not last else nullcontext():
+                with ctx:
+                    _, loss = model(x, y)
+                    loss = loss / accum  # gradients add up over micro-steps: scale to the mean
+                scaler.scale(loss).backward()
+            loss_sum += loss.detach()
+        if c.grad_clip > 0.0:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+            clip_grad_norm(raw_model.parameters(), c.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+
+        if iter_num % c.log_interval == 0:
+            if ddp:  # mean over all ranks: the loss of the whole global batch
+                dist.all_reduce(loss_sum)
+                loss_sum /= world_size
+            loss_f = loss_sum.item()  # waits for the GPU, so dt below is the real step time
+            dt = time.time() - t0
+            tokens_per_sec = tokens_per_iter / dt
+            mfu = raw_model.estimate_mfu(c.batch_size * accum, dt) if local_iter >= 3 else None
+            if mfu is not None:
+                running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
+            mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu >= 0 else "n/a"
+            say(f"iter {iter_num}: loss {loss_f:.4f}, lr {lr:.2e}, time {dt * 1000:.2f}ms, "
+                f"{tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
+            logger.log({"iter": iter_num, "loss": loss_f, "lr": lr, "dt_ms": dt * 1000,
+                        "tokens_per_sec": tokens_per_sec})
+        iter_num += 1
+        local_iter += 1
+    if master and os.path.isfile(logger.path):
+        plot_log(c.out_dir)
+    return losses
+
+
+if __name__ == "__main__":
+    try:
+        main(apply_overrides(DEFAULT_CONFIG, sys.argv[1:]))
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
