@@ -5,17 +5,18 @@ A fine-tuning config with `max_length: 2084, gen_length: 1024` wastes memory and
 `max_length: 24` silently truncates most answers. The right numbers come from the data: the longest example
 (nothing truncated), or the length that covers a share of the examples such as 95%.
 
-    python token_lengths.py data/sft/train.txt                            # <|question|>/<|answer|> blocks
+    python token_lengths.py data/sft/train.txt --sft                      # rows as sft.py builds them
     python token_lengths.py rationales.jsonl --prompt_field question --completion_field rationale
     python token_lengths.py corpus.txt --tokenizer char                   # one example per line
     python token_lengths.py notes.txt --blocks --tokenizer path/to/vocab.txt
     python token_lengths.py big.jsonl --field text --num_proc 2 --coverage 0.95 --write config.json
 
-Inputs are streamed line by line (a multi-GB file never sits in memory; only one int per example is kept),
+Inputs are streamed line by line (a multi-GB file never sits in memory; only a few ints per example are kept),
 tokenized in `--num_proc` worker processes, and summarised as count/min/mean/max/percentiles, a terminal
 histogram, the longest example, and a table of candidate lengths with what each truncates and pads.
 """
 import argparse
+import array
 import json
 import math
 import os
@@ -210,7 +211,7 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
     # its workers forever), and forked workers inherit what bpe.py has cached
     initargs = (tokenizer, lowercase, prompt_template, eot)
     _init_worker(*initargs)
-    prompt, completion, longest = [], [], None
+    prompt, completion, longest = array.array("q"), array.array("q"), None  # 8 bytes per example each
     pending = deque()  # (result, chunk, wheres), in file order
 
     def collect(result, chunk, wheres):
@@ -252,7 +253,7 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
     if not completion:
         why = f" ({len(skipped)} rows skipped as bad)" if skipped else ""
         raise ValueError(f"no examples found in {', '.join(paths)}{why}: the dataset is empty")
-    arr = lambda xs: np.array(xs, dtype=np.int64)
+    arr = lambda xs: np.frombuffer(xs, dtype=np.int64)
     return Lengths(arr(prompt) if prompt else None, arr(completion), longest, skipped)
 
 
@@ -276,7 +277,7 @@ def length_at(lengths, coverage):
 def length_stats(lengths):
     """{min, mean, max, p50, p90, p95, p99, p99_9} of one array of lengths."""
     lengths = np.asarray(lengths)
-    stats = {"min": int(lengths.min()), "mean": float(lengths.mean()), "max": int(lengths.max())}
+    stats = {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 2), "max": int(lengths.max())}
     return stats | {name: length_at(lengths, q) for name, q in PERCENTILES.items()}
 
 
@@ -387,14 +388,14 @@ def plot(lengths, path, recommended):
         return False
     matplotlib.use("Agg")  # no screen needed
     import matplotlib.pyplot as plt
-    series = [("total", lengths.total, recommended["max_length"])]
+    series = [("total", lengths.total, "max_length")]
     if lengths.prompt is not None:
-        series += [("prompt", lengths.prompt, None), ("completion", lengths.completion, recommended["gen_length"])]
+        series += [("prompt", lengths.prompt, None), ("completion", lengths.completion, "gen_length")]
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
-    for ax, (name, arr, line) in zip(axes[0], series):
+    for ax, (name, arr, key) in zip(axes[0], series):
         ax.hist(arr, bins=min(50, int(arr.max() - arr.min()) + 1))
-        if line is not None:
-            ax.axvline(line, color="red", linestyle="--", label=f"{line}")
+        if key is not None:
+            ax.axvline(recommended[key], color="red", linestyle="--", label=f"{key}={recommended[key]}")
             ax.legend()
         ax.set(title=f"{name} tokens ({arr.size:,} examples)", xlabel="tokens", ylabel="examples")
     fig.tight_layout()
@@ -446,9 +447,10 @@ def main(argv=None):
     ap.add_argument("--completion_field", help="JSONL: the completion field, e.g. rationale or answer")
     ap.add_argument("--blocks", action="store_true", help="text: examples separated by blank lines")
     ap.add_argument("--skip_bad", action="store_true", help="count and skip bad rows instead of stopping")
-    ap.add_argument("--prompt_template", default="{prompt}",
-                    help="what the model sees for a prompt, e.g. $'<|question|>\\n{prompt}\\n<|answer|>\\n' as sft.py")
+    ap.add_argument("--prompt_template", default="{prompt}", help="what the model sees for a prompt, e.g. $'Q: {prompt}\\nA: '")
     ap.add_argument("--eot", type=int, default=0, help="tokens added after each completion (1: an end-of-text token)")
+    ap.add_argument("--sft", action="store_true", help="count rows as sft.py builds them: its prompt around the "
+                    "question, and an end-of-text token after the answer (sets --prompt_template and --eot 1)")
     ap.add_argument("--coverage", type=float, default=1.0, help="share of examples to fit (1.0: truncate none)")
     ap.add_argument("--multiple_of", type=int, default=8, help="round recommendations up to a multiple of this")
     ap.add_argument("--batch_size", type=int, default=8, help="batch size for the dynamic-padding column")
@@ -462,6 +464,9 @@ def main(argv=None):
     try:
         if args.num_proc < 1 or args.batch_size < 1:
             raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size}: both must be >= 1")
+        if args.sft:
+            from sft import prompt_text  # sft.py's one definition of the prompt (importing it loads torch)
+            args.prompt_template, args.eot = prompt_text("{prompt}"), 1
         if "{prompt}" not in args.prompt_template:
             raise ValueError(f"--prompt_template {args.prompt_template!r}: must contain {{prompt}}")
         recommend_length([1], args.coverage, args.multiple_of)  # bad --coverage/--multiple_of fail before the work

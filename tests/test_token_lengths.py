@@ -60,7 +60,7 @@ def test_length_stats_against_direct_computation():
         st = tl.length_stats(x)
         assert set(st) == {"min", "mean", "max", "p50", "p90", "p95", "p99", "p99_9"}
         assert st["min"] == min(x) and st["max"] == max(x)
-        assert st["mean"] == pytest.approx(sum(x) / len(x))
+        assert st["mean"] == pytest.approx(sum(x) / len(x), abs=0.005)  # rounded to 2 decimals
         for key, q in [("p50", 0.5), ("p90", 0.9), ("p95", 0.95), ("p99", 0.99), ("p99_9", 0.999)]:
             assert st[key] == direct_at(x, q), (n, key)
         assert all(isinstance(v, int) for k, v in st.items() if k != "mean")
@@ -184,6 +184,21 @@ def test_qa_block_without_answer_is_an_error_or_skipped(tmp_path):
         tl.measure([path], "char")
     got = tl.measure([path], "char", skip_bad=True)
     assert got.total.tolist() == [4] and len(got.skipped) == 1 and "qa.txt:6" in got.skipped[0]
+
+
+def test_sft_flag_counts_rows_as_sft_builds_them(tmp_path, capsys):
+    import sft
+    from sample import tokenizer_from_spec
+    text = ("<|question|>\nWhat is a list?\n<|answer|>\nAn ordered, mutable sequence.\n\n"
+            "<|question|>\n파이썬의 튜플은?\n<|answer|>\n변경할 수 없는 순서 있는 자료형입니다.\n")
+    path = write(tmp_path / "qa.txt", text)
+    pairs, _ = sft.read_qa_file(path)
+    rows = sft.encode_pairs(tokenizer_from_spec({"kind": "gpt2"}), pairs)  # (prompt ids, answer ids + eot)
+    assert tl.main([path, "--sft", "--json", "--multiple_of", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"]["max"] == max(len(p) + len(c) for p, c in rows)
+    assert out["prompt"]["min"] == min(len(p) for p, _ in rows)
+    assert out["recommended"]["max_length"] == tl.recommend_length([len(p) + len(c) for p, c in rows], multiple_of=1)
 
 
 def test_num_proc_workers_give_the_same_lengths(tmp_path):
