@@ -273,31 +273,44 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
             rank.append(idx)  # HF numbers new tokens in creation order too
         else:
             inv.append("".join(chr(255 - c) for c in vocab[idx]) + chr(256))
+        # Rewrite each word that holds the pair, and note what changed around each occurrence x a b y:
+        # pairs (x, a) and (b, y) are lost, (x, idx) and (idx, y) are born ("a b a b" gives one (idx, idx)).
         a, b = pair
-        delta = defaultdict(int)
+        lost, born = defaultdict(int), defaultdict(int)
         for wi in where.pop(pair):
-            w = words[wi]
-            new = merge(w, pair, idx)
-            if len(new) == len(w):
-                continue  # stale index entry: an earlier merge already took this pair apart
-            c = counts[wi]
-            for p in zip(w, w[1:]):
-                delta[p] -= c
-            for p in zip(new, new[1:]):
-                delta[p] += c
-                if idx in p:
-                    where[p].add(wi)
-            words[wi] = new
-        for p, d in delta.items():
-            if d == 0:
-                continue
-            c = pair_counts[p] + d
-            if c > 0:
-                pair_counts[p] = c
-                if d > 0:  # a new pair (it contains idx): the only kind whose count goes up
-                    heapq.heappush(heap, (-c, tie_key(p), p))
-            else:
-                del pair_counts[p]
+            w, c = words[wi], counts[wi]
+            n, i, new = len(w), 0, []
+            while i < n:
+                if w[i] == a and i + 1 < n and w[i + 1] == b:
+                    if new:
+                        x = new[-1]
+                        if x != idx:  # (x, a) is lost, unless x is the occurrence just merged
+                            lost[(x, a)] += c
+                        born[(x, idx)] += c
+                        where[(x, idx)].add(wi)
+                    if i + 2 < n:
+                        y = w[i + 2]
+                        lost[(b, y)] += c
+                        if not (y == a and i + 3 < n and w[i + 3] == b):  # else the next occurrence does it
+                            born[(idx, y)] += c
+                            where[(idx, y)].add(wi)
+                    new.append(idx)
+                    i += 2
+                else:
+                    new.append(w[i])
+                    i += 1
+            words[wi] = new  # unchanged if the index entry was stale (an earlier merge took the pair apart)
+        del pair_counts[pair]  # every occurrence is gone
+        for p, d in lost.items():
+            if p != pair:
+                c = pair_counts[p] - d
+                if c:
+                    pair_counts[p] = c
+                else:
+                    del pair_counts[p]
+        for p, c in born.items():  # new pairs (they hold idx): the only counts that go up
+            pair_counts[p] = c
+            heapq.heappush(heap, (-c, tie_key(p), p))
         bar.update()
     bar.close()
     return merges
