@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import heapq
+import itertools
 import os
 import re
 import statistics
@@ -43,51 +44,99 @@ CJK_RANGES = [(0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 
 
 
 # ----------------------------------------------------------------------------- the basic step
-def _char_class(codepoints: list[int]) -> str:
-    """A regex character class body for a sorted list of code points, as compact ranges."""
-    parts, i = [], 0
-    while i < len(codepoints):
-        j = i
-        while j + 1 < len(codepoints) and codepoints[j + 1] == codepoints[j] + 1:
-            j += 1
-        parts.append(re.escape(chr(codepoints[i])) + ("-" + re.escape(chr(codepoints[j])) if j > i else ""))
-        i = j + 1
-    return "".join(parts)
+ASTRAL = "\U00010000-\U0010ffff"  # code points above the Basic Multilingual Plane (emoji, rare CJK, ...)
+# For the common all-ASCII text, BERT's rules reduce to these small, fast classes.
+ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+")
+ASCII_WORD = re.compile(r"[^\s!-/:-@\[-`{-~]+|[!-/:-@\[-`{-~]")  # a run of letters/digits, or one punctuation
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted (first, last) code point ranges with touching ranges joined."""
+    out = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _minus(ranges: list[tuple[int, int]], points: tuple[int, ...]) -> list[tuple[int, int]]:
+    """The ranges with some single code points taken out."""
+    out = []
+    for lo, hi in ranges:
+        for p in sorted(points):
+            if lo <= p <= hi:
+                if p > lo:
+                    out.append((lo, p - 1))
+                lo = p + 1
+        if lo <= hi:
+            out.append((lo, hi))
+    return out
+
+
+def _class_body(ranges: list[tuple[int, int]]) -> str:
+    return "".join(re.escape(chr(lo)) + (f"-{re.escape(chr(hi))}" if hi > lo else "") for lo, hi in ranges)
+
+
+def _one_of(ranges: list[tuple[int, int]]) -> str:
+    """A regex matching one character of the set, fast. Python's re tests a class's part above U+FFFF as a
+    list of ranges, one by one, for every character that misses its fast BMP table; so the astral part goes
+    behind a cheap one-range lookahead that BMP characters fail at once."""
+    ranges = _merge(ranges)
+    bmp = [(lo, min(hi, 0xFFFF)) for lo, hi in ranges if lo <= 0xFFFF]
+    astral = [(max(lo, 0x10000), hi) for lo, hi in ranges if hi >= 0x10000]
+    return "|".join(([f"[{_class_body(bmp)}]"] if bmp else []) +
+                    ([f"(?=[{ASTRAL}])[{_class_body(astral)}]"] if astral else []))
 
 
 @functools.cache
 def _regexes() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
-    """BERT's character classes as three compiled regexes, built once from unicodedata (about 0.1 s).
-
-    Doing the basic step with a few C-speed regex passes over the whole text, instead of BERT's Python loop
-    over characters, is what makes this tokenizer fast.
-    """
-    control, punct, marks = [], [], []
-    for cp in range(sys.maxunicode + 1):
-        cat = unicodedata.category(chr(cp))
-        # BERT counts \t \n \r as whitespace, not control; it also drops NUL and U+FFFD (replacement char).
-        if (cat in ("Cc", "Cf") and chr(cp) not in "\t\n\r") or cp == 0xFFFD:
-            control.append(cp)
-        # BERT treats all non-alphanumeric ASCII ($, ^, `, ...) as punctuation, even where Unicode says "symbol".
-        if cat.startswith("P") or 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-            punct.append(cp)
+    """BERT's character classes as three compiled regexes (control, word, accent marks), built once from
+    unicodedata (a fraction of a second). A few C-speed regex passes over the whole text, instead of BERT's
+    Python loop over characters, are what make this tokenizer fast."""
+    control, punct, marks = [], [], []  # (first, last) code point ranges
+    # Unicode assigns categories in runs (most of the planes above U+FFFF are one unassigned run), so walk
+    # the runs of equal category instead of 1.1 million code points one by one.
+    cp = 0
+    for cat, run in itertools.groupby(map(unicodedata.category, map(chr, range(sys.maxunicode + 1)))):
+        lo, cp = cp, cp + sum(1 for _ in run)
+        # "other" characters (control, format, private use, unassigned) are dropped
+        if cat.startswith("C"):
+            control.append((lo, cp - 1))
+        if cat.startswith("P"):
+            punct.append((lo, cp - 1))
         if cat == "Mn":  # combining marks: what is left of an accent after NFD decomposition
-            marks.append(cp)
-    cjk = "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in CJK_RANGES)
-    punct_class = _char_class(punct)
-    # a word is one CJK ideograph, one punctuation mark, or a run of anything else that is not whitespace
-    word = re.compile(f"[{cjk}]|[{punct_class}]|[^\\s{cjk}{punct_class}]+")
-    return re.compile(f"[{_char_class(control)}]+"), word, re.compile(f"[{_char_class(marks)}]+")
+            marks.append((lo, cp - 1))
+    # BERT's exceptions: \t \n \r are whitespace, not control; U+FFFD (replacement character) is dropped;
+    # all non-alphanumeric ASCII ($, ^, `, ...) is punctuation, even where Unicode says "symbol"
+    control = _minus(control, (9, 10, 13)) + [(0xFFFD, 0xFFFD)]
+    punct += [(33, 47), (58, 64), (91, 96), (123, 126)]
+    not_word = _merge(punct + CJK_RANGES)
+    # word characters above U+FFFF: everything there that is not punctuation or CJK (emoji, for example)
+    word_astral, start = [], 0x10000
+    for lo, hi in not_word:
+        if hi >= 0x10000:
+            if lo > start:
+                word_astral.append((start, lo - 1))
+            start = hi + 1
+    word_astral.append((start, sys.maxunicode))
+    bmp_not_word = _class_body([(lo, min(hi, 0xFFFF)) for lo, hi in not_word if lo <= 0xFFFF])
+    # a word is a run of anything that is not whitespace, punctuation or a CJK ideograph; each CJK
+    # ideograph and each punctuation mark is a word of its own
+    word = (f"(?:[^\\s{bmp_not_word}{ASTRAL}]+|{_one_of(word_astral)})+"
+            f"|{_one_of(CJK_RANGES)}|{_one_of(punct)}")
+    return re.compile(f"(?:{_one_of(control)})+"), re.compile(word), re.compile(f"(?:{_one_of(marks)})+")
 
 
 def pre_tokenize(text: str, lowercase: bool = True) -> list[str]:
     """BERT's basic step (no special tokens here): 'Héllo, 世界!' -> ['hello', ',', '世', '界', '!']."""
+    if text.isascii():  # the common case: no Unicode normalisation, small regexes
+        text = ASCII_CONTROL.sub("", text)
+        return ASCII_WORD.findall(text.lower() if lowercase else text)
     control, word, marks = _regexes()
     text = control.sub("", text)
-    if text.isascii():  # the common case needs no Unicode normalisation
-        if lowercase:
-            text = text.lower()
-    elif lowercase:  # lowercase, then strip accents: NFD splits 'é' into 'e' + a combining mark, drop the marks
+    if lowercase:  # lowercase, then strip accents: NFD splits 'é' into 'e' + a combining mark, drop the marks
         text = marks.sub("", unicodedata.normalize("NFD", text.lower()))
     else:  # cased: compose to NFC so that 'e' + U+0301 matches a vocab 'é' (what transformers' Python BERT does)
         text = unicodedata.normalize("NFC", text)
@@ -288,8 +337,10 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             return (-pair_count[pair], vocab[a], vocab[b], a, b)
         return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], vocab[a], vocab[b], a, b)
 
-    # a max-heap with lazy deletion: a popped entry is used only if it still equals the pair's current key;
-    # every pair whose key changes is pushed again, so its current key is always somewhere in the heap
+    # A max-heap with lazy updates. A pair's count only falls after the merge that created it, which makes
+    # its score fall too; so an entry may be too good but never too bad, and a popped entry that is no
+    # longer current goes back in with its current key. What can raise a score is pushed when it happens:
+    # new pairs, and in likelihood mode the pairs of a and b, whose freq(a), freq(b) fell.
     heap = [key(pair) for pair in pair_count]
     heapq.heapify(heap)
     bar = tqdm(total=vocab_size, initial=len(vocab), desc="wordpiece merges", disable=not progress)
@@ -298,8 +349,12 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             entry = heapq.heappop(heap)
             pair = entry[-2:]
             # a pair rarer than min_frequency never becomes eligible again: its count can only fall from now on
-            if pair in pair_count and pair_count[pair] >= min_frequency and entry == key(pair):
+            if pair not in pair_count or pair_count[pair] < min_frequency:
+                continue
+            current = key(pair)
+            if entry == current:
                 break
+            heapq.heappush(heap, current)
         else:
             break  # no pair left that occurs at least min_frequency times
         a, b = pair
@@ -310,7 +365,7 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             vocab.append(merged)
             token_freq.append(0)
             bar.update(1)
-        changed = set()
+        raised = set()  # pairs whose count went up: the new ones, next to a merged piece
         for wi in where.pop(pair):
             seq, c = words[wi], counts[wi]
             out, i = [], 0
@@ -329,7 +384,6 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             token_freq[new] += n * c
             for p in zip(seq, seq[1:]):  # remove the word's old pairs ...
                 pair_count[p] -= c
-                changed.add(p)
                 if pair_count[p] == 0:
                     del pair_count[p]
                     pairs_of[p[0]].discard(p)
@@ -339,12 +393,13 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
                     pairs_of[p[0]].add(p)
                     pairs_of[p[1]].add(p)
                 pair_count[p] += c
-                where[p].add(wi)
-                changed.add(p)
+                if new in p:  # the other pairs were in the word before: their count and `where` are unchanged
+                    where[p].add(wi)
+                    raised.add(p)
             words[wi] = out
-        if scoring == "likelihood":  # freq(a), freq(b) fell, so every pair containing a or b scores differently
-            changed |= pairs_of[a] | pairs_of[b]
-        for p in changed:
+        if scoring == "likelihood":  # freq(a) and freq(b) fell: every pair containing a or b now scores higher
+            raised |= pairs_of[a] | pairs_of[b]
+        for p in raised:
             if p in pair_count:
                 heapq.heappush(heap, key(p))
     bar.close()
