@@ -291,7 +291,7 @@ def recommend_length(lengths, coverage=1.0, multiple_of=8):
 
 def padding_share(lengths, max_length, batch_size=None):
     """Share of padding positions when every row is cut to max_length and padded either to max_length
-    (batch_size None) or to the longest row of its batch (dynamic padding, batches in file order)."""
+    (batch_size None) or to the longest row of its batch (dynamic padding, batches in the given order)."""
     cut = np.minimum(np.asarray(lengths), max_length)  # [N]
     if batch_size is None:
         return 1 - cut.sum() / (cut.size * max_length)
@@ -302,14 +302,16 @@ def padding_share(lengths, max_length, batch_size=None):
 
 def candidates(lengths, coverage, multiple_of, batch_size):
     """Rows (name, length, truncated count, padding to length, padding per batch) for p90/p95/p99/max
-    and the asked-for coverage."""
+    and the asked-for coverage. Batches are drawn from a (seeded) shuffle, as training draws them: in file
+    order, similar examples sit together and dynamic padding would look cheaper than it will be."""
+    shuffled = np.random.default_rng(0).permutation(lengths)
     wanted = dict(CANDIDATES)
     if coverage not in wanted.values():
         wanted[f"{coverage:g}"] = coverage
     rows = []
     for name, q in sorted(wanted.items(), key=lambda kv: kv[1]):
         n = recommend_length(lengths, q, multiple_of)
-        rows.append((name, n, int((lengths > n).sum()), padding_share(lengths, n), padding_share(lengths, n, batch_size)))
+        rows.append((name, n, int((lengths > n).sum()), padding_share(lengths, n), padding_share(shuffled, n, batch_size)))
     return rows
 
 
@@ -353,7 +355,7 @@ def report(lengths, paths, tokenizer, coverage, multiple_of, batch_size):
     s = summary(lengths, coverage, multiple_of)
     out = [f"{s['count']:,} examples in {', '.join(paths)}, tokenizer {tokenizer}"]
     if lengths.skipped:
-        out.append(f"{len(lengths.skipped)} bad rows skipped, the first: {lengths.skipped[0]}")
+        out.append(f"skipped {len(lengths.skipped)} bad row(s), the first: {lengths.skipped[0]}")
     out.append(f"\n{'tokens':<11}{'min':>7}{'mean':>9}{'p50':>7}{'p90':>7}{'p95':>7}{'p99':>7}{'p99.9':>7}{'max':>7}")
     for name in ("prompt", "completion", "total"):
         if s[name]:
@@ -368,7 +370,7 @@ def report(lengths, paths, tokenizer, coverage, multiple_of, batch_size):
     tables = [("max_length", lengths.total)] + ([("gen_length", lengths.completion)] if s["prompt"] else [])
     for key, arr in tables:
         out.append(f"\n{key} candidates ({'total' if key == 'max_length' else 'completion'} tokens, rounded up "
-                   f"to a multiple of {multiple_of}; dynamic padding = batches of {batch_size} in file order)")
+                   f"to a multiple of {multiple_of}; padding per batch: shuffled batches of {batch_size})")
         out.append(f"  {'coverage':<9}{'length':>7}{'truncated':>18}{'pad to length':>15}{'pad per batch':>15}")
         for name, n, cut, pad, pad_batch in candidates(arr, coverage, multiple_of, batch_size):
             trunc = f"{cut:,} ({cut / arr.size:.1%})"
@@ -480,13 +482,13 @@ def main(argv=None):
         if args.write:
             rec = s["recommended"]
             updates = {args.max_length_key: rec["max_length"]}
-            if rec["gen_length"] is None:
-                print(f"{args.gen_length_key} not written: plain text has no completion (use --prompt_field "
-                      "and --completion_field)", file=sys.stderr)
-            else:
+            if rec["gen_length"] is not None:
                 updates[args.gen_length_key] = rec["gen_length"]
             old = write_config(args.write, updates)
             print(f"wrote {args.write}: " + ", ".join(f"{k} {old[k]} -> {v}" for k, v in updates.items()), file=sys.stderr)
+            if rec["gen_length"] is None:
+                print(f"{args.gen_length_key} not written: plain text has no completion (use --prompt_field "
+                      "and --completion_field)", file=sys.stderr)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
