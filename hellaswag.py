@@ -1,0 +1,245 @@
+"""HellaSwag evaluation: which of 4 endings does the model find most likely after a context?
+
+    python hellaswag.py --model gpt2                  # GPT-2 124M weights: acc 0.2859, acc_norm 0.2955
+    python hellaswag.py --model out-shakespeare       # a train.py out_dir (its ckpt.pt and its tokenizer)
+    python hellaswag.py --model DIR --limit 500 --batch_size 16 --device cuda
+    torchrun --standalone --nproc_per_node=8 hellaswag.py --model gpt2-xl   # examples sharded over 8 GPUs
+
+Each example is a context and 4 candidate endings, one of them right (`label`). Every ending is scored by the
+cross-entropy of its own tokens (" " + ending) after the context tokens; the context's tokens are not scored.
+`acc` picks the ending with the lowest summed loss, `acc_norm` the lowest mean loss per token (summed loss
+favours short endings; the mean does not). This is the method of Karpathy's llm.c / build-nanogpt, which gives
+GPT-2 124M acc 0.2859 and acc_norm 0.2955 on the 10,042 validation examples.
+
+Data: the JSONL files of github.com/rowanz/hellaswag, downloaded once into data/hellaswag/, or `--data FILE`.
+train.py calls `evaluate` during training when hellaswag_interval > 0.
+"""
+import argparse
+import json
+import os
+import shutil
+import urllib.request
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from model import atomic_write
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
+URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
+SPLITS = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------------------------------------------- data
+def download(split="val", data_dir=DATA_DIR):
+    """Path of data_dir/hellaswag_{split}.jsonl, downloading it first if it is not there yet."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
+    path = os.path.join(data_dir, f"hellaswag_{split}.jsonl")
+    if os.path.isfile(path):
+        return path
+    url = URL.format(split=split)
+    os.makedirs(data_dir, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            atomic_write(path, lambda f: shutil.copyfileobj(response, f))  # never a half-written cache file
+    except OSError as e:  # URLError, HTTPError and timeouts are all OSErrors
+        raise FileNotFoundError(f"could not download {url} ({e}). Offline, fetch that file elsewhere and put it at "
+                                f"{path}, or pass --data FILE") from None
+    return path
+
+
+def check_example(ex, where):
+    """Validate one HellaSwag object (ctx, endings, label, ...) -> the same dict with an int label."""
+    if not isinstance(ex, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(ex).__name__}")
+    if not isinstance(ex.get("ctx"), str) or not ex["ctx"]:
+        raise ValueError(f"{where}: 'ctx' must be a non-empty string")
+    endings = ex.get("endings")
+    if not (isinstance(endings, list) and len(endings) == 4 and all(isinstance(e, str) for e in endings)):
+        raise ValueError(f"{where}: 'endings' must be a list of 4 strings")
+    if "label" not in ex or ex["label"] == "":
+        raise ValueError(f"{where}: no 'label' (the test split's labels are not public: evaluate val or train)")
+    label = ex["label"]
+    if isinstance(label, str) and label.isdigit():  # the Hugging Face copy of the dataset stores "0".."3"
+        label = int(label)
+    if type(label) is not int or not 0 <= label <= 3:  # type() rather than isinstance: True is not a label
+        raise ValueError(f"{where}: label {ex['label']!r} must be an integer 0-3")
+    return dict(ex, label=label)
+
+
+def load_examples(path, limit=None):
+    """Read a HellaSwag JSONL file -> list of example dicts (the first `limit` ones). Errors name the line."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit={limit} must be >= 1 (or None for all examples)")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"HellaSwag file {path} not found: pass --data FILE or --split to download one")
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if limit is not None and len(examples) == limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                ex = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+            examples.append(check_example(ex, f"{path}:{lineno}"))
+    if not examples:
+        raise ValueError(f"{path}: no examples in this file")
+    return examples
+
+
+# -------------------------------------------------------------------------------------------------- scoring
+def render(encode, example, block_size):
+    """-> 4 token rows (context + ending) and the number of ending tokens at the end of each row."""
+    ctx = encode(example["ctx"])
+    if not ctx:
+        raise ValueError(f"context {example['ctx'][:40]!r} encodes to no tokens: nothing to predict the ending from")
+    rows, n_ending = [], []
+    for ending in example["endings"]:
+        end = encode(" " + ending)  # GPT-2 style: the space belongs to the ending's first token
+        if not 1 <= len(end) < block_size:
+            raise ValueError(f"ending {ending[:40]!r} is {len(end)} tokens: it must be 1 to block_size-1="
+                             f"{block_size - 1} tokens long")
+        # a context too long for the model loses its oldest tokens; the ending is always scored in full
+        rows.append((ctx + end)[-block_size:])
+        n_ending.append(len(end))
+    return rows, n_ending
+
+
+@torch.no_grad()
+def ending_losses(model, encode, examples, device):
+    """Summed and mean cross-entropy of every ending: two float32 tensors (N, 4), N = len(examples).
+
+    All 4N rows go through the model in one forward pass, right-padded to the longest row. Padding on the
+    right changes nothing before it (attention is causal, positions start at 0), and it is never scored."""
+    block_size = model.config.block_size
+    rows, n_ending = [], []
+    for ex in examples:
+        r, n = render(encode, ex, block_size)
+        rows += r
+        n_ending += n
+    R, T = len(rows), max(len(r) for r in rows)
+    idx = torch.zeros((R, T), dtype=torch.long)  # (4N, T), padded with token 0
+    targets = torch.full((R, T), -100, dtype=torch.long)  # (4N, T): -100 = not scored
+    for i, (row, n) in enumerate(zip(rows, n_ending)):
+        idx[i, :len(row)] = torch.tensor(row)
+        targets[i, len(row) - n - 1:len(row) - 1] = idx[i, len(row) - n:len(row)]  # logits at t predict token t+1
+    idx, targets = idx.to(device), targets.to(device)
+    logits, _ = model(idx)  # (4N, T, V)
+    losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
+    sum_losses = losses.view(R, T).sum(dim=1)  # (4N,): ignored positions contribute 0
+    mean_losses = sum_losses / torch.tensor(n_ending, device=sum_losses.device)
+    return sum_losses.view(-1, 4), mean_losses.view(-1, 4)
+
+
+def score_example(model, encode, example, device):
+    """-> (sum_losses, mean_losses): two lists of 4 floats, one per ending of this example."""
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    try:
+        sum_losses, mean_losses = ending_losses(model, encode, [check_example(example, "example")], device)
+    finally:
+        model.train(was_training)
+    return sum_losses[0].tolist(), mean_losses[0].tolist()
+
+
+def unwrap(model):
+    """The plain GPT inside DDP and/or torch.compile wrappers. Evaluation runs it eagerly: its padded batches
+    change length every call, which would make a compiled model recompile, and DDP's hooks are for training."""
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
+def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1, progress=False):
+    """acc and acc_norm of the model over examples -> dict(acc, acc_norm, count).
+
+    Under DDP every rank passes the same examples and its rank: it scores examples[rank::world_size] and the
+    counts are summed over ranks, so each example is counted exactly once. All ranks get the same result."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size} must be >= 1")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+    if world_size > 1 and not dist.is_initialized():
+        raise ValueError(f"world_size={world_size} but torch.distributed is not initialized: launch with torchrun")
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()  # no dropout while scoring
+    shard = examples[rank::world_size]
+    counts = torch.zeros(3, dtype=torch.long, device=device)  # right by sum, right by mean, examples seen
+    bar = tqdm(total=len(shard), desc="hellaswag", disable=not progress, dynamic_ncols=True)
+    try:
+        for i in range(0, len(shard), batch_size):
+            batch = shard[i:i + batch_size]
+            sum_losses, mean_losses = ending_losses(model, encode, batch, device)  # (B, 4) each
+            labels = torch.tensor([ex["label"] for ex in batch], device=sum_losses.device)
+            counts[0] += (sum_losses.argmin(dim=1) == labels).sum()
+            counts[1] += (mean_losses.argmin(dim=1) == labels).sum()
+            counts[2] += len(batch)
+            bar.update(len(batch))
+            bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}")
+    finally:
+        bar.close()
+        model.train(was_training)
+    if world_size > 1:
+        dist.all_reduce(counts)  # SUM over ranks
+    right, right_norm, count = counts.tolist()
+    return dict(acc=right / count, acc_norm=right_norm / count, count=count)
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="gpt2",
+                        help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | Hugging Face DIR | train.py out_dir")
+    parser.add_argument("--split", default="val", choices=SPLITS, help="downloaded into data/hellaswag/")
+    parser.add_argument("--data", default=None, help="a local HellaSwag JSONL file instead of --split")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    parser.add_argument("--batch_size", type=int, default=8, help="examples per forward pass (4 rows each)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="autocast dtype on CUDA (the reference figures are float32)")
+    args = parser.parse_args(argv)
+    # imported here: train.py imports this module, and sample.py may import train.py
+    from sample import load_model
+    from train import autocast_context, setup_ddp, teardown_ddp
+    ddp, rank, local_rank, world_size, device = setup_ddp(args.device)
+    try:
+        path = args.data
+        if path is None:
+            if local_rank == 0:  # one download per machine; the other ranks wait for it, then find it cached
+                download(args.split)
+            if ddp:
+                dist.barrier()
+            path = download(args.split)
+        examples = load_examples(path, args.limit)
+        is_out_dir = os.path.isfile(os.path.join(args.model, "ckpt.pt"))
+        model, codec = load_model("resume" if is_out_dir else args.model, args.model, device)
+        with autocast_context(device, args.dtype):
+            result = evaluate(model, codec.encode, examples, device, args.batch_size, rank, world_size,
+                              progress=rank == 0)
+        if rank == 0:
+            print(f"{args.model} on {path}: {result['count']} examples, "
+                  f"acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f}")
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
+    finally:
+        if ddp:
+            teardown_ddp()
+
+
+if __name__ == "__main__":
+    main()
