@@ -283,8 +283,8 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
                     progress: bool = False) -> list[str]:
     """Learn a WordPiece vocab (id order: special tokens, then the alphabet, then learned pieces).
 
-    Deterministic: ties are broken by the pieces' text, never by hash or insertion order, so the same corpus
-    and options give the same vocab byte for byte. Merging stops at vocab_size or when the best pair occurs
+    Deterministic: the alphabet is sorted and ties go to the pair of smaller ids, so the same corpus and
+    options give the same vocab byte for byte (Hugging Face's trainer numbers its alphabet in hash order). Merging stops at vocab_size or when the best pair occurs
     fewer than min_frequency times (a pair seen once is not a pattern).
     """
     if scoring not in SCORINGS:
@@ -303,9 +303,10 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
     # words over 100 characters always tokenize to [UNK]: learning pieces from them would waste the vocab
     word_counts = Counter({w: c for w, c in word_counts.items() if len(w) <= MAX_WORD_CHARS})
 
-    # 2. the alphabet: every character as a word start, and as a `##` continuation where it occurs as one
+    # 2. the alphabet (as Hugging Face builds it): every character on its own, so that any of them can start
+    # a word, and as a `##` continuation where it occurs as one
     vocab = list(special_tokens)
-    starts = sorted({w[0] for w in word_counts})
+    starts = sorted({ch for w in word_counts for ch in w})
     continuations = sorted({"##" + ch for w in word_counts for ch in w[1:]})
     vocab += [t for t in starts + continuations if t not in special_tokens]
     if vocab_size < len(vocab):
@@ -331,11 +332,11 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
         pairs_of[a].add((a, b))
         pairs_of[b].add((a, b))
 
-    def key(pair):  # smallest key = best pair; the pieces' text breaks ties deterministically
+    def key(pair):  # smallest key = best pair; ties go to the older pieces (smaller ids), as in Hugging Face
         a, b = pair
         if scoring == "frequency":
-            return (-pair_count[pair], vocab[a], vocab[b], a, b)
-        return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], vocab[a], vocab[b], a, b)
+            return (-pair_count[pair], a, b)
+        return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], a, b)
 
     # A max-heap with lazy updates. A pair's count only falls after the merge that created it, which makes
     # its score fall too; so an entry may be too good but never too bad, and a popped entry that is no
