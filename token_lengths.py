@@ -205,6 +205,8 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
         raise ValueError("give both --prompt_field and --completion_field (or --field for one text per row)")
     if field and prompt_field:
         raise ValueError("give either --field or --prompt_field/--completion_field, not both")
+    if blocks and (field or prompt_field):
+        raise ValueError("--blocks is for text files; a JSONL row is one example already")
     skipped = []
     examples = iter_examples(paths, field, prompt_field, completion_field, blocks, skip_bad, skipped)
     # load in this process first: a bad spec fails here, cleanly (a Pool whose initializer raises restarts
@@ -412,10 +414,12 @@ def write_config(path, updates):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--write {path}: no such file; --write updates an existing JSON config "
                                 "(start one with: echo '{}' > " + path + ")")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
     try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
         config = json.loads(text)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid UTF-8, so not a JSON config; --write needs a JSON object config") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); --write needs a JSON object config") from None
     if not isinstance(config, dict):

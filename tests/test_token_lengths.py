@@ -301,13 +301,14 @@ def test_cli_write_custom_keys_and_plain_text(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,match", [("[1, 2]", "JSON list, not an object"), ('{"a": 1,}', r"c.json:1: not valid JSON"),
-                                           ('"text"', "JSON str, not an object")])
+                                           ('"text"', "JSON str, not an object"), ("\xff{}", "not valid UTF-8")])
 def test_cli_write_rejects_non_object_config(tmp_path, capsys, content, match):
-    config = write(tmp_path / "c.json", content)
+    raw = content.encode("latin-1")  # \xff: one byte that is not UTF-8
+    config = write(tmp_path / "c.json", raw, "wb")
     data = write(tmp_path / "a.txt", "abc\n")
     assert tl.main([data, "--tokenizer", "char", "--write", config]) == 1
     assert match in capsys.readouterr().err
-    assert Path(config).read_text() == content  # untouched
+    assert Path(config).read_bytes() == raw  # untouched
 
 
 def test_cli_write_missing_config(tmp_path, capsys):
@@ -381,6 +382,8 @@ def test_bad_arguments(tmp_path):
         tl.measure([data], "char")
     with pytest.raises(ValueError, match="both --prompt_field and --completion_field"):
         tl.measure([data], "char", prompt_field="text")
+    with pytest.raises(ValueError, match="--blocks is for text files"):
+        tl.measure([data], "char", field="text", blocks=True)
     qa = write(tmp_path / "qa.txt", "<|question|>\nq\n<|answer|>\na\n")
     plain = write(tmp_path / "p.txt", "plain\n")
     with pytest.raises(ValueError, match="mixes"):
