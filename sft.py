@@ -62,10 +62,11 @@ DEFAULT_CONFIG = dict(
     free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
     max_new_tokens=0,  # 0: the longest training answer + eot
     # system
-    device="auto",  # auto: cuda, then mps, then cpu
-    dtype="auto",  # auto: bfloat16 where supported on CUDA, else float16 on CUDA, float32 elsewhere
-    backend="nccl",  # DDP backend on CUDA (Gloo on CPU)
+    device=None,  # None: cuda, then mps, then cpu
+    dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
+    backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
     compile=False,
+    num_threads=0,  # CPU threads for torch; 0: torch's default. Tiny models on a busy machine run faster with 1
 )
 
 
@@ -309,7 +310,10 @@ def greedy_answers(model, codec, questions, max_new_tokens, device):
         x = torch.tensor([prompts[i] for i in idxs], dtype=torch.long, device=device)  # (G, n)
         out = model.generate(x, new, temperature=0.0, eos_id=codec.eot_id)[:, n:].tolist()  # (G, <= new)
         for i, ids in zip(idxs, out):
-            answers[i] = codec.decode(ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids).strip()
+            ids = ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids
+            # an untrained model may pick a padded vocab row (id >= the tokenizer's size): show it, do not crash
+            answers[i] = "".join(codec.decode([t]) if t < codec.vocab_size else f"<|unused {t}|>" for t in ids) \
+                if max(ids, default=0) >= codec.vocab_size else codec.decode(ids).strip()
     return answers
 
 
@@ -340,8 +344,8 @@ def show_example(codec, pairs, examples, i):
     for t, (x, y) in enumerate(zip(inputs, targets)):
         shown = repr(codec.decode([y])) if y != IGNORE else "(masked)"
         print(f"{t:>4} {x:>7}  {repr(codec.decode([x])):<20} {y:>7}  {shown}{'   <- learned' if y != IGNORE else ''}")
-    learned = "".join(codec.decode([y]) if y != IGNORE else "" for y in targets)
-    print(f"\nthe loss sees only: {learned!r}")
+    print("(a byte-level token may hold part of a character: shown as \ufffd alone, whole when decoded together)")
+    print(f"\nthe loss sees only: {codec.decode([y for y in targets if y != IGNORE])!r}")
 
 
 def print_side_by_side(title, rows):
@@ -415,9 +419,9 @@ def run(cfg):
     from sample import tokenizer_from_spec
     from token_lengths import recommend_length
 
-    ddp, rank, local_rank, world_size, device = train.setup_ddp(cfg["device"])
+    ddp, rank, local_rank, world_size, device = train.setup_ddp(train.pick_device(cfg["device"]), cfg["backend"])
     master = rank == 0
-    say = print if master else (lambda *a, **k: None)
+    say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
     torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
 
     # ---- data: read, split, tokenize, cut to max_length
@@ -460,8 +464,9 @@ def run(cfg):
     lengths = [len(x) for x, _ in rows]
     pad_id = codec.eot_id  # any valid id: padding is never attended to and its targets are ignored
     max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
-    autocast = train.autocast_context(device, cfg["dtype"])
-    device_type = "cuda" if "cuda" in str(device) else str(device).split(":")[0]
+    dtype = train.pick_dtype(device, cfg["dtype"])
+    autocast = train.autocast_context(device, dtype)
+    device_type = torch.device(device).type
 
     # ---- answers before training
     train_idx = spread(len(pairs), cfg["eval_train"])
@@ -479,6 +484,7 @@ def run(cfg):
     if total_iters == 0:
         raise ValueError(f"{len(examples)} examples give no full step for {world_size} process(es) with "
                          f"batch_size={cfg['batch_size']}; lower batch_size or add data")
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 gradients need loss scaling
     optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"], (cfg["beta1"], cfg["beta2"]),
                                            device_type)
     raw_model = model
@@ -492,12 +498,13 @@ def run(cfg):
     say(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, {total_iters} steps "
         f"({'packing' if cfg['packing'] else 'padding'}), on {device}")
     it, tokens_seen, positions_seen, best_val, epoch_rows = 0, 0, 0, float("inf"), []
-    t_train = time.time()
+    train_time, log_time, log_tokens = 0.0, 0.0, 0  # seconds spent in training steps (not in evaluation)
     for epoch, plan in enumerate(plans):
         model.train()
         loss_sum = torch.zeros(2, device=device)  # sum of loss * learned tokens, learned tokens
-        t_log, tokens_log = time.time(), 0
+        counts = [0, 0]  # input tokens (padding excluded), input positions (padding included)
         for batch in plan:
+            t0 = time.time()
             lr = train.get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
                 if cfg["decay_lr"] else cfg["learning_rate"]
             for group in optimizer.param_groups:
@@ -507,38 +514,42 @@ def run(cfg):
             else:
                 (x, y), pos, mask = (t.to(device) for t in pad_batch([rows[row[0]] for row in batch], pad_id)), None, None
             with autocast:
-                _, loss = model(x, y, attn_mask=mask, positions=pos)
-            loss.backward()
+                _, loss = model(x, y, attn_mask=mask, positions=pos)  # mean over this batch's learned tokens
+            scaler.scale(loss).backward()
             if cfg["grad_clip"] > 0:
+                scaler.unscale_(optimizer)
                 train.clip_grad_norm(model.parameters(), cfg["grad_clip"])
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            n_real = sum(lengths[i] for row in batch for i in row)
-            loss_sum += torch.stack([loss.detach() * (y != IGNORE).sum(), (y != IGNORE).sum().to(loss.dtype)])
-            tokens_seen, positions_seen, tokens_log, it = tokens_seen + n_real, positions_seen + x.numel(), tokens_log + n_real, it + 1
-            if it % cfg["log_interval"] == 0 and master:
-                dt = (time.time() - t_log) / cfg["log_interval"]
-                print(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {dt * 1000:.0f} ms/iter, "
-                      f"{tokens_log * world_size / (dt * cfg['log_interval']):.0f} tokens/s")
-                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": dt * 1000,
-                            "tokens_per_sec": tokens_log * world_size / (dt * cfg["log_interval"])})
-                t_log, tokens_log = time.time(), 0
+            n_learned, n_real = (y != IGNORE).sum(), sum(lengths[i] for row in batch for i in row)  # no padding
+            loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
+            counts = [counts[0] + n_real, counts[1] + x.numel()]
+            dt, it = time.time() - t0, it + 1
+            train_time, log_time, log_tokens = train_time + dt, log_time + dt, log_tokens + n_real
+            if it % cfg["log_interval"] == 0 and master:  # tokens/s: this rank's, times the number of ranks
+                ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
+                say(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s")
+                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms, "tokens_per_sec": tps})
+                log_time, log_tokens = 0.0, 0
         if ddp:
-            torch.distributed.all_reduce(loss_sum)
-        train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch
+            counts = torch.tensor(counts, device=device)
+            for t in (loss_sum, counts):
+                torch.distributed.all_reduce(t)
+            counts = counts.tolist()
+        train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch, all ranks
+        tokens_seen, positions_seen = tokens_seen + counts[0], positions_seen + counts[1]
         val_loss = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast) if val_examples else float("nan")
         best_val = min(best_val, val_loss) if val_examples else best_val
         epoch_rows.append({"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                           "tokens_seen": tokens_seen * world_size})
-        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}, held-out loss {val_loss:.4f}, "
-            f"tokens seen {tokens_seen * world_size}")
+                           "tokens_seen": tokens_seen})
+        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}, held-out loss {val_loss:.4f}, tokens seen {tokens_seen}")
         if master:
             logger.log(epoch_rows[-1])
             train.save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), {
                 "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "model_args": dataclasses.asdict(raw_model.config), "config": dict(cfg), "iter_num": it,
-                "best_val_loss": best_val, "tokenizer": spec})
-    train_time = time.time() - t_train
+                "best_val_loss": best_val, "tokenizer": spec, "rng": [train.rng_states(device)]})
 
     # ---- answers after training, side by side
     result = None
@@ -553,7 +564,7 @@ def run(cfg):
         result = {"exact_match_train": {"before": exact("before", tr), "after": exact("after", tr), "count": n_tr},
                   "exact_match_heldout": {"before": exact("before", va), "after": exact("after", va), "count": n_val},
                   "epochs": epoch_rows, "train_time_s": train_time, "steps": total_iters,
-                  "tokens_per_sec": tokens_seen * world_size / train_time,
+                  "tokens_per_sec": tokens_seen / train_time,
                   "padding_share": 1 - tokens_seen / max(positions_seen, 1),
                   "train": tr, "heldout": va, "free": free}
         print_side_by_side(f"training questions ({cfg['show_train']} of the {n_tr} scored)", tr[: cfg["show_train"]])
@@ -576,7 +587,10 @@ def run(cfg):
 def main(argv=None):
     from configurator import apply_overrides
     try:
-        return run(apply_overrides(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv))
+        cfg = apply_overrides(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+        if cfg["num_threads"] > 0:
+            torch.set_num_threads(cfg["num_threads"])
+        return run(cfg)
     except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
         raise SystemExit(f"error: {e}")
 

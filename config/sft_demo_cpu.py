@@ -22,3 +22,4 @@ warmup_iters = 30
 weight_decay = 0.0
 log_interval = 100
 device = "cpu"
+num_threads = 1  # a model this small gains nothing from more threads, and loses a lot on a busy machine

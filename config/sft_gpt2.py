@@ -15,5 +15,3 @@ min_lr = 3e-6
 warmup_iters = 10
 weight_decay = 0.0
 log_interval = 10
-device = "auto"
-dtype = "auto"

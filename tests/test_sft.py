@@ -241,3 +241,74 @@ def test_special_markers_add_mean_initialized_rows():
     sft.init_new_rows(model2, [q_id, a_id], n_old=50257)
     assert model2.config.vocab_size == 50304
     torch.testing.assert_close(model2.transformer.wte.weight[a_id], mean)
+
+
+# ----------------------------------------------------------------------------- end to end
+TINY_PAIRS = [("What is a stack?", "Last in, first out."), ("What is a queue?", "First in, first out."),
+              ("스택이란?", "나중에 넣은 것을 먼저 꺼냅니다."), ("What is 2+2?", "4")]
+
+
+def tiny_run_config(tmp_path, **overrides):
+    train_file = tmp_path / "train.txt"
+    train_file.write_text("".join(f"<|question|>\n{q}\n<|answer|>\n{a}\n\n" for q, a in TINY_PAIRS), encoding="utf-8")
+    val_file = tmp_path / "val.jsonl"
+    val_file.write_text(json.dumps({"question": "What's a stack?", "answer": "Last in, first out."}) + "\n")
+    cfg = dict(sft.DEFAULT_CONFIG, out_dir=str(tmp_path / "out"), tokenizer="bpe:300", special_tokens=True,
+               train_file=str(train_file), val_file=str(val_file), n_layer=2, n_head=2, n_embd=64, block_size=64,
+               epochs=40, batch_size=2, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, log_interval=20,
+               device="cpu", free_prompts=["What is a heap?"])
+    cfg.update(overrides)
+    return cfg
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and much faster than on two when the machine is busy."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_tiny_model_learns_the_pairs_and_sample_py_loads_it(tmp_path, packing, one_thread):
+    cfg = tiny_run_config(tmp_path, packing=packing)
+    result = sft.run(cfg)
+    assert result["exact_match_train"] == {"before": 0.0, "after": 1.0, "count": 4}
+    assert [r["after"] for r in result["train"]] == [a for _, a in TINY_PAIRS]
+    assert result["steps"] == (40 if packing else 80)  # packed: all 4 examples in one row, 1 step per epoch
+    losses = [e["train_loss"] for e in result["epochs"]]
+    assert len(losses) == 40 and losses[-1] < 0.05 * losses[0]
+    # the files: answers.json, log.jsonl in train.py's row format, a checkpoint sample.py can load
+    out = tmp_path / "out"
+    assert json.loads((out / "answers.json").read_text(encoding="utf-8"))["exact_match_train"]["after"] == 1.0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert [r["iter"] for r in train_rows] == list(range(20, result["steps"] + 1, 20))
+    assert all({"iter", "loss", "lr", "dt_ms", "tokens_per_sec"} <= set(r) for r in train_rows)
+    assert [r["epoch"] for r in rows if "val_loss" in r] == list(range(1, 41))
+    import sample
+    model, codec = sample.load_model("resume", str(out), "cpu")
+    for q, a in TINY_PAIRS:
+        ids = codec.encode(f"<|question|>\n{q}\n<|answer|>\n")
+        new = model.generate(torch.tensor([ids]), 30, temperature=0.0, eos_id=codec.eot_id)[0, len(ids):].tolist()
+        assert new[-1] == codec.eot_id and codec.decode(new[:-1]) == a
+
+
+def test_show_example_and_cli_errors(tmp_path, capsys):
+    cfg = tiny_run_config(tmp_path)
+    args = [f"--{k}={cfg[k]}" for k in ("tokenizer", "train_file", "val_file", "device")]
+    sft.main(args + ["--show_example=2", "--special_tokens=True"])
+    out = capsys.readouterr().out
+    assert "the loss sees only: '나중에 넣은 것을 먼저 꺼냅니다.<|endoftext|>'" in out
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+    with pytest.raises(SystemExit, match="examples 0..3"):
+        sft.main(args + ["--show_example=9"])
+    with pytest.raises(SystemExit, match="max_length=99 is longer than the model's block_size=64"):
+        sft.main(args + ["--block_size=64", "--max_length=99"])
+    bad = tmp_path / "bad.txt"
+    bad.write_text("<|question|>\nq\n<|answer|>\na\n<|question|>\nno answer\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"bad.txt:5: question without an answer"):
+        sft.main(args + [f"--train_file={bad}", "--strict=True"])
+    with pytest.raises(SystemExit, match="unknown config key 'epoch'"):
+        sft.main(["--epoch=3"])
