@@ -27,6 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from model import atomic_write
+from sample import load_model
+from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
@@ -76,7 +78,8 @@ def load_examples(path, limit=None):
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit} must be >= 1 (or None for all examples)")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"HellaSwag file {path} not found: pass --data FILE or --split to download one")
+        raise FileNotFoundError(f"HellaSwag file {path} not found: `python hellaswag.py --download` fetches the "
+                                f"validation split into {DATA_DIR}")
     examples = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -180,7 +183,8 @@ def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1
     model.eval()  # no dropout while scoring
     shard = examples[rank::world_size]
     counts = torch.zeros(3, dtype=torch.long, device=device)  # right by sum, right by mean, examples seen
-    bar = tqdm(total=len(shard), desc="hellaswag", disable=not progress, dynamic_ncols=True)
+    desc = "hellaswag" if world_size == 1 else f"hellaswag (rank {rank}'s shard)"
+    bar = tqdm(total=len(shard), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
         for i in range(0, len(shard), batch_size):
             batch = shard[i:i + batch_size]
@@ -189,8 +193,8 @@ def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1
             counts[0] += (sum_losses.argmin(dim=1) == labels).sum()
             counts[1] += (mean_losses.argmin(dim=1) == labels).sum()
             counts[2] += len(batch)
+            bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}", refresh=False)
             bar.update(len(batch))
-            bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}")
     finally:
         bar.close()
         model.train(was_training)
@@ -201,23 +205,13 @@ def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="gpt2",
-                        help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | Hugging Face DIR | train.py out_dir")
-    parser.add_argument("--split", default="val", choices=SPLITS, help="downloaded into data/hellaswag/")
-    parser.add_argument("--data", default=None, help="a local HellaSwag JSONL file instead of --split")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N examples")
-    parser.add_argument("--batch_size", type=int, default=8, help="examples per forward pass (4 rows each)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="autocast dtype on CUDA (the reference figures are float32)")
-    args = parser.parse_args(argv)
-    # imported here: train.py imports this module, and sample.py may import train.py
-    from sample import load_model
-    from train import autocast_context, setup_ddp, teardown_ddp
-    ddp, rank, local_rank, world_size, device = setup_ddp(args.device)
+def run(args):
+    if args.download:
+        print(download(args.split))
+        return
+    ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(args.device))
     try:
+        dtype = pick_dtype(device, args.dtype)
         path = args.data
         if path is None:
             if local_rank == 0:  # one download per machine; the other ranks wait for it, then find it cached
@@ -228,17 +222,34 @@ def main(argv=None):
         examples = load_examples(path, args.limit)
         is_out_dir = os.path.isfile(os.path.join(args.model, "ckpt.pt"))
         model, codec = load_model("resume" if is_out_dir else args.model, args.model, device)
-        with autocast_context(device, args.dtype):
+        with autocast_context(device, dtype):
             result = evaluate(model, codec.encode, examples, device, args.batch_size, rank, world_size,
                               progress=rank == 0)
         if rank == 0:
             print(f"{args.model} on {path}: {result['count']} examples, "
                   f"acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f}")
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
     finally:
         if ddp:
             teardown_ddp()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="gpt2",
+                        help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | Hugging Face DIR | train.py out_dir")
+    parser.add_argument("--split", default="val", choices=SPLITS, help="downloaded into data/hellaswag/")
+    parser.add_argument("--data", default=None, help="a local HellaSwag JSONL file instead of --split")
+    parser.add_argument("--download", action="store_true", help="only download the --split file, then exit")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    parser.add_argument("--batch_size", type=int, default=8, help="examples per forward pass (4 rows each)")
+    parser.add_argument("--device", default=None, help="cpu | cuda | mps; default: the best one here")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="autocast dtype on CUDA (the reference figures are float32)")
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -253,3 +253,33 @@ def test_download_caches_and_offline_error_says_where(tmp_path, monkeypatch):
     assert calls[1:] == ["https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_train.jsonl"]
     with pytest.raises(ValueError, match="split='dev'"):
         hellaswag.download("dev", str(tmp_path / "hs"))
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_cli_hf_dir_and_train_out_dir(gpt2_dir, encode, examples, tmp_path, capsys):
+    from dataclasses import asdict
+    import train
+    hellaswag.main(["--model", gpt2_dir, "--data", FIXTURE, "--limit", "5", "--batch_size", "2", "--device", "cpu"])
+    r = hellaswag.evaluate(GPT.from_pretrained(gpt2_dir), encode, examples[:5], "cpu")
+    assert f"5 examples, acc {r['acc']:.4f}, acc_norm {r['acc_norm']:.4f}" in capsys.readouterr().out
+
+    # a train.py out_dir: its ckpt.pt and the character tokenizer it was trained with
+    chars = "".join(sorted(set(open(FIXTURE).read()) - {"\n"}))
+    config = GPTConfig(block_size=256, vocab_size=len(chars), n_layer=1, n_head=2, n_embd=16)
+    torch.manual_seed(2)
+    model = GPT(config)
+    train.save_checkpoint(str(tmp_path / "out" / "ckpt.pt"), {"model": model.state_dict(), "model_args": asdict(config),
+                                                             "tokenizer": {"kind": "char", "chars": chars}})
+    hellaswag.main(["--model", str(tmp_path / "out"), "--data", FIXTURE, "--device", "cpu"])
+    r = hellaswag.evaluate(model, lambda text: [chars.index(c) for c in text], examples, "cpu")
+    assert f"7 examples, acc {r['acc']:.4f}, acc_norm {r['acc_norm']:.4f}" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line(gpt2_dir, tmp_path):
+    bad = write_lines(tmp_path, [GOOD, json.dumps({"ctx": "x", "endings": ["a", "b", "c", "d"], "label": 7})])
+    with pytest.raises(SystemExit, match=r"^error: .*bad.jsonl:2: label 7 must be an integer 0-3"):
+        hellaswag.main(["--model", gpt2_dir, "--data", bad, "--device", "cpu"])
+    with pytest.raises(SystemExit, match=r"^error: .*not found: `python hellaswag.py --download`"):
+        hellaswag.main(["--model", gpt2_dir, "--data", str(tmp_path / "missing.jsonl"), "--device", "cpu"])
+    with pytest.raises(SystemExit, match="^error: .*dtype='bfloat16' is for CUDA"):
+        hellaswag.main(["--model", gpt2_dir, "--data", FIXTURE, "--device", "cpu", "--dtype", "bfloat16"])
