@@ -16,6 +16,14 @@ import sys
 import time
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import bpe
+import train  # the shared schedule, clipping, DDP, autocast, checkpoint and logging helpers: one copy, there
+from configurator import apply_overrides
+from model import GPT, GPTConfig, atomic_write
+from sample import tokenizer_from_spec
+from token_lengths import recommend_length
 
 QUESTION, ANSWER = "<|question|>", "<|answer|>"
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
@@ -23,7 +31,8 @@ IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 DEFAULT_CONFIG = dict(
     # where to start and where to write
     out_dir="out-sft",
-    init_from="scratch",  # scratch | resume (out_dir/ckpt.pt, replaced) | gpt2* | DIR (a train.py out_dir, or a HF GPT-2 dir)
+    # scratch | resume (out_dir/ckpt.pt, which the result replaces) | gpt2* | DIR (a train.py out_dir or a HF GPT-2 dir)
+    init_from="scratch",
     tokenizer="gpt2",  # scratch only: gpt2, a bpe.py model dir/file, or bpe:N (train an N-token BPE on train_file)
     # data
     train_file="data/sft/train.txt",  # <|question|>/<|answer|> blocks, or .jsonl
@@ -191,17 +200,19 @@ def sft_batch(examples, eot_id, pad_id):
 
 
 def pack(lengths, block_size):
-    """Greedy packing: walk the examples in order, start a new row when the next one does not fit.
+    """First fit: each example goes into the first row that still has room for it, else into a new row.
 
     lengths: input tokens per example (each <= block_size). Returns a list of rows, each a list of indices.
+    Given the examples in random order, rows come out nearly full and different in every epoch.
     """
-    rows, used = [], block_size  # "used = block_size" forces a new row for the first example
+    rows, room = [], []
     for i, n in enumerate(lengths):
-        if used + n > block_size:
+        r = next((r for r, free in enumerate(room) if free >= n), len(rows))
+        if r == len(rows):
             rows.append([])
-            used = 0
-        rows[-1].append(i)
-        used += n
+            room.append(block_size)
+        rows[r].append(i)
+        room[r] -= n
     return rows
 
 
@@ -258,7 +269,6 @@ def encode_pairs(codec, pairs):
 
 def base_tokenizer(spec, train_text, special_tokens):
     """A bpe.Tokenizer for a scratch model: "gpt2", a bpe.py model dir/file, or "bpe:N" (train N tokens here)."""
-    import bpe
     if spec.startswith("bpe:"):
         specials = ["<|endoftext|>"] + ([QUESTION, ANSWER] if special_tokens else [])
         return bpe.train_bpe(train_text, int(spec[4:]), special_tokens=specials)
@@ -267,7 +277,6 @@ def base_tokenizer(spec, train_text, special_tokens):
 
 def add_marker_tokens(tok):
     """The same tokenizer with <|question|> and <|answer|> as special tokens (new ids after the last one)."""
-    import bpe
     specials = dict(tok.special_tokens)
     for marker in (QUESTION, ANSWER):
         specials.setdefault(marker, max(max(tok.vocab), *specials.values()) + 1)
@@ -360,10 +369,7 @@ def print_side_by_side(title, rows):
 
 # ----------------------------------------------------------------------------- the run
 def load_start(cfg, train_text, device):
-    """-> (model, bpe.Tokenizer, tokenizer spec) to fine-tune, per init_from; markers added if special_tokens."""
-    import bpe
-    import train
-    from model import GPT, GPTConfig
+    """-> (model on device, bpe.Tokenizer) to fine-tune, per init_from; markers added if special_tokens."""
     init = cfg["init_from"]
     ckpt_dir = cfg["out_dir"] if init == "resume" else init
     if init == "scratch":
@@ -392,8 +398,9 @@ def load_start(cfg, train_text, device):
 
 
 def tokenizer_spec(tok):
-    import bpe
-    if tok.special_tokens == {"<|endoftext|>": 50256} and tok.n_vocab == 50257 and tok.merges == bpe.gpt2_tokenizer().merges:
+    """The spec a checkpoint stores (sample.tokenizer_from_spec reads it): GPT-2's own, or the whole BPE model."""
+    gpt2 = bpe.gpt2_tokenizer()
+    if tok.special_tokens == gpt2.special_tokens and tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
         return {"kind": "gpt2"}
     return {"kind": "bpe", "model": tok.dumps()}
 
@@ -414,13 +421,17 @@ def spread(n, k):
 
 
 def run(cfg):
-    import train  # optimizer schedule, clipping, DDP, autocast, checkpoints and logging: one copy, in train.py
-    from model import atomic_write
-    from sample import tokenizer_from_spec
-    from token_lengths import recommend_length
-
+    """Fine-tune per cfg (DEFAULT_CONFIG with overrides); returns the answers.json dict on rank 0, else None."""
     ddp, rank, local_rank, world_size, device = train.setup_ddp(train.pick_device(cfg["device"]), cfg["backend"])
-    master = rank == 0
+    try:
+        return fine_tune(cfg, ddp, rank, local_rank, world_size, device)
+    finally:
+        if ddp:
+            train.teardown_ddp()
+
+
+def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
+    master = rank == 0  # rank 0 prints, logs, answers and checkpoints
     say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
     torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
 
@@ -458,7 +469,6 @@ def run(cfg):
     if cfg["show_example"] >= 0:
         if master:
             show_example(codec, pairs, examples, cfg["show_example"])
-        train.teardown_ddp() if ddp else None
         return None
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
     lengths = [len(x) for x, _ in rows]
@@ -491,10 +501,9 @@ def run(cfg):
     if cfg["compile"]:
         model = torch.compile(model)
     if ddp:
-        from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
     os.makedirs(cfg["out_dir"], exist_ok=True)
-    logger = train.JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl")) if master else None
+    logger = train.JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), keep_before=0)  # a fresh log
     say(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, {total_iters} steps "
         f"({'packing' if cfg['packing'] else 'padding'}), on {device}")
     it, tokens_seen, positions_seen, best_val, epoch_rows = 0, 0, 0, float("inf"), []
@@ -510,9 +519,11 @@ def run(cfg):
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if cfg["packing"]:
-                x, y, pos, mask = (t.to(device) for t in packed_batch([[rows[i] for i in row] for row in batch], pad_id))
+                x, y, pos, mask = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
+                pos, mask = pos.to(device), mask.to(device)
             else:
-                (x, y), pos, mask = (t.to(device) for t in pad_batch([rows[row[0]] for row in batch], pad_id)), None, None
+                (x, y), pos, mask = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
+            x, y = x.to(device), y.to(device)
             with autocast:
                 _, loss = model(x, y, attn_mask=mask, positions=pos)  # mean over this batch's learned tokens
             scaler.scale(loss).backward()
@@ -529,7 +540,8 @@ def run(cfg):
             train_time, log_time, log_tokens = train_time + dt, log_time + dt, log_tokens + n_real
             if it % cfg["log_interval"] == 0 and master:  # tokens/s: this rank's, times the number of ranks
                 ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
-                say(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s")
+                say(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, "
+                    f"{tps:.0f} tokens/s")
                 logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms, "tokens_per_sec": tps})
                 log_time, log_tokens = 0.0, 0
         if ddp:
@@ -539,7 +551,8 @@ def run(cfg):
             counts = counts.tolist()
         train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch, all ranks
         tokens_seen, positions_seen = tokens_seen + counts[0], positions_seen + counts[1]
-        val_loss = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast) if val_examples else float("nan")
+        val_loss = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast) \
+            if val_examples else float("nan")
         best_val = min(best_val, val_loss) if val_examples else best_val
         epoch_rows.append({"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
                            "tokens_seen": tokens_seen})
@@ -585,7 +598,6 @@ def run(cfg):
 
 
 def main(argv=None):
-    from configurator import apply_overrides
     try:
         cfg = apply_overrides(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
         if cfg["num_threads"] > 0:

@@ -87,7 +87,7 @@ def test_packing_blocks_attention_between_examples(rope):
     examples = [([3, 4, 5], [6, 7]), ([8], [9, 10, 11, 12]), ([13, 14], [15]), ([16, 17, 18, 19], [20, 21, 22])]
     rows = [sft.make_row(p, a + [2]) for p, a in examples]
     packed = sft.pack([len(x) for x, _ in rows], block_size=12)
-    assert packed == [[0, 1], [2, 3]]  # input lengths 5, 5, 3, 7: greedy, in order
+    assert packed == [[0, 1], [2, 3]]  # input lengths 5, 5, 3, 7 in rows of 12
     inputs, targets, positions, mask = sft.packed_batch([[rows[i] for i in r] for r in packed], pad_id=0)
     logits, loss = model(inputs, targets, attn_mask=mask, positions=positions)
     # each example alone, with the default causal mask and positions 0..n-1
@@ -108,6 +108,7 @@ def test_packing_blocks_attention_between_examples(rope):
 def test_pack_and_mask_shapes():
     assert sft.pack([5, 5, 5, 3], block_size=10) == [[0, 1], [2, 3]]
     assert sft.pack([10, 1], block_size=10) == [[0], [1]]
+    assert sft.pack([6, 6, 4, 4], block_size=10) == [[0, 2], [1, 3]]  # first fit: the 4s fill the gaps
     rows = [[([1, 2], [-100, 3])], [([4, 5, 6], [7, 8, 9]), ([1], [2])]]
     inputs, targets, positions, mask = sft.packed_batch(rows, pad_id=0)
     assert inputs.tolist() == [[1, 2, 0, 0], [4, 5, 6, 1]]
