@@ -99,46 +99,46 @@ def load_examples(path, limit=None):
 
 # -------------------------------------------------------------------------------------------------- scoring
 def render(encode, example, block_size):
-    """-> 4 token rows (context + ending) and the number of ending tokens at the end of each row."""
+    """-> 4 (tokens, n) pairs: context + ending token ids, and n, how many of them (at the end) are the ending."""
     ctx = encode(example["ctx"])
     if not ctx:
         raise ValueError(f"context {example['ctx'][:40]!r} encodes to no tokens: nothing to predict the ending from")
-    rows, n_ending = [], []
+    rendered = []
     for ending in example["endings"]:
         end = encode(" " + ending)  # GPT-2 style: the space belongs to the ending's first token
         if not 1 <= len(end) < block_size:
-            raise ValueError(f"ending {ending[:40]!r} is {len(end)} tokens: it must be 1 to block_size-1="
-                             f"{block_size - 1} tokens long")
+            raise ValueError(f"ending {ending[:40]!r} is {len(end)} tokens, but the model's block_size={block_size} "
+                             f"has room for 1 to {block_size - 1}: HellaSwag needs a model with a longer context")
         # a context too long for the model loses its oldest tokens; the ending is always scored in full
-        rows.append((ctx + end)[-block_size:])
-        n_ending.append(len(end))
-    return rows, n_ending
+        rendered.append(((ctx + end)[-block_size:], len(end)))
+    return rendered
 
 
 @torch.no_grad()
-def ending_losses(model, encode, examples, device):
-    """Summed and mean cross-entropy of every ending: two float32 tensors (N, 4), N = len(examples).
+def padded_losses(model, rendered, device):
+    """Summed and mean cross-entropy of the endings of N rendered examples: two float32 tensors (N, 4).
 
     All 4N rows go through the model in one forward pass, right-padded to the longest row. Padding on the
     right changes nothing before it (attention is causal, positions start at 0), and it is never scored."""
-    block_size = model.config.block_size
-    rows, n_ending = [], []
-    for ex in examples:
-        r, n = render(encode, ex, block_size)
-        rows += r
-        n_ending += n
-    R, T = len(rows), max(len(r) for r in rows)
+    rows = [pair for example in rendered for pair in example]
+    R, T = len(rows), max(len(tokens) for tokens, _ in rows)
     idx = torch.zeros((R, T), dtype=torch.long)  # (4N, T), padded with token 0
     targets = torch.full((R, T), -100, dtype=torch.long)  # (4N, T): -100 = not scored
-    for i, (row, n) in enumerate(zip(rows, n_ending)):
-        idx[i, :len(row)] = torch.tensor(row)
-        targets[i, len(row) - n - 1:len(row) - 1] = idx[i, len(row) - n:len(row)]  # logits at t predict token t+1
+    for i, (tokens, n) in enumerate(rows):
+        L = len(tokens)
+        idx[i, :L] = torch.tensor(tokens)
+        targets[i, L - n - 1:L - 1] = idx[i, L - n:L]  # the logits at t predict token t+1
     idx, targets = idx.to(device), targets.to(device)
     logits, _ = model(idx)  # (4N, T, V)
     losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="none")
     sum_losses = losses.view(R, T).sum(dim=1)  # (4N,): ignored positions contribute 0
-    mean_losses = sum_losses / torch.tensor(n_ending, device=sum_losses.device)
+    mean_losses = sum_losses / torch.tensor([n for _, n in rows], device=sum_losses.device)
     return sum_losses.view(-1, 4), mean_losses.view(-1, 4)
+
+
+def ending_losses(model, encode, examples, device):
+    """padded_losses of examples, tokenized with encode -> (sum_losses, mean_losses), each (N, 4)."""
+    return padded_losses(model, [render(encode, ex, model.config.block_size) for ex in examples], device)
 
 
 def score_example(model, encode, example, device):
@@ -179,22 +179,28 @@ def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1
     if not examples:
         raise ValueError("no examples to evaluate")
     model = unwrap(model)
+    # every rank tokenizes every example: a bad one stops all ranks alike, before any model time is spent
+    rendered = []
+    for i, ex in enumerate(examples):
+        try:
+            rendered.append(render(encode, ex, model.config.block_size))
+        except ValueError as e:
+            raise ValueError(f"HellaSwag example {i} (ind {ex.get('ind', '?')}): {e}") from None
+    rendered, labels = rendered[rank::world_size], [ex["label"] for ex in examples[rank::world_size]]
     was_training = model.training
     model.eval()  # no dropout while scoring
-    shard = examples[rank::world_size]
     counts = torch.zeros(3, dtype=torch.long, device=device)  # right by sum, right by mean, examples seen
     desc = "hellaswag" if world_size == 1 else f"hellaswag (rank {rank}'s shard)"
-    bar = tqdm(total=len(shard), desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(labels), desc=desc, disable=not progress, dynamic_ncols=True)
     try:
-        for i in range(0, len(shard), batch_size):
-            batch = shard[i:i + batch_size]
-            sum_losses, mean_losses = ending_losses(model, encode, batch, device)  # (B, 4) each
-            labels = torch.tensor([ex["label"] for ex in batch], device=sum_losses.device)
-            counts[0] += (sum_losses.argmin(dim=1) == labels).sum()
-            counts[1] += (mean_losses.argmin(dim=1) == labels).sum()
-            counts[2] += len(batch)
+        for i in range(0, len(labels), batch_size):
+            sum_losses, mean_losses = padded_losses(model, rendered[i:i + batch_size], device)  # (B, 4) each
+            label = torch.tensor(labels[i:i + batch_size], device=sum_losses.device)  # (B,)
+            counts[0] += (sum_losses.argmin(dim=1) == label).sum()
+            counts[1] += (mean_losses.argmin(dim=1) == label).sum()
+            counts[2] += len(label)
             bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}", refresh=False)
-            bar.update(len(batch))
+            bar.update(len(label))
     finally:
         bar.close()
         model.train(was_training)

@@ -102,7 +102,7 @@ def test_long_context_keeps_its_last_block_size_tokens(gpt2_dir, encode, example
             s, m = direct_losses(lambda x: hf(x).logits, ctx[-(64 - len(end)):], end)
         assert sums[i] == pytest.approx(s, rel=1e-4)
         assert means[i] == pytest.approx(m, rel=1e-4)
-    with pytest.raises(ValueError, match="block_size-1=63"):
+    with pytest.raises(ValueError, match="block_size=64 has room for 1 to 63"):
         run_hellaswag_scores(gpt2_dir, dict(ex, endings=["word " * 70] * 4))
 
 
@@ -140,6 +140,17 @@ def test_hand_computed_losses_and_acc_vs_acc_norm():
     assert hellaswag.evaluate(model, ascii_encode, [ex], "cpu") == {"acc": 0.0, "acc_norm": 1.0, "count": 1}
     assert hellaswag.evaluate(model, ascii_encode, [dict(ex, label=0)], "cpu") == {"acc": 1.0, "acc_norm": 0.0,
                                                                                    "count": 1}
+
+
+def test_too_long_ending_stops_before_scoring():
+    model = Successor(block_size=16)  # in training mode, as train.py would pass it
+    short = {"ctx": "ab", "endings": ["c", "d", "e", "f"], "label": 0}
+    long = dict(short, ind=42, endings=["c", "d", "e", "a sixteen chars"])  # " a sixteen chars": 16 tokens
+    assert hellaswag.evaluate(model, ascii_encode, [short, dict(long, endings=["c", "d", "e", "fifteen chars"])],
+                              "cpu")["count"] == 2
+    with pytest.raises(ValueError, match=r"HellaSwag example 2 \(ind 42\): ending 'a sixteen chars' is 16 tokens"):
+        hellaswag.evaluate(model, ascii_encode, [short, short, long, short], "cpu", batch_size=1)
+    assert model.training
 
 
 def test_training_mode_dropout_and_compile_wrapper():
