@@ -26,6 +26,7 @@ import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
+from itertools import chain, repeat
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -43,6 +44,8 @@ GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # tiktoken's source
 GPT2_RANKS_SDIST = "openai-whisper==20250625"  # PyPI sdist that ships the same file, our offline source
+CACHE_SIZE = 1 << 20  # pre-tokens remembered by a Tokenizer (about 100 MB at most)
+INF = float("inf")
 INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
 
 
@@ -238,22 +241,24 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
         rank = [0] * 256
         for r, b in enumerate(bytes_to_unicode_order()):
             rank[b] = r
-        tie_key = lambda p: (rank[p[0]], rank[p[1]])  # smaller ids win
+        tie_key = lambda p: (rank[ord(p[0])], rank[ord(p[1])])  # smaller ids win
     else:
         # To make a min-heap prefer the greater bytes, map each byte c to chr(255 - c) and end every token
         # with chr(256), greater than any mapped byte: then key(x) < key(y) exactly when x > y (a prefix of a
         # token is smaller than the token, so its key, ending early with chr(256), must be greater).
         inv = [chr(255 - i) + chr(256) for i in range(256)]
-        tie_key = lambda p: inv[p[0]] + inv[p[1]]
+        tie_key = lambda p: inv[ord(p[0])] + inv[ord(p[1])]
 
-    words = [list(w.encode("utf-8")) for w in word_counts]  # ids of each distinct pre-token
+    # A word is a str with one character per token, chr(id): str.find and str.replace then scan and merge in C,
+    # and a pair is a 2-character str, a cheap dict key. (str.replace is `merge`: left to right, no overlap.)
+    words = [w.encode("utf-8").decode("latin-1") for w in word_counts]  # chr(byte) per byte
     counts = list(word_counts.values())
     pair_counts = defaultdict(int)
-    where = defaultdict(set)  # pair -> indices of the words that contain it (maybe stale: checked on use)
+    where = defaultdict(list)  # pair -> indices of the words that contain it (maybe stale or repeated: checked on use)
     for wi, (w, c) in enumerate(zip(words, counts)):
-        for pair in zip(w, w[1:]):
-            pair_counts[pair] += c
-            where[pair].add(wi)
+        for i in range(len(w) - 1):
+            pair_counts[w[i:i + 2]] += c
+            where[w[i:i + 2]].append(wi)
     heap = [(-c, tie_key(p), p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
 
@@ -266,52 +271,48 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
             if count > 0:
                 heapq.heappush(heap, (-count, tie_key(pair), pair))
             continue
+        a, b = ord(pair[0]), ord(pair[1])
         idx = 256 + len(merges)
-        merges.append(pair)
-        vocab.append(vocab[pair[0]] + vocab[pair[1]])
+        merges.append((a, b))
+        vocab.append(vocab[a] + vocab[b])
         if tie_break == "hf":
             rank.append(idx)  # HF numbers new tokens in creation order too
         else:
-            inv.append("".join(chr(255 - c) for c in vocab[idx]) + chr(256))
+            inv.append(inv[a][:-1] + inv[b])  # mapped bytes of a, of b, one terminator
         # Rewrite each word that holds the pair, and note what changed around each occurrence x a b y:
         # pairs (x, a) and (b, y) are lost, (x, idx) and (idx, y) are born ("a b a b" gives one (idx, idx)).
-        a, b = pair
-        lost, born = defaultdict(int), defaultdict(int)
+        C = chr(idx)
+        CC = C + C
+        born = defaultdict(int)
         for wi in where.pop(pair):
             w, c = words[wi], counts[wi]
-            n, i, new = len(w), 0, []
-            while i < n:
-                if w[i] == a and i + 1 < n and w[i + 1] == b:
-                    if new:
-                        x = new[-1]
-                        if x != idx:  # (x, a) is lost, unless x is the occurrence just merged
-                            lost[(x, a)] += c
-                        born[(x, idx)] += c
-                        where[(x, idx)].add(wi)
-                    if i + 2 < n:
-                        y = w[i + 2]
-                        lost[(b, y)] += c
-                        if not (y == a and i + 3 < n and w[i + 3] == b):  # else the next occurrence does it
-                            born[(idx, y)] += c
-                            where[(idx, y)].add(wi)
-                    new.append(idx)
-                    i += 2
-                else:
-                    new.append(w[i])
-                    i += 1
-            words[wi] = new  # unchanged if the index entry was stale (an earlier merge took the pair apart)
-        del pair_counts[pair]  # every occurrence is gone
-        for p, d in lost.items():
-            if p != pair:
-                c = pair_counts[p] - d
-                if c:
-                    pair_counts[p] = c
-                else:
-                    del pair_counts[p]
+            i, end = w.find(pair), -1
+            if i < 0:
+                continue  # a stale index entry: an earlier merge already took the pair apart
+            while i >= 0:
+                if i == end:  # right after the previous occurrence: the pair (idx, idx) is born
+                    born[CC] += c
+                    where[CC].append(wi)
+                elif i:
+                    pair_counts[w[i - 1:i + 1]] -= c  # (x, a) is lost
+                    xc = w[i - 1] + C
+                    born[xc] += c
+                    where[xc].append(wi)
+                end = i + 2
+                if end < len(w):
+                    pair_counts[w[i + 1:i + 3]] -= c  # (b, y) is lost
+                    if not w.startswith(pair, end):  # else the next occurrence counts (idx, idx)
+                        cy = C + w[end]
+                        born[cy] += c
+                        where[cy].append(wi)
+                i = w.find(pair, end)
+            words[wi] = w.replace(pair, C)
+        del pair_counts[pair]  # every occurrence is gone (counts of lost pairs may reach 0: left in, harmless)
         for p, c in born.items():  # new pairs (they hold idx): the only counts that go up
             pair_counts[p] = c
             heapq.heappush(heap, (-c, tie_key(p), p))
-        bar.update()
+        if progress:
+            bar.update()
     bar.close()
     return merges
 
@@ -373,39 +374,54 @@ class Tokenizer:
                                  "bytes of a followed by those of b); merges and vocab must belong together")
         self.pattern = pattern
         self.n_vocab = max(self.vocab) + 1
-        self._rank = {pair: r for r, pair in enumerate(self.merges)}  # earlier merge = lower rank
+        if min(self.vocab) < 0 or self.n_vocab > sys.maxunicode:
+            raise ValueError(f"token ids must be in 0..{sys.maxunicode}, got {min(self.vocab)}..{self.n_vocab - 1}")
         single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
         missing = [b for b in range(256) if b not in single]
         if missing:
             raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte {missing[0]}; a "
                              "byte-level vocab needs all 256 to encode any text")
-        self._byte_ids = [single[b] for b in range(256)]  # GPT-2: byte '!' -> id 0, never assume b -> b
+        # As in the fast trainer, a token sequence is a str of chr(id), a pair a 2-character str: the BPE loop
+        # below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as chr(id of bytes([b])).
+        self._byte_chars = {b: chr(single[b]) for b in range(256)}
+        self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}  # earlier merge = lower rank
+        self._merged = {chr(a) + chr(b): chr(i) for (a, b), i in self.merges.items()}
         self._pat = regex.compile(pattern)
         self._special_re = _special_regex(self.special_tokens)
         self._cache: dict[str, list[int]] = {}  # pre-token -> ids: real text repeats its words a lot
 
     # -- encoding
     def _bpe(self, piece: str) -> list[int]:
-        """Ids of one pre-token: start from its bytes, apply the earliest-learned merge present, repeat."""
-        ids = [self._byte_ids[b] for b in piece.encode("utf-8")]
-        rank, inf = self._rank, float("inf")
-        while len(ids) >= 2:
-            pair = min(zip(ids, ids[1:]), key=lambda p: rank.get(p, inf))
-            if pair not in rank:
+        """Ids of one pre-token: start from its bytes, merge the pair with the earliest-learned merge
+        (leftmost first), repeat. One merge at a time gives what `merge`-ing every occurrence would: a pair
+        born from a merge always ranks after it, so all occurrences go before anything else does."""
+        parts = list(piece.encode("utf-8").decode("latin-1").translate(self._byte_chars))
+        rank_of, merged = self._rank.get, self._merged
+        ranks = list(map(rank_of, map(str.__add__, parts[:-1], parts[1:]), repeat(INF)))  # ranks[i]: parts i, i+1
+        while ranks:
+            best = min(ranks)
+            if best == INF:
                 break
-            ids = merge(ids, pair, self.merges[pair])
-        if len(self._cache) >= 1 << 20:
-            self._cache.clear()  # bound the memory on endless streams of new words
-        self._cache[piece] = ids
-        return ids
+            i = ranks.index(best)
+            new = merged[parts[i] + parts[i + 1]]
+            parts[i:i + 2] = (new,)
+            del ranks[i]
+            if i:  # only the two pairs around the new token change
+                ranks[i - 1] = rank_of(parts[i - 1] + new, INF)
+            if i < len(ranks):
+                ranks[i] = rank_of(new + parts[i + 1], INF)
+        return list(map(ord, parts))
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode, treating special tokens as plain text."""
-        get, bpe, out = self._cache.get, self._bpe, []
-        for piece in self._pat.findall(text):
-            ids = get(piece)
-            out += bpe(piece) if ids is None else ids
-        return out
+        pieces, cache = self._pat.findall(text), self._cache
+        new = set(pieces).difference(cache)
+        if len(cache) + len(new) > CACHE_SIZE:
+            cache.clear()  # bound the memory on endless streams of new words
+            new = set(pieces)
+        for piece in new:
+            cache[piece] = self._bpe(piece)
+        return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
         """Encode with tiktoken's rules for special tokens in the text:

@@ -1,0 +1,147 @@
+"""Benchmarks for bpe.py, each against its peer in the same process on the same input (not run by pytest):
+
+1. training, vocab 10,000, on 1 MB and 5 MB of text: our time / Hugging Face tokenizers' time (target <= 1.0);
+2. encoding with GPT-2: our throughput / tiktoken's, ids asserted identical (target >= 0.4);
+3. training on a >= 1 GB file with `python bpe.py train`: peak RSS of the process tree (target < 2 GB) and time.
+
+    python bench/bpe.py --threads 1        # HF and tiktoken on 1 thread, our trainer in 1 process
+    python bench/bpe.py --threads 2 --skip-1gb
+
+The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct words, and so
+the merge work, stay those of 1 MB; what grows is the pre-tokenization.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+EOT = "<|endoftext|>"
+
+
+def best_of(fn, repeat):
+    """(min seconds over `repeat` runs, last result): the min is the least disturbed by a busy machine."""
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def bench_train(text: str, label: str, threads: int, tmp: Path, repeat: int) -> None:
+    import bpe
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers, trainers
+
+    path = tmp / f"train_{label}.txt"
+    path.write_text(text, encoding="utf-8")
+
+    def hf():
+        tok = HFTokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        trainer = trainers.BpeTrainer(vocab_size=10_000, special_tokens=[EOT], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train([str(path)], trainer)
+        return tok
+
+    ours = lambda: bpe.train_bpe(path, 10_000, [EOT], num_proc=threads)
+    t_hf, hf_tok = best_of(hf, repeat)
+    t_ours, tok = best_of(ours, repeat)
+    print(f"train {label:>5} ({len(text.encode()) / 1e6:.1f} MB, vocab 10,000, {threads} thread(s)): "
+          f"ours {t_ours:.2f}s  HF {t_hf:.2f}s  ratio ours/HF {t_ours / t_hf:.2f}  (target <= 1.0; "
+          f"vocab ours {len(tok.vocab)}, HF {hf_tok.get_vocab_size()})")
+
+
+def bench_encode(text: str, repeat: int) -> None:
+    import tiktoken
+    import bpe
+
+    ours = bpe.gpt2_tokenizer()
+    ranks = {v: i for i, v in ours.vocab.items() if i != 50256}
+    enc = tiktoken.Encoding(name="gpt2", pat_str=bpe.GPT2_SPLIT_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={EOT: 50256})
+    mb = len(text.encode()) / 1e6
+    t_tt, ids_tt = best_of(lambda: enc.encode_ordinary(text), repeat)
+    t_cold, ids = best_of(lambda: (ours._cache.clear(), ours.encode_ordinary(text))[1], repeat)  # empty cache
+    assert ids == ids_tt, "ids differ from tiktoken's"
+    t_warm, ids = best_of(lambda: ours.encode_ordinary(text), repeat)
+    assert ids == ids_tt
+    print(f"encode GPT-2 ({mb:.1f} MB, {len(ids):,} tokens, ids identical): tiktoken {mb / t_tt:.2f} MB/s  "
+          f"ours cold cache {mb / t_cold:.2f} MB/s (ratio {t_tt / t_cold:.2f}), warm cache {mb / t_warm:.2f} MB/s "
+          f"(ratio {t_tt / t_warm:.2f})  (target >= 0.4)")
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue  # the process ended while we looked
+    tree, total = {pid}, 0
+    changed = True
+    while changed:
+        kids = {p for p, pp in parent.items() if pp in tree} - tree
+        changed = bool(kids)
+        tree |= kids
+    for p in tree:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            continue
+    return total
+
+
+def bench_1gb(text: str, threads: int, path: Path) -> None:
+    copies = -(-(1 << 30) // len((text + EOT).encode()))
+    if not path.is_file() or path.stat().st_size < 1 << 30:
+        with open(path, "w", encoding="utf-8") as f:
+            for _ in range(copies):
+                f.write(text + EOT)
+    size = path.stat().st_size
+    out = Path(tempfile.mkdtemp(prefix="bpe_1gb_tok_"))
+    cmd = [sys.executable, str(ROOT / "bpe.py"), "train", "--input", str(path), "--vocab-size", "10000",
+           "--special", EOT, "--out", str(out), "--num-proc", str(threads)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(proc.pid))
+        time.sleep(0.2)
+    dt = time.perf_counter() - t0
+    assert proc.returncode == 0, f"bpe.py train failed with {proc.returncode}"
+    print(f"train on {size / 2**30:.2f} GiB file ({threads} process(es)): {dt:.0f}s "
+          f"({size / 1e6 / dt:.1f} MB/s), peak RSS of the process tree {peak / 2**20:.0f} MiB (target < 2048 MiB); "
+          f"{proc.stdout.read().strip()}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1, help="threads for HF/tiktoken, processes for us")
+    parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt", help="~1 MB of real text")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-1gb", action="store_true")
+    parser.add_argument("--big-file", default="/tmp/bpe_bench_1gb.txt")
+    args = parser.parse_args()
+    # the Rust thread pools read these when first used: set them before importing tokenizers / tiktoken
+    os.environ["RAYON_NUM_THREADS"] = os.environ["RAYON_RS_NUM_CPUS"] = str(args.threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if args.threads > 1 else "false"
+    text = Path(args.data).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_train(text, "1MB", args.threads, Path(tmp), args.repeat)
+        bench_train(EOT.join([text] * 5), "5MB", args.threads, Path(tmp), args.repeat)
+    bench_encode(text, args.repeat)
+    if not args.skip_1gb:
+        bench_1gb(text, args.threads, Path(args.big_file))
+
+
+if __name__ == "__main__":
+    main()
