@@ -313,3 +313,31 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
         sft.main(args + [f"--train_file={bad}", "--strict=True"])
     with pytest.raises(SystemExit, match="unknown config key 'epoch'"):
         sft.main(["--epoch=3"])
+
+
+def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread):
+    first = sft.run(tiny_run_config(tmp_path, epochs=30))
+    assert first["exact_match_train"]["after"] == 1.0
+    # a directory holding a ckpt.pt (train.py's or ours): the loaded model already knows the answers
+    again = sft.run(tiny_run_config(tmp_path, init_from=str(tmp_path / "out"), out_dir=str(tmp_path / "out2"),
+                                    epochs=1, learning_rate=1e-5, warmup_iters=0))
+    assert again["exact_match_train"]["before"] == 1.0
+    # resume: out_dir's own checkpoint, replaced by the result
+    resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=1,
+                                      learning_rate=1e-5, warmup_iters=0))
+    assert resumed["exact_match_train"]["before"] == 1.0
+
+
+def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, one_thread):
+    import sample
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(0)
+    hf_dir = tmp_path / "hf"
+    GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(hf_dir)
+    cfg = tiny_run_config(tmp_path, init_from=str(hf_dir), epochs=1, eval_train=1, free_prompts=[],
+                          max_new_tokens=3)
+    result = sft.run(cfg)
+    assert len(result["epochs"]) == 1
+    model, codec = sample.load_model("resume", cfg["out_dir"], "cpu")
+    assert model.config.vocab_size == 50259  # GPT-2's 50257 + <|question|> + <|answer|>
+    assert codec.encode("<|question|><|answer|>") == [50257, 50258]
