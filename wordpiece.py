@@ -23,6 +23,7 @@ import argparse
 import functools
 import heapq
 import itertools
+import operator
 import os
 import re
 import statistics
@@ -30,7 +31,6 @@ import sys
 import time
 import unicodedata
 from collections import Counter, defaultdict
-from itertools import chain
 
 from tqdm import tqdm
 
@@ -156,7 +156,8 @@ def _special_regex(special_tokens: list[str]) -> re.Pattern | None:
 
 # ----------------------------------------------------------------------------- the tokenizer
 class _WordCache(dict):
-    """word -> tuple of ids; a miss runs WordPiece once. Real text repeats words, so most lookups hit."""
+    """word -> tuple of ids; a miss runs WordPiece once. Real text repeats words, so most lookups hit
+    (it grows with the number of distinct words seen: about 200 bytes each)."""
 
     def __init__(self, wordpiece):
         super().__init__()
@@ -238,7 +239,7 @@ class WordPieceTokenizer:
             if k % 2:  # odd positions are the special tokens found by the split
                 ids.append(self.token_to_id[part])
             elif part:
-                ids += chain.from_iterable(map(lookup, pre_tokenize(part, self.lowercase)))
+                ids += itertools.chain.from_iterable(map(lookup, pre_tokenize(part, self.lowercase)))
         return ids
 
     def tokenize(self, text: str) -> list[str]:
@@ -251,8 +252,12 @@ class WordPieceTokenizer:
         """
         tokens = []
         for i in ids:
-            if not isinstance(i, int) or not 0 <= i < len(self.vocab):
-                raise ValueError(f"unknown token id {i!r}: ids must be ints in [0, {len(self.vocab)})")
+            try:
+                i = operator.index(i)  # any integer type (numpy, torch) but not floats or strings
+            except TypeError:
+                raise ValueError(f"unknown token id {i!r}: ids must be integers") from None
+            if not 0 <= i < len(self.vocab):
+                raise ValueError(f"unknown token id {i}: ids must be in [0, {len(self.vocab)})")
             tokens.append(self.vocab[i])
         return " ".join(tokens).replace(" ##", "").strip()
 
@@ -266,7 +271,8 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
         with open(path, encoding="utf-8") as f:
             lines = f.read().split("\n")
     except UnicodeDecodeError as e:
-        raise ValueError(f"vocab file {str(path)!r} is not UTF-8 text ({e}); a vocab.txt has one token per line") from None
+        raise ValueError(f"vocab file {str(path)!r} is not UTF-8 text ({e}); "
+                         "a vocab.txt has one token per line") from None
     if lines and lines[-1] == "":  # the newline that ends the last line
         lines.pop()
     return lines
@@ -284,8 +290,9 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
     """Learn a WordPiece vocab (id order: special tokens, then the alphabet, then learned pieces).
 
     Deterministic: the alphabet is sorted and ties go to the pair of smaller ids, so the same corpus and
-    options give the same vocab byte for byte (Hugging Face's trainer numbers its alphabet in hash order). Merging stops at vocab_size or when the best pair occurs
-    fewer than min_frequency times (a pair seen once is not a pattern).
+    options give the same vocab byte for byte (Hugging Face's trainer numbers its alphabet in hash order).
+    Merging stops at vocab_size or when the best pair occurs fewer than min_frequency times (a pair seen
+    once is not a pattern).
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring={scoring!r} is not one of {SCORINGS}")
@@ -338,10 +345,10 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             return (-pair_count[pair], a, b)
         return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], a, b)
 
-    # A max-heap with lazy updates. A pair's count only falls after the merge that created it, which makes
-    # its score fall too; so an entry may be too good but never too bad, and a popped entry that is no
-    # longer current goes back in with its current key. What can raise a score is pushed when it happens:
-    # new pairs, and in likelihood mode the pairs of a and b, whose freq(a), freq(b) fell.
+    # A max-heap with lazy updates. Every change that can raise a pair's key is pushed when it happens (the
+    # pairs next to a merged piece; in likelihood mode also all pairs of a and b, as freq(a) and freq(b)
+    # fell); every other change lowers it. So an entry may be too good but never too bad: a popped entry that
+    # is no longer current goes back in with its current key, and the first current one is the best pair.
     heap = [key(pair) for pair in pair_count]
     heapq.heapify(heap)
     bar = tqdm(total=vocab_size, initial=len(vocab), desc="wordpiece merges", disable=not progress)
@@ -349,7 +356,7 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
         while heap:
             entry = heapq.heappop(heap)
             pair = entry[-2:]
-            # a pair rarer than min_frequency never becomes eligible again: its count can only fall from now on
+            # below min_frequency: dropped (should its count rise again, it is pushed again then)
             if pair not in pair_count or pair_count[pair] < min_frequency:
                 continue
             current = key(pair)

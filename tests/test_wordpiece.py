@@ -13,6 +13,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import wordpiece
@@ -108,6 +109,7 @@ def test_decode_matches_bert_and_rejects_unknown_ids():
         ids = tok.encode(line)
         assert tok.decode(ids) == legacy.convert_tokens_to_string(legacy.convert_ids_to_tokens(ids))
     assert tok.decode(tok.encode("The tree fell.")) == "the tree fell ."  # case and spacing are not kept
+    assert tok.decode(np.array(tok.encode("The tree fell."))) == "the tree fell ."  # numpy ints are ids too
     for bad in ([700], [-1], [1.0], ["1"]):
         with pytest.raises(ValueError, match="unknown token id"):
             tok.decode(bad)
@@ -159,7 +161,8 @@ def _synthetic_corpus(seed=0, n_words=300) -> str:
 def _naive_train(text, vocab_size, scoring, specials=wordpiece.BERT_SPECIAL_TOKENS, min_frequency=2):
     """The obvious slow trainer: recount every pair and piece from scratch before each merge."""
     counts = Counter(wordpiece.pre_tokenize(text))
-    vocab = list(specials) + sorted({ch for w in counts for ch in w}) + sorted({"##" + ch for w in counts for ch in w[1:]})
+    vocab = list(specials) + sorted({ch for w in counts for ch in w})
+    vocab += sorted({"##" + ch for w in counts for ch in w[1:]})
     words = {w: [w[0]] + ["##" + ch for ch in w[1:]] for w in counts}
     while len(vocab) < vocab_size:
         pairs, freq = Counter(), Counter()
@@ -221,8 +224,9 @@ def test_likelihood_and_frequency_pick_different_first_merges():
     # merges "qz": 3 / (3 * 3) = 0.33 beats 10 / (10 * 20) = 0.05.
     text = "ab " * 10 + "cb " * 10 + "qz " * 3
     alphabet = ["a", "b", "c", "q", "z", "##b", "##z"]
-    assert wordpiece.train_wordpiece(text, 13, scoring="frequency") == wordpiece.BERT_SPECIAL_TOKENS + alphabet + ["ab"]
-    assert wordpiece.train_wordpiece(text, 13, scoring="likelihood") == wordpiece.BERT_SPECIAL_TOKENS + alphabet + ["qz"]
+    start = wordpiece.BERT_SPECIAL_TOKENS + alphabet
+    assert wordpiece.train_wordpiece(text, 13, scoring="frequency") == start + ["ab"]
+    assert wordpiece.train_wordpiece(text, 13, scoring="likelihood") == start + ["qz"]
 
 
 def test_training_is_deterministic_across_processes(tmp_path):
