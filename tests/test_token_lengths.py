@@ -1,5 +1,6 @@
 """token_lengths.py: statistics, percentiles (against numpy), the recommendation rules, every input format,
 every tokenizer kind (against a peer where one exists), --json/--write, and bad input."""
+import bisect
 import importlib.util
 import json
 import math
@@ -25,10 +26,10 @@ def write(path, text, mode="w"):
 
 
 def direct_at(lengths, q):
-    """The smallest L with at least q of the lengths <= L, by exact counting over a sorted list."""
+    """By the definition: the smallest of the lengths L such that at least a share q of them are <= L
+    (q * n rounded to 9 decimals, so that 0.07 * 100 counts as 7)."""
     s = sorted(lengths)
-    k = math.ceil(len(s) * Fraction(repr(q)))
-    return s[k - 1]
+    return next(L for L in s if bisect.bisect_right(s, L) >= round(q * len(s), 9))
 
 
 # ----------------------------------------------------------------------------- statistics
