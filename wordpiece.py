@@ -262,17 +262,22 @@ class WordPieceTokenizer:
         return " ".join(tokens).replace(" ##", "").strip()
 
 
-def read_vocab(path: str | os.PathLike) -> list[str]:
-    """Read a BERT vocab.txt (one token per line, UTF-8)."""
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A whole UTF-8 file; errors name the file and say what was wrong with it."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"vocab file {str(path)!r} does not exist or is not a file; "
-                                "pass the path of a vocab.txt with one token per line")
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+            return f.read()
     except UnicodeDecodeError as e:
-        raise ValueError(f"vocab file {str(path)!r} is not UTF-8 text ({e}); "
-                         "a vocab.txt has one token per line") from None
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from None
+    except OSError as e:  # permissions, I/O errors
+        raise ValueError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+def read_vocab(path: str | os.PathLike) -> list[str]:
+    """Read a BERT vocab.txt (one token per line, UTF-8)."""
+    lines = read_text(path, "vocab file (a vocab.txt with one token per line)").split("\n")
     if lines and lines[-1] == "":  # the newline that ends the last line
         lines.pop()
     return lines
@@ -367,7 +372,9 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             break  # no pair left that occurs at least min_frequency times
         a, b = pair
         merged = vocab[a] + vocab[b][2:]  # b is always a `##` piece: it never starts a word
-        new = token_to_id.get(merged)  # "##abc" can come from ##ab+##c and from ##a+##bc: one id for both
+        # should another pair ever spell the same piece (##ab+##c, ##a+##bc), it keeps its one id, as in Hugging
+        # Face: a vocab.txt cannot list a token twice
+        new = token_to_id.get(merged)
         if new is None:
             new = token_to_id[merged] = len(vocab)
             vocab.append(merged)
@@ -457,10 +464,7 @@ def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool
         print(f"\nround trip: BPE {gpt2.decode(ids) == text}, WordPiece {wp.decode(wids) == text} "
               f"(WordPiece decodes to {wp.decode(wids)!r})")
     if file is not None:
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"--file {file!r} does not exist or is not a file")
-        with open(file, encoding="utf-8") as f:
-            body = f.read()
+        body = read_text(file, "--file")
         mb = len(body.encode("utf-8")) / 1e6
         print(f"\nfile {file}: {len(body):,} characters, {mb:.2f} MB")
         for name, encode in (("GPT-2 BPE", gpt2.encode_ordinary), ("WordPiece", wp.encode)):
@@ -489,10 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            if not os.path.isfile(args.input):
-                raise FileNotFoundError(f"--input {args.input!r} does not exist or is not a file")
-            with open(args.input, encoding="utf-8") as f:
-                corpus = f.read()
+            corpus = read_text(args.input, "--input")
             t0 = time.perf_counter()
             vocab = train_wordpiece(corpus, args.vocab_size, lowercase=not args.cased, scoring=args.scoring,
                                     min_frequency=args.min_frequency, progress=True)
