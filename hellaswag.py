@@ -1,5 +1,6 @@
 """HellaSwag evaluation: which of 4 endings does the model find most likely after a context?
 
+    python hellaswag.py --download                    # fetch data/hellaswag/hellaswag_val.jsonl once
     python hellaswag.py --model gpt2                  # GPT-2 124M weights: acc 0.2859, acc_norm 0.2955
     python hellaswag.py --model out-shakespeare       # a train.py out_dir (its ckpt.pt and its tokenizer)
     python hellaswag.py --model DIR --limit 500 --batch_size 16 --device cuda
