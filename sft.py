@@ -340,21 +340,26 @@ def mean_loss(model, examples, batch_size, pad_id, device, autocast):
     return total / max(count, 1)
 
 
-def show_example(codec, pairs, examples, i):
+def show_example(tok, examples, question, i):
     """Print example i token by token, marking the tokens the loss learns (the targets that are not -100)."""
-    if not 0 <= i < len(examples):
-        raise ValueError(f"--show_example={i}: the training data has examples 0..{len(examples) - 1}")
     prompt, completion = examples[i]
     inputs, targets = make_row(prompt, completion)
-    print(f"example {i}: question {pairs[i][0]!r}")
+
+    def piece(t):  # a token's text, or its bytes when it holds only part of a UTF-8 character
+        b = tok.decode_bytes([t])
+        try:
+            return repr(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            return repr(b)
+    eot = tok.special_tokens["<|endoftext|>"]
+    print(f"example {i}: question {question!r}")
     print(f"{len(prompt)} prompt tokens (masked: target -100) + {len(completion)} learned tokens "
-          f"(answer{' + eot' if completion[-1] == codec.eot_id else ', cut by max_length'})\n")
-    print(f"{'pos':>4} {'input':>7}  {'input text':<20} {'target':>7}  target text")
+          f"(answer{' + eot' if completion[-1] == eot else ', cut by max_length'})\n")
+    print(f"{'pos':>4} {'input':>6}  {'input token':<22} {'target':>6}  target token")
     for t, (x, y) in enumerate(zip(inputs, targets)):
-        shown = repr(codec.decode([y])) if y != IGNORE else "(masked)"
-        print(f"{t:>4} {x:>7}  {repr(codec.decode([x])):<20} {y:>7}  {shown}{'   <- learned' if y != IGNORE else ''}")
-    print("(a byte-level token may hold part of a character: shown as \ufffd alone, whole when decoded together)")
-    print(f"\nthe loss sees only: {codec.decode([y for y in targets if y != IGNORE])!r}")
+        learned = f"{piece(y)}   <- learned" if y != IGNORE else "(masked)"
+        print(f"{t:>4} {x:>6}  {piece(x):<22} {y:>6}  {learned}")
+    print(f"\nthe loss sees only: {tok.decode([y for y in targets if y != IGNORE])!r}")
 
 
 def print_side_by_side(title, rows):
@@ -467,8 +472,11 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
         f"({'set' if cfg['max_length'] else 'recommended by token_lengths.py'}); truncated {n_cut} training and "
         f"{n_cut_val} held-out example(s) from the end of the answer")
     if cfg["show_example"] >= 0:
+        if not 0 <= cfg["show_example"] < len(examples):
+            raise ValueError(f"--show_example={cfg['show_example']}: the training data has examples "
+                             f"0..{len(examples) - 1}")
         if master:
-            show_example(codec, pairs, examples, cfg["show_example"])
+            show_example(tok, examples, pairs[cfg["show_example"]][0], cfg["show_example"])
         return None
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
     lengths = [len(x) for x, _ in rows]
