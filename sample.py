@@ -99,7 +99,6 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
-        torch.manual_seed(args.seed)
         start = args.start
         if start.startswith("FILE:"):
             with open(start[len("FILE:"):], encoding="utf-8") as f:
@@ -108,6 +107,7 @@ def main(argv=None):
         prompt_ids = codec.encode(start)
         if not prompt_ids:
             raise ValueError("--start is empty: give at least one character of prompt")
+        torch.manual_seed(args.seed)  # after loading: building a model draws random numbers too
         for _ in range(args.num_samples):
             stream_sample(model, codec, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                           args.device, lambda s: print(s, end="", flush=True))
