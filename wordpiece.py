@@ -326,29 +326,32 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
                          f"the {len(vocab) - len(special_tokens)} alphabet pieces of this corpus; "
                          f"use vocab_size >= {len(vocab)}")
     token_to_id = {t: i for i, t in enumerate(vocab)}
-    words = [[token_to_id[w[0]]] + [token_to_id["##" + ch] for ch in w[1:]] for w in word_counts]
+    # A word is a str with one character per piece: chr(piece id). Then merging a pair everywhere in a word
+    # is str.replace (left to right, non-overlapping: exactly BPE's rule) and a pair is a 2-character str,
+    # all at C speed. Comparing two pair strings compares their ids, first then second.
+    words = [chr(token_to_id[w[0]]) + "".join(chr(token_to_id["##" + ch]) for ch in w[1:]) for w in word_counts]
     counts = list(word_counts.values())
 
     # 3. pair statistics, kept up to date incrementally (only words containing the merged pair change)
     token_freq = [0] * len(vocab)  # occurrences of each piece in the current segmentation (likelihood)
-    pair_count: dict[tuple[int, int], int] = defaultdict(int)
-    where: dict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> words that contain it
-    pairs_of: dict[int, set[tuple[int, int]]] = defaultdict(set)  # piece -> live pairs containing it
+    pair_count: dict[str, int] = defaultdict(int)
+    where: dict[str, set[int]] = defaultdict(set)  # pair -> words that contain it
+    pairs_of: dict[str, set[str]] = defaultdict(set)  # piece -> live pairs containing it
     for wi, (seq, c) in enumerate(zip(words, counts)):
         for t in seq:
-            token_freq[t] += c
-        for pair in zip(seq, seq[1:]):
+            token_freq[ord(t)] += c
+        for pair in map(operator.add, seq, seq[1:]):
             pair_count[pair] += c
             where[pair].add(wi)
-    for a, b in pair_count:
-        pairs_of[a].add((a, b))
-        pairs_of[b].add((a, b))
+    for pair in pair_count:
+        pairs_of[pair[0]].add(pair)
+        pairs_of[pair[1]].add(pair)
 
     def key(pair):  # smallest key = best pair; ties go to the older pieces (smaller ids), as in Hugging Face
-        a, b = pair
         if scoring == "frequency":
-            return (-pair_count[pair], a, b)
-        return (-pair_count[pair] / (token_freq[a] * token_freq[b]), -pair_count[pair], a, b)
+            return (-pair_count[pair], pair)
+        score = pair_count[pair] / (token_freq[ord(pair[0])] * token_freq[ord(pair[1])])
+        return (-score, -pair_count[pair], pair)
 
     # A max-heap with lazy updates. Every change that can raise a pair's key is pushed when it happens (the
     # pairs next to a merged piece; in likelihood mode also all pairs of a and b, as freq(a) and freq(b)
@@ -360,7 +363,7 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
     while len(vocab) < vocab_size:
         while heap:
             entry = heapq.heappop(heap)
-            pair = entry[-2:]
+            pair = entry[-1]
             # below min_frequency: dropped (should its count rise again, it is pushed again then)
             if pair not in pair_count or pair_count[pair] < min_frequency:
                 continue
@@ -371,39 +374,32 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
         else:
             break  # no pair left that occurs at least min_frequency times
         a, b = pair
-        merged = vocab[a] + vocab[b][2:]  # b is always a `##` piece: it never starts a word
+        merged = vocab[ord(a)] + vocab[ord(b)][2:]  # b is always a `##` piece: it never starts a word
         # should another pair ever spell the same piece (##ab+##c, ##a+##bc), it keeps its one id, as in Hugging
         # Face: a vocab.txt cannot list a token twice
-        new = token_to_id.get(merged)
-        if new is None:
-            new = token_to_id[merged] = len(vocab)
+        if merged not in token_to_id:
+            token_to_id[merged] = len(vocab)
             vocab.append(merged)
             token_freq.append(0)
             bar.update(1)
+        new = chr(token_to_id[merged])
         raised = set()  # pairs whose count went up: the new ones, next to a merged piece
         for wi in where.pop(pair):
             seq, c = words[wi], counts[wi]
-            out, i = [], 0
-            while i < len(seq):
-                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
-                    out.append(new)
-                    i += 2
-                else:
-                    out.append(seq[i])
-                    i += 1
-            if len(out) == len(seq):
-                continue  # a stale entry in `where`: this word lost the pair in an earlier merge
+            out = seq.replace(pair, new)
             n = len(seq) - len(out)  # how many times the pair was merged in this word
-            token_freq[a] -= n * c
-            token_freq[b] -= n * c
-            token_freq[new] += n * c
-            for p in zip(seq, seq[1:]):  # remove the word's old pairs ...
+            if n == 0:
+                continue  # a stale entry in `where`: this word lost the pair in an earlier merge
+            token_freq[ord(a)] -= n * c
+            token_freq[ord(b)] -= n * c
+            token_freq[ord(new)] += n * c
+            for p in map(operator.add, seq, seq[1:]):  # remove the word's old pairs ...
                 pair_count[p] -= c
                 if pair_count[p] == 0:
                     del pair_count[p]
                     pairs_of[p[0]].discard(p)
                     pairs_of[p[1]].discard(p)
-            for p in zip(out, out[1:]):  # ... and add its new ones
+            for p in map(operator.add, out, out[1:]):  # ... and add its new ones
                 if p not in pair_count:
                     pairs_of[p[0]].add(p)
                     pairs_of[p[1]].add(p)

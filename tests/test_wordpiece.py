@@ -281,6 +281,12 @@ def test_cli_compare_prints_both_tokenizations(capsys):
     assert str(legacy.tokenize(text)) in out
     assert str(bpe.gpt2_tokenizer().encode_ordinary(text)) in out
     assert "round trip: BPE True, WordPiece False" in out
+    wordpiece.main(["compare", "--vocab", str(VOCAB), "--file", str(FIXTURES / "wordpiece_multilingual.txt")])
+    out = capsys.readouterr().out
+    n_bpe = len(bpe.gpt2_tokenizer().encode_ordinary(MULTILINGUAL))
+    n_wp = len(legacy.tokenize(MULTILINGUAL))
+    assert f"GPT-2 BPE  {n_bpe:>10,} tokens  {n_bpe / len(MULTILINGUAL):.3f} tokens/char" in out
+    assert f"WordPiece  {n_wp:>10,} tokens  {n_wp / len(MULTILINGUAL):.3f} tokens/char" in out
 
 
 def test_cli_errors_are_clean(tmp_path):
