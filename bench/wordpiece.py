@@ -48,9 +48,10 @@ def main():
         vocab_path = args.vocab
         if vocab_path is None:
             for scoring in ("frequency", "likelihood"):
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 vocab = wordpiece.train_wordpiece(text, args.vocab_size, lowercase=lowercase, scoring=scoring)
-                print(f"train {scoring:<10} {len(vocab)} tokens in {time.perf_counter() - t0:.2f} s")
+                print(f"train {scoring:<10} {len(vocab)} tokens in {time.perf_counter() - t0:.2f} s "
+                      f"({time.process_time() - cpu0:.2f} s of CPU time)")
                 if scoring == "frequency":
                     vocab_path = os.path.join(tmp, "vocab.txt")
                     wordpiece.write_vocab(vocab, vocab_path)
