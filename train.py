@@ -454,13 +454,10 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         examples = hellaswag.load_examples(c.hellaswag_path, c.hellaswag_limit or None)
         encode = tokenizer_from_spec(meta["tokenizer"]).encode
 
-        def hellaswag_eval():
-            raw_model.eval()
+        def hellaswag_eval():  # evaluate() switches to eval mode (no dropout) and back itself
             with ctx:
-                result = hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size,
-                                            rank, world_size)
-            raw_model.train()
-            return result
+                return hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size, rank,
+                                          world_size)
 
     if master:
         os.makedirs(c.out_dir, exist_ok=True)

@@ -9,8 +9,9 @@ log_interval = 10  # don't print too too often
 always_save_checkpoint = False  # we expect to overfit on this small dataset, so only save when val improves
 
 dataset = "shakespeare_char"
-gradient_accumulation_steps = 1
-batch_size = 64
+# nanoGPT's 64 sequences per iteration, as 2 micro-batches of 32 so that 1 or 2 processes can share them
+gradient_accumulation_steps = 2
+batch_size = 32
 block_size = 256  # context of up to 256 previous characters
 
 # baby GPT model :)

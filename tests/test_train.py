@@ -418,3 +418,21 @@ def test_prepare_tinystories_trains_a_bpe_and_separates_stories(tmp_path):
         ids = np.fromfile(tmp_path / "out" / f"{split}.bin", dtype=np.uint16).tolist()
         assert codec.decode(ids) == "".join(s + "<|endoftext|>" for s in expected)
         assert ids.count(codec.eot_id) == len(expected)
+
+
+def test_hellaswag_during_training_is_logged(tmp_path):
+    import hellaswag
+    from sample import tokenizer_from_spec
+    prepare = importlib.import_module("data.shakespeare.prepare")
+    prepare.prepare("He adds water and salt and kneads the dough with his hands. " * 120, str(tmp_path / "data"))
+    fixture = os.path.join(REPO, "tests", "fixtures", "hellaswag_val_sample.jsonl")
+    config = tiny_config(str(tmp_path / "data"), tmp_path / "out", n_embd=16, block_size=64, max_iters=2,
+                         eval_interval=2, eval_iters=1, hellaswag_interval=2, hellaswag_path=fixture)
+    train.main(config)
+    rows = [r for r in read_log(tmp_path / "out") if "hellaswag_acc" in r]
+    assert [r["iter"] for r in rows] == [0, 2]
+    # the logged accuracy is hellaswag.evaluate's on the trained model (the checkpoint of iteration 2)
+    model = train.model_from_checkpoint(train.load_checkpoint(str(tmp_path / "out" / "ckpt.pt")), "cpu")
+    direct = hellaswag.evaluate(model, tokenizer_from_spec({"kind": "gpt2"}).encode,
+                                hellaswag.load_examples(fixture), "cpu")
+    assert (rows[1]["hellaswag_acc"], rows[1]["hellaswag_acc_norm"]) == (direct["acc"], direct["acc_norm"])
