@@ -118,8 +118,9 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
     size = path.stat().st_size
     if special_tokens:
         cut = regex.compile(b"|".join(regex.escape(s.encode("utf-8")) for s in special_tokens))
+        keep = max(len(s.encode("utf-8")) for s in special_tokens)
     else:
-        cut = regex.compile(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]")
+        cut, keep = regex.compile(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]"), 2
     bounds = [0]
     with open(path, "rb") as f:
         for target in range(chunk_bytes, size, chunk_bytes):
@@ -132,7 +133,7 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
                 if not block:
                     pos = size
                     break
-                window = window[-256:] + block  # keep a tail so a token straddling two blocks is found
+                window = window[-keep:] + block  # keep a tail: a cut straddling two blocks is found
                 m = cut.search(window)
                 if m:
                     pos = pos - (len(window) - len(block)) + m.start()
@@ -145,12 +146,15 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
 
 
 def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN, num_proc: int = 1,
-                            chunk_bytes: int = 4 << 20, progress: bool = False) -> Counter:
-    """{pre-token: count} of a file of any size: chunks of ~4 MB are counted in `num_proc` worker processes,
-    so memory holds a few chunks and the counts, never the whole text."""
+                            chunk_bytes: int | None = None, progress: bool = False) -> Counter:
+    """{pre-token: count} of a file of any size: chunks are counted in `num_proc` worker processes, so memory
+    holds a few chunks and the counts, never the whole text. Chunks are at most 4 MB (a chunk's list of
+    pre-tokens costs ~15x its size) and small enough to give each worker ~4 of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
+    if chunk_bytes is None:
+        chunk_bytes = min(4 << 20, max(1 << 18, path.stat().st_size // (4 * num_proc)))
     bounds = _chunk_boundaries(path, special_tokens, chunk_bytes)
     jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in zip(bounds, bounds[1:])]
     counts = Counter()
@@ -441,15 +445,14 @@ class Tokenizer:
             raise ValueError(f"allowed_special={allowed_special!r}; use 'all', 'none', 'none_raise' or a set")
         if self._special_re is None or allowed_special == "none":
             return self.encode_ordinary(text)
-        if allowed != set(self.special_tokens):
-            for m in self._special_re.finditer(text):
-                if m.group() not in allowed:
-                    raise ValueError(f"the text contains the special token {m.group()!r} at character "
-                                     f"{m.start()}; pass allowed_special='all' (or a set naming it) to encode it "
-                                     "as one token, or 'none' to encode it as plain text")
-            return self.encode_ordinary(text)
+        matches = list(self._special_re.finditer(text))
+        for m in matches:
+            if m.group() not in allowed:
+                raise ValueError(f"the text contains the special token {m.group()!r} at character "
+                                 f"{m.start()}; pass allowed_special='all' (or a set naming it) to encode it "
+                                 "as one token, or 'none' to encode it as plain text")
         out, start = [], 0
-        for m in self._special_re.finditer(text):
+        for m in matches:
             out += self.encode_ordinary(text[start:m.start()])
             out.append(self.special_tokens[m.group()])
             start = m.end()
@@ -457,38 +460,42 @@ class Tokenizer:
 
     def encode_iterable(self, lines: Iterable[str], allowed_special="none_raise",
                         buffer_chars: int = 1 << 16) -> Iterator[int]:
-        """Yield the ids of encode("".join(lines)) lazily, in memory bounded by `buffer_chars`.
+        """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text at a time.
 
         Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the ids are
         exactly encode()'s."""
-        buf = ""
+        buf, threshold = "", buffer_chars
         for line in lines:
             buf += line
-            if len(buf) >= buffer_chars:
+            if len(buf) >= threshold:
                 cut = self._safe_cut(buf)
                 if cut:
                     yield from self.encode(buf[:cut], allowed_special)
-                    buf = buf[cut:]
+                    buf, threshold = buf[cut:], buffer_chars
+                else:
+                    threshold = 2 * len(buf)  # no safe cut yet (one endless pre-token?): look again later
         if buf:
             yield from self.encode(buf, allowed_special)
 
     # A cut is safe before " <letter>" after a visible character, and at the start of a line that follows a
     # single '\n' after a visible character: GPT-2's and GPT-4's patterns end a pre-token there and never look
-    # back across it, so both halves split exactly as the whole does.
+    # back across it, so both halves split exactly as the whole does. (A custom pattern may not.)
     _CUT_RE = regex.compile(r"(?<=[^\s]) (?=\p{L})|(?<=[^\s]\n)(?=[^\s])")
 
     def _safe_cut(self, text: str) -> int:
-        """The last safe cut in text that is not inside (or in the last len(longest special) chars, where a
-        special token may be only half there), or 0 if there is none."""
-        longest = max(map(len, self.special_tokens), default=1)
-        limit = len(text) - longest
+        """The last safe cut in text, not inside a special token and not in the last len(longest special)
+        characters (a special token there may be only half read), or 0 if there is none."""
+        limit = len(text) - max(map(len, self.special_tokens), default=1)
         spans = [m.span() for m in self._special_re.finditer(text)] if self._special_re else []
-        cut = 0
-        for m in self._CUT_RE.finditer(text, 0, max(limit, 0)):
-            cut = m.start()
-        while any(s < cut < e for s, e in spans):
-            cut = max((m.start() for m in self._CUT_RE.finditer(text, 0, cut)), default=0)
-        return cut
+        lo = limit
+        while lo > 0:  # search backwards, 4096 characters at a time
+            lo, hi = max(lo - 4096, 0), lo
+            near = [(s, e) for s, e in spans if e > lo and s < hi]
+            cuts = [m.start() for m in self._CUT_RE.finditer(text, lo, hi)
+                    if not any(s < m.start() < e for s, e in near)]
+            if cuts:
+                return cuts[-1]
+        return 0
 
     # -- decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
@@ -575,9 +582,11 @@ class Tokenizer:
         return cls.loads(text, source=str(path))
 
     def vocab_listing(self) -> str:
-        """One line per id: the token as text (invalid UTF-8 shown as U+FFFD), and how it was merged."""
+        """One line per id: the token as a JSON string (or b'...' if it is not valid UTF-8 on its own, like
+        half a character), and the two tokens it was merged from."""
         made_of = {i: pair for pair, i in self.merges.items()}
-        show = lambda i: json.dumps(self.vocab[i].decode("utf-8", errors="replace"), ensure_ascii=False)
+        show = lambda i: (lambda t: json.dumps(t, ensure_ascii=False) if isinstance(t, str) else repr(t))(
+            readable(self.vocab[i]))
         lines = []
         for i in sorted(self.vocab):
             line = f"{i}\t{show(i)}"
@@ -587,6 +596,14 @@ class Tokenizer:
                 line += "\t(special)"
             lines.append(line)
         return "\n".join(lines) + "\n"
+
+
+def readable(token: bytes) -> str | bytes:
+    """A token as text if it is valid UTF-8 on its own, else as bytes (half of a multi-byte character)."""
+    try:
+        return token.decode("utf-8")
+    except UnicodeDecodeError:
+        return token
 
 
 def _write_atomic(path: Path, data: str | bytes) -> None:
@@ -719,7 +736,7 @@ def main(argv=None) -> None:
             tok = load_tokenizer(args.model)
             ids = tok.encode(args.text, allowed_special="all")
             print(ids)
-            print([tok.decode_bytes([i]).decode("utf-8", errors="replace") for i in ids])
+            print([readable(tok.vocab[i]) for i in ids])
         else:
             download_gpt2()
     except (ValueError, FileNotFoundError) as err:

@@ -4,8 +4,8 @@
 2. encoding with GPT-2: our throughput / tiktoken's, ids asserted identical (target >= 0.4);
 3. training on a >= 1 GB file with `python bpe.py train`: peak RSS of the process tree (target < 2 GB) and time.
 
-    python bench/bpe.py --threads 1        # HF and tiktoken on 1 thread, our trainer in 1 process
-    python bench/bpe.py --threads 2 --skip-1gb
+    python bench/bpe.py --threads 1                # HF and tiktoken on 1 thread, our trainer in 1 process
+    python bench/bpe.py --threads 2 --parts train  # parts: train, encode, 1gb
 
 The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct words, and so
 the merge work, stay those of 1 MB; what grows is the pre-tokenization.
@@ -128,18 +128,21 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="threads for HF/tiktoken, processes for us")
     parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt", help="~1 MB of real text")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--skip-1gb", action="store_true")
+    parser.add_argument("--parts", default="train,encode,1gb", help="comma-separated: train, encode, 1gb")
     parser.add_argument("--big-file", default="/tmp/bpe_bench_1gb.txt")
     args = parser.parse_args()
     # the Rust thread pools read these when first used: set them before importing tokenizers / tiktoken
     os.environ["RAYON_NUM_THREADS"] = os.environ["RAYON_RS_NUM_CPUS"] = str(args.threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if args.threads > 1 else "false"
     text = Path(args.data).read_text(encoding="utf-8")
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_train(text, "1MB", args.threads, Path(tmp), args.repeat)
-        bench_train(EOT.join([text] * 5), "5MB", args.threads, Path(tmp), args.repeat)
-    bench_encode(text, args.repeat)
-    if not args.skip_1gb:
+    parts = args.parts.split(",")
+    if "train" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_train(text, "1MB", args.threads, Path(tmp), args.repeat)
+            bench_train(EOT.join([text] * 5), "5MB", args.threads, Path(tmp), args.repeat)
+    if "encode" in parts:
+        bench_encode(text, args.repeat)
+    if "1gb" in parts:
         bench_1gb(text, args.threads, Path(args.big_file))
 
 

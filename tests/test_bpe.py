@@ -287,6 +287,7 @@ def test_overlapping_special_tokens_match_longest_first():
     # only the allowed set becomes ids; another special token in the text raises
     with pytest.raises(ValueError, match="special token"):
         tok.encode(f"a{double}b", allowed_special={EOT})
+    assert tok.encode(f"a{EOT}b", allowed_special={EOT}) == tok.encode("a") + [e] + tok.encode("b")
 
 
 def test_training_never_merges_across_special_tokens():
@@ -343,6 +344,9 @@ def test_encode_iterable_equals_encode(gpt2, pattern, tmp_path):
     path.write_text(text, encoding="utf-8")
     with open(path, encoding="utf-8", newline="") as f:
         assert list(tok.encode_iterable(f, allowed_special="all", buffer_chars=256)) == want
+    # no safe cut at all (no spaces, no newlines): the buffer grows, the ids stay right
+    chunks = ["分词器把文本变成整数" * 3] * 40
+    assert list(tok.encode_iterable(chunks, buffer_chars=64)) == tok.encode("".join(chunks))
 
 
 def test_encode_iterable_is_lazy(gpt2):
