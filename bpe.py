@@ -76,7 +76,7 @@ def bytes_to_unicode_order() -> list[int]:
     """GPT-2's byte order: printable bytes first ('!' is 0), then the rest (space is 220).
 
     GPT-2's byte-level ids, and the ids Hugging Face's ByteLevel BPE trainer gives the 256 bytes, follow it."""
-    order = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    order = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     return order + [b for b in range(256) if b not in order]
 
 
@@ -149,12 +149,13 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_P
                             chunk_bytes: int | None = None, progress: bool = False) -> Counter:
     """{pre-token: count} of a file of any size: chunks are counted in `num_proc` worker processes, so memory
     holds a few chunks and the counts, never the whole text. Chunks are at most 4 MB (a chunk's list of
-    pre-tokens costs ~15x its size) and small enough to give each worker ~4 of them."""
+    pre-tokens costs ~15x its size) and, with several workers, small enough to give each ~4 of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
     if chunk_bytes is None:
-        chunk_bytes = min(4 << 20, max(1 << 18, path.stat().st_size // (4 * num_proc)))
+        per_worker = path.stat().st_size // (4 * num_proc)
+        chunk_bytes = 4 << 20 if num_proc == 1 else min(4 << 20, max(1 << 18, per_worker))
     bounds = _chunk_boundaries(path, special_tokens, chunk_bytes)
     jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in zip(bounds, bounds[1:])]
     counts = Counter()
