@@ -3,8 +3,9 @@
     python train.py config/train_shakespeare_char.py --batch_size=32 --compile=False
 
 Arguments are applied left to right over a dict of defaults (train.py's DEFAULT_CONFIG, or sft.py's own):
-- a bare argument is a Python config file; its top-level assignments override the defaults
-  (names starting with `_` are the file's own helpers and are ignored);
+- a bare argument is a Python config file, run with the config so far as its globals (so it can say
+  `lr_decay_iters = max_iters`); its top-level assignments override the defaults (names starting with `_`
+  are the file's own helpers and are ignored);
 - `--key=value` overrides one key; the value is a Python literal (`32`, `3e-4`, `False`, `'a b'`, `None`),
   or, if it does not parse as one, the bare word as a string (`--device=cpu`). Everything after the first
   `=` is the value, so values may contain `=`.
@@ -33,12 +34,12 @@ def apply_overrides(defaults, argv, verbose=None):
                 raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files or --key=value)")
             with open(arg) as f:
                 source = f.read()
-            scope = {}
+            scope = dict(config)  # the file may read the values so far, e.g. lr_decay_iters = max_iters
             exec(compile(source, arg, "exec"), scope)  # a config file is plain Python
             if verbose:
                 print(f"Overriding config with {arg}")
             for key, value in scope.items():
-                if not key.startswith("_"):
+                if not key.startswith("_") and not (key in config and value is config[key]):  # assigned here
                     _set(config, defaults, key, value, f"{arg}: ", verbose)
         else:
             key, eq, text = arg[2:].partition("=")

@@ -47,6 +47,9 @@ def test_config_file_then_overrides_left_to_right(tmp_path):
     c = apply_overrides(DEFAULTS, [str(cfg), "--batch_size=7"], verbose=False)
     assert c["batch_size"] == 7 and c["out_dir"] == "out-x"
     assert apply_overrides(DEFAULTS, ["--batch_size=7", str(cfg)], verbose=False)["batch_size"] == 32
+    derived = tmp_path / "derived.py"  # a config file sees the values so far
+    derived.write_text("out_dir = out_dir + '-' + str(batch_size)\n")
+    assert apply_overrides(DEFAULTS, ["--batch_size=7", str(derived)], verbose=False)["out_dir"] == "out-7"
 
 
 def test_config_file_errors(tmp_path):

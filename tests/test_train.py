@@ -270,6 +270,11 @@ def test_stop_and_resume_equals_a_straight_run(char_data, tmp_path):
     assert a["iter_num"] == b["iter_num"] == 12
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    # eval_only: one evaluation of the checkpoint, no training, the checkpoint untouched
+    mtime = os.path.getmtime(tmp_path / "split" / "ckpt.pt")
+    losses = train.main(tiny_config(char_data, tmp_path / "split", **dict(common, init_from="resume", eval_only=True)))
+    assert (losses["train"], losses["val"]) == (straight[-1]["train_loss"], straight[-1]["val_loss"])
+    assert os.path.getmtime(tmp_path / "split" / "ckpt.pt") == mtime
 
 
 def _ddp_worker(rank, world_size, port, config, count_path):
