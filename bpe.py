@@ -259,7 +259,7 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
     words = [w.encode("utf-8").decode("latin-1") for w in word_counts]  # chr(byte) per byte
     counts = list(word_counts.values())
     pair_counts = defaultdict(int)
-    where = defaultdict(list)  # pair -> indices of the words that contain it (maybe stale or repeated: checked on use)
+    where = defaultdict(list)  # pair -> indices of the words that hold it (maybe stale or repeated: checked)
     for wi, (w, c) in enumerate(zip(words, counts)):
         for i in range(len(w) - 1):
             pair_counts[w[i:i + 2]] += c
@@ -330,6 +330,9 @@ def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(), pat
     pre-token is already a single token. Same result as train_bpe_naive, merge for merge."""
     special_tokens = list(special_tokens)
     n_merges = _check_train_args(vocab_size, special_tokens, tie_break)
+    if isinstance(source, str) and "\n" not in source and len(source) < 4096 and os.path.isfile(source):
+        raise ValueError(f"train_bpe got the str {source!r}, which names a file: a str is trained on as text; "
+                         "pass Path(...) to train on the file")
     if isinstance(source, str):
         word_counts = count_pretokens(source, special_tokens, pattern)
     else:

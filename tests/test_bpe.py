@@ -387,6 +387,8 @@ def test_bad_vocab_size_and_empty_corpus(tmp_path):
         bpe.train_bpe(tmp_path / "missing.txt", 300)
     with pytest.raises(ValueError, match="tie_break"):
         bpe.train_bpe("hello", 300, tie_break="random")
+    with pytest.raises(ValueError, match=r"names a file.*Path"):
+        bpe.train_bpe(str(SAMPLE), 300)
 
 
 def test_non_utf8_file_names_file_and_offset(tmp_path):
