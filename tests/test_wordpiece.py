@@ -81,6 +81,23 @@ def test_where_the_two_bert_tokenizers_disagree_we_follow_the_python_one(lowerca
     assert not all(rust_agrees)  # the cases really are ones where transformers' two tokenizers differ
 
 
+@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+def test_random_unicode_matches_python_bert(lowercase):
+    # random strings over every plane: vocab characters, whitespace and control characters, combining marks,
+    # any BMP or astral code point (assigned or not); Python's BERT is the reference for all of them
+    _, legacy = _peers(lowercase)
+    ours = wordpiece.WordPieceTokenizer.from_vocab_file(VOCAB, lowercase=lowercase)
+    rng = random.Random(0)
+    vocab_chars = [t for t in VOCAB.read_text(encoding="utf-8").splitlines() if len(t) == 1]
+    pools = [lambda: rng.choice(vocab_chars), lambda: rng.choice(" \t\n\r\x00\x0b\u00a0\u2028\u3000\ufffd\u200d"),
+             lambda: chr(rng.randint(0x300, 0x36F)), lambda: chr(rng.randint(0, 0xFFFF)),
+             lambda: chr(rng.randint(0x10000, 0x10FFFF))]
+    for _ in range(400):
+        text = "".join(rng.choice(pools)() for _ in range(rng.randint(1, 25)))
+        text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)  # lone surrogates are not text
+        assert ours.tokenize(text) == legacy.tokenize(text), repr(text)
+
+
 def test_greedy_longest_match_first():
     # BERT's own docstring example: "unaffable" -> un ##aff ##able, although "u" and "##n" exist too
     vocab = ["[UNK]", "u", "un", "##n", "##a", "##f", "##aff", "##able", "##b", "##l", "##e", "is"]
