@@ -442,6 +442,14 @@ def _median_time(fn, arg, samples: int = 7) -> float:
     return statistics.median(times)
 
 
+def _readable(piece: bytes) -> str | bytes:
+    """A BPE piece as text, or as bytes where it is part of a multi-byte character (Korean, emoji, ...)."""
+    try:
+        return piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return piece
+
+
 def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool = True) -> None:
     import bpe  # the comparison needs GPT-2's BPE; imported here so that wordpiece.py works without it
 
@@ -452,7 +460,7 @@ def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool
         print(f"text: {text!r} ({len(text)} characters)\n")
         print(f"GPT-2 BPE  {len(ids)} tokens, {_median_time(gpt2.encode_ordinary, text) * 1e6:.1f} us per call")
         print("  ids:   ", ids)
-        print("  pieces:", [gpt2.decode_bytes([i]).decode("utf-8", errors="backslashreplace") for i in ids])
+        print("  pieces:", [_readable(gpt2.decode_bytes([i])) for i in ids])
         wids = wp.encode(text)
         print(f"\nWordPiece  {len(wids)} tokens, {_median_time(wp.encode, text) * 1e6:.1f} us per call")
         print("  tokens:", wp.tokenize(text))
