@@ -299,6 +299,10 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
     Merging stops at vocab_size or when the best pair occurs fewer than min_frequency times (a pair seen
     once is not a pattern).
     """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be the corpus as a str, got {type(text).__name__}; use read_text(path)")
+    if len(text) < 4096 and "\n" not in text and os.path.isfile(text):
+        raise ValueError(f"text {text!r} is the name of a file, not a corpus; pass read_text({text!r})")
     if scoring not in SCORINGS:
         raise ValueError(f"scoring={scoring!r} is not one of {SCORINGS}")
     special_tokens = list(BERT_SPECIAL_TOKENS if special_tokens is None else special_tokens)

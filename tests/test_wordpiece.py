@@ -277,7 +277,12 @@ def test_adapter_trains_a_vocab_bert_can_load(tmp_path):
     assert tok.encode(text).count(tok.unk_id) == 0  # every training character is in the alphabet
 
 
-def test_training_bad_input():
+def test_training_bad_input(tmp_path):
+    (tmp_path / "corpus.txt").write_text("ab cb qz", encoding="utf-8")
+    with pytest.raises(ValueError, match="name of a file"):  # a path where the text belongs
+        wordpiece.train_wordpiece(str(tmp_path / "corpus.txt"), 100)
+    with pytest.raises(ValueError, match="as a str"):
+        wordpiece.train_wordpiece(tmp_path / "corpus.txt", 100)
     with pytest.raises(ValueError, match=r"use vocab_size >= 12"):  # 5 specials + a b c q z ##b ##z
         wordpiece.train_wordpiece("ab cb qz", 11)
     assert len(wordpiece.train_wordpiece("ab cb qz", 12)) == 12  # the minimum itself works
