@@ -36,7 +36,7 @@ def main():
                          n_head=args.n_head, n_embd=args.n_embd, dropout=0.0, bias=True))
     hf = GPT2LMHeadModel(GPT2Config(vocab_size=args.vocab_size, n_positions=args.block_size, n_embd=args.n_embd,
                                     n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
-                                    attn_pdrop=0.0))
+                                    attn_pdrop=0.0, bos_token_id=None, eos_token_id=None))
     hf.train()
     ours_opt = ours.configure_optimizers(0.1, 6e-4, (0.9, 0.95), "cpu")
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1)

@@ -418,6 +418,7 @@ def test_prepare_tinystories_trains_a_bpe_and_separates_stories(tmp_path):
     assert meta["tokenizer"]["kind"] == "bpe" and meta["vocab_size"] <= 300
     codec = tokenizer_from_spec(meta["tokenizer"])
     assert (tmp_path / "out" / "tokenizer" / "tokenizer.bpe").is_file()
+    assert len(codec.encode(" little dog named Spot")) <= 5  # merges learned from the stories: words, not bytes
     for split, expected in (("train", [s for i, s in enumerate(stories) if i % 10 != 9]),
                             ("val", stories[9::10])):
         ids = np.fromfile(tmp_path / "out" / f"{split}.bin", dtype=np.uint16).tolist()

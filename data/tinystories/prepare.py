@@ -17,6 +17,7 @@ import os
 import pickle
 import sys
 from multiprocessing import Pool
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -88,7 +89,7 @@ def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1):
     if vocab_size > 65536:
         raise ValueError(f"vocab_size={vocab_size} does not fit in uint16 ids (max 65536)")
     print(f"training a {vocab_size:,}-token BPE on {train_path}")
-    tok = train_bpe(train_path, vocab_size, special_tokens=[EOT], num_proc=num_proc, progress=True)
+    tok = train_bpe(Path(train_path), vocab_size, special_tokens=[EOT], num_proc=num_proc, progress=True)
     os.makedirs(out_dir, exist_ok=True)
     tok.save(os.path.join(out_dir, "tokenizer"))
     if val_path:
