@@ -423,6 +423,10 @@ class Tokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode, treating special tokens as plain text."""
         pieces, cache = self._pat.findall(text), self._cache
+        try:  # every piece seen before: one pass in C
+            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        except KeyError:
+            pass
         new = set(pieces).difference(cache)
         if len(cache) + len(new) > CACHE_SIZE:
             cache.clear()  # bound the memory on endless streams of new words
