@@ -67,7 +67,7 @@ DEFAULT_CONFIG = dict(
     seed=1337,
     # before/after answers
     eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
-    show_train=3,  # how many of those to print
+    show_train=3,  # how many of those to print, spread over the file (0: all)
     free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
     max_new_tokens=0,  # 0: the longest training answer + eot
     # system
@@ -315,14 +315,15 @@ def greedy_answers(model, codec, questions, max_new_tokens, device):
     for i, p in enumerate(prompts):
         by_length.setdefault(len(p), []).append(i)
     for n, idxs in by_length.items():
-        new = min(max_new_tokens, model.config.block_size - n)  # stay inside the context: no sliding window
+        new = max(0, min(max_new_tokens, model.config.block_size - n))  # inside the context: no sliding window
         x = torch.tensor([prompts[i] for i in idxs], dtype=torch.long, device=device)  # (G, n)
         out = model.generate(x, new, temperature=0.0, eos_id=codec.eot_id)[:, n:].tolist()  # (G, <= new)
         for i, ids in zip(idxs, out):
             ids = ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids
-            # an untrained model may pick a padded vocab row (id >= the tokenizer's size): show it, do not crash
-            answers[i] = "".join(codec.decode([t]) if t < codec.vocab_size else f"<|unused {t}|>" for t in ids) \
-                if max(ids, default=0) >= codec.vocab_size else codec.decode(ids).strip()
+            if all(t < codec.vocab_size for t in ids):
+                answers[i] = codec.decode(ids).strip()
+            else:  # an untrained model may pick a padding row of the vocab, which no text decodes to: show it
+                answers[i] = "".join(codec.decode([t]) if t < codec.vocab_size else f"<|unused {t}|>" for t in ids)
     return answers
 
 
@@ -362,14 +363,16 @@ def show_example(tok, examples, question, i):
     print(f"\nthe loss sees only: {tok.decode([y for y in targets if y != IGNORE])!r}")
 
 
-def print_side_by_side(title, rows):
+def print_side_by_side(title, rows, width=150):
+    """Question, reference, before and after, one above the other (cut to width; answers.json has them whole)."""
+    cut = lambda s: s if len(s) <= width else s[:width] + "..."
     print(f"\n=== {title}")
     for r in rows:
         print(f"Q: {r['question']}")
         if "reference" in r:
-            print(f"   reference: {r['reference']}")
-        print(f"   before:    {r['before']}")
-        print(f"   after:     {r['after']}")
+            print(f"   reference: {cut(r['reference'])}")
+        print(f"   before:    {cut(r['before'])}")
+        print(f"   after:     {cut(r['after'])}")
 
 
 # ----------------------------------------------------------------------------- the run
@@ -404,9 +407,10 @@ def load_start(cfg, train_text, device):
 
 def tokenizer_spec(tok):
     """The spec a checkpoint stores (sample.tokenizer_from_spec reads it): GPT-2's own, or the whole BPE model."""
-    gpt2 = bpe.gpt2_tokenizer()
-    if tok.special_tokens == gpt2.special_tokens and tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
-        return {"kind": "gpt2"}
+    if tok.n_vocab == 50257 and tok.special_tokens == {"<|endoftext|>": 50256}:  # cheap checks first
+        gpt2 = bpe.gpt2_tokenizer()
+        if tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
+            return {"kind": "gpt2"}
     return {"kind": "bpe", "model": tok.dumps()}
 
 
@@ -588,7 +592,8 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
                   "tokens_per_sec": tokens_seen / train_time,
                   "padding_share": 1 - tokens_seen / max(positions_seen, 1),
                   "train": tr, "heldout": va, "free": free}
-        print_side_by_side(f"training questions ({cfg['show_train']} of the {n_tr} scored)", tr[: cfg["show_train"]])
+        shown = [tr[i] for i in spread(n_tr, cfg["show_train"])]
+        print_side_by_side(f"training questions ({len(shown)} of the {n_tr} scored)", shown)
         print_side_by_side("held-out questions", va)
         print_side_by_side("free prompts", free)
         print(f"\nexact match on {n_tr} training answers: before {result['exact_match_train']['before']:.1%}, "
