@@ -35,9 +35,9 @@ EXTRA = [
     "[CLS] Hello [SEP] [cls] hello x[MASK]y [MASK][MASK] [UNK] [PAD]",
     "a" * 100, "a" * 101, "don't stop-believing!!! $5.00 #1 @me ~~",
 ]
-# Where transformers' two BERT tokenizers disagree with each other; we follow the Python one (and Google's
-# original BERT): Python's str.lower() turns a final capital sigma into 'ς', Rust lowercases letter by
-# letter; Python composes to NFC in cased mode, Rust does not; Rust keeps some unassigned code points.
+# Where transformers' two BERT tokenizers disagree with each other; we follow the Python one: Python's
+# str.lower() turns a final capital sigma into 'ς', Rust lowercases letter by letter; Python composes to NFC
+# in cased mode, Rust does not; Rust keeps unassigned code points.
 RUST_DIFFERS = ["Ελληνικά: ΟΔΟΣ, Σοφία.", "ΣΑΣ. ΣΑΣ", "Cafe\u0301 cre\u0300me", "x\u0378y"]
 
 
