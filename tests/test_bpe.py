@@ -260,6 +260,20 @@ def test_load_tokenizer_gpt2(gpt2):
     assert gpt2.special_tokens == {EOT: 50256} and gpt2.encode(EOT, allowed_special="all") == [50256]
 
 
+def test_gpt2_cache_is_verified(tmp_path, monkeypatch):
+    gpt2_ranks()  # fails, naming the install command, if the cache is missing
+    data = bpe.gpt2_ranks_path().read_bytes()
+    monkeypatch.setenv("SCRATCHGPT_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="download-gpt2"):
+        bpe.gpt2_tokenizer.__wrapped__()  # uncached: no file in the new cache dir
+    (tmp_path / "gpt2.tiktoken").write_bytes(data)
+    assert bpe.download_gpt2() == tmp_path / "gpt2.tiktoken"  # already there and verified: no download
+    (tmp_path / "gpt2.tiktoken").write_bytes(data[:-10])
+    for fn in (bpe.download_gpt2, bpe.gpt2_tokenizer.__wrapped__):
+        with pytest.raises(ValueError, match="sha256"):
+            fn()
+
+
 # ----------------------------------------------------------------------------- special tokens
 def test_special_token_semantics_match_tiktoken(gpt2, tiktoken_gpt2):
     t = f"hi {EOT} there"
