@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_gpt(vocab_size=50, block_size=32, rope=False, seed=0):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=16, rope=rope)).eval()
+    config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=2, n_head=2, n_embd=16, rope=rope)
+    return GPT(config).eval()
 
 
 # ----------------------------------------------------------------------------- masks and padding
@@ -65,6 +66,12 @@ def test_loss_is_mean_cross_entropy_over_answer_and_eot_only():
     examples2 = [([3, 4, 40, 6], [7, 8, 9]), examples[1]]
     inputs2, targets2 = get_sft_batch(examples2, eot_id=2, pad_id=0)
     assert torch.equal(targets2, targets)  # position 1 predicted 5, now 40: masked either way
+    # the gradient reaches the logits only where an answer token or eot is the target: none flows from the
+    # question's tokens or the padding, whatever they are
+    logits = logits.detach().requires_grad_()
+    F.cross_entropy(logits.view(-1, 50), targets.view(-1), ignore_index=-100).backward()
+    learned = targets != -100
+    assert logits.grad[~learned].abs().max() == 0 and (logits.grad[learned].abs().amax(-1) > 0).all()
     # and padding content is invisible: a different pad id gives the same loss
     inputs3, targets3 = get_sft_batch(examples, eot_id=2, pad_id=33)
     torch.testing.assert_close(model(inputs3, targets3)[1], loss)
@@ -125,8 +132,8 @@ def test_pack_and_mask_shapes():
 # ----------------------------------------------------------------------------- the Q/A reader
 def test_read_blocks_multiline_and_blank_lines(tmp_path):
     p = tmp_path / "qa.txt"
-    p.write_text("\n<|question|>\nWhat is 2+2?\n<|answer|>\n4\n\n<|question|>\n두 줄\n질문\n<|answer|>\n첫 줄\n\n둘째 줄\n\n",
-                 encoding="utf-8")
+    p.write_text("\n<|question|>\nWhat is 2+2?\n<|answer|>\n4\n\n"
+                 "<|question|>\n두 줄\n질문\n<|answer|>\n첫 줄\n\n둘째 줄\n\n", encoding="utf-8")
     pairs, problems = sft.read_qa_file(p)
     assert pairs == [("What is 2+2?", "4"), ("두 줄\n질문", "첫 줄\n\n둘째 줄")]
     assert problems == []
@@ -135,7 +142,8 @@ def test_read_blocks_multiline_and_blank_lines(tmp_path):
 def test_read_blocks_reports_missing_answers_with_line_numbers(tmp_path):
     p = tmp_path / "bad.txt"
     p.write_text("stray text\n<|question|>\nq1\n<|answer|>\na1\n<|question|>\nq2 has no answer\n"
-                 "<|question|>\nq3\n<|answer|>\n\n<|question|>\nq4\n<|answer|>\na4\n<|answer|>\norphan\n", encoding="utf-8")
+                 "<|question|>\nq3\n<|answer|>\n\n<|question|>\nq4\n<|answer|>\na4\n<|answer|>\norphan\n",
+                 encoding="utf-8")
     pairs, problems = sft.read_qa_file(p)
     assert pairs == [("q1", "a1"), ("q4", "a4")]
     assert problems == [f"{p}:1: text before the first <|question|>",
@@ -148,7 +156,8 @@ def test_read_blocks_reports_missing_answers_with_line_numbers(tmp_path):
 
 def test_read_jsonl(tmp_path):
     p = tmp_path / "qa.jsonl"
-    rows = [{"q": "What is 1+1?", "a": "2"}, {"q": "no answer"}, {"q": "", "a": "no question"}, {"q": "한국어?", "a": "네"}]
+    rows = [{"q": "What is 1+1?", "a": "2"}, {"q": "no answer"}, {"q": "", "a": "no question"},
+            {"q": "한국어?", "a": "네"}]
     p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
     pairs, problems = sft.read_qa_file(p, question_field="q", answer_field="a")
     assert pairs == [("What is 1+1?", "2"), ("한국어?", "네")]
@@ -208,7 +217,8 @@ def test_plain_markers_tokenize_like_tiktoken():
     tok = bpe.gpt2_tokenizer()
     assert sft.tokenizer_spec(tok) == {"kind": "gpt2"}
     codec = tokenizer_from_spec(sft.tokenizer_spec(tok))
-    pairs = [("What is a stack?", "A LIFO collection."), ("스택이란 무엇인가요?", "나중에 넣은 것을 먼저 꺼냅니다.")]
+    pairs = [("What is a stack?", "A LIFO collection."),
+             ("스택이란 무엇인가요?", "나중에 넣은 것을 먼저 꺼냅니다.")]
     for (q, a), (p, c) in zip(pairs, sft.encode_pairs(codec, pairs)):
         assert p == enc.encode(f"<|question|>\n{q}\n<|answer|>\n")  # markers are ordinary text for GPT-2
         assert c == enc.encode(a) + [50256]
@@ -224,7 +234,8 @@ def test_special_markers_add_mean_initialized_rows():
     (prompt, completion), = sft.encode_pairs(codec, [("What is a stack?", "A LIFO collection.")])
     enc = tiktoken_gpt2()
     assert prompt == [q_id] + enc.encode("\nWhat is a stack?\n") + [a_id] + enc.encode("\n")
-    assert codec.decode(prompt + completion) == "<|question|>\nWhat is a stack?\n<|answer|>\nA LIFO collection.<|endoftext|>"
+    want = "<|question|>\nWhat is a stack?\n<|answer|>\nA LIFO collection.<|endoftext|>"
+    assert codec.decode(prompt + completion) == want
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=16, vocab_size=50257, n_layer=1, n_head=2, n_embd=8))
     old = model.transformer.wte.weight.detach().clone()
@@ -303,6 +314,9 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "the loss sees only: '나중에 넣은 것을 먼저 꺼냅니다.<|endoftext|>'" in out
     assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+    sft.main([a for a in args if not a.startswith("--val_file")] + ["--val_file=", "--val_fraction=0.25",
+                                                                     "--show_example=0"])
+    assert "3 training and 1 held-out pairs" in capsys.readouterr().out  # held out from train_file
     with pytest.raises(SystemExit, match="examples 0..3"):
         sft.main(args + ["--show_example=9"])
     with pytest.raises(SystemExit, match="max_length=99 is longer than the model's block_size=64"):
