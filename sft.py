@@ -440,6 +440,7 @@ def run(cfg):
 
 
 def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
+    """The whole run in one process (one of world_size under torchrun): data, answers before, epochs, answers after."""
     master = rank == 0  # rank 0 prints, logs, answers and checkpoints
     say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
     torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
@@ -563,12 +564,13 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
             counts = counts.tolist()
         train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch, all ranks
         tokens_seen, positions_seen = tokens_seen + counts[0], positions_seen + counts[1]
-        val_loss = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast) \
-            if val_examples else float("nan")
-        best_val = min(best_val, val_loss) if val_examples else best_val
-        epoch_rows.append({"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                           "tokens_seen": tokens_seen})
-        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}, held-out loss {val_loss:.4f}, tokens seen {tokens_seen}")
+        row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "tokens_seen": tokens_seen}
+        if val_examples:  # the held-out loss goes where train.py logs its val_loss
+            row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast)
+            best_val = min(best_val, row["val_loss"])
+        epoch_rows.append(row)
+        held_out = f", held-out loss {row['val_loss']:.4f}" if val_examples else ""
+        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}{held_out}, tokens seen {tokens_seen}")
         if master:
             logger.log(epoch_rows[-1])
             train.save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), {
@@ -605,8 +607,6 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
         atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
         print(f"wrote {path}, {cfg['out_dir']}/ckpt.pt and log.jsonl")
         train.plot_log(cfg["out_dir"])
-    if ddp:
-        train.teardown_ddp()
     return result
 
 
