@@ -228,6 +228,17 @@ def test_gpt4_pattern_matches_tiktoken_cl100k_pattern(gpt2):
         assert tok.encode(t, allowed_special="all") == enc.encode(t, allowed_special="all"), t
 
 
+@pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
+def test_ascii_fast_split_equals_regex(pattern):
+    import regex
+    rng = random.Random(11)
+    pieces = [chr(c) for c in range(128)] + ["word", " ", "   ", "'s", "'LL", "\r\n", "\n\n", "12345", "\x1c"]
+    for _ in range(2000):
+        t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 50)))
+        assert bpe.pretokenize(t, pattern) == regex.findall(pattern, t), repr(t)
+    assert bpe.pretokenize("Hello  world!") == ["Hello", " ", " world", "!"]
+
+
 # ----------------------------------------------------------------------------- GPT-2 parity
 def test_gpt2_parity_multilingual(gpt2, tiktoken_gpt2):
     assert gpt2.n_vocab == tiktoken_gpt2.n_vocab == 50257 and len(gpt2.merges) == 50000
