@@ -357,8 +357,6 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of the "
                          f"number of processes ({world_size})")
     accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
-    tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * c.block_size
-    say(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
     device_type = torch.device(device).type
     dtype = pick_dtype(device, c.dtype)
     ctx = autocast_context(device, dtype)
@@ -398,6 +396,8 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
     block_size = model.config.block_size
     if block_size != c.block_size:
         say(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
+    tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * block_size
+    say(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
     model_args = asdict(model.config)
     model.to(device)
     splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r") for s in ("train", "val")}
