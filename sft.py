@@ -270,6 +270,8 @@ def encode_pairs(codec, pairs):
 def base_tokenizer(spec, train_text, special_tokens):
     """A bpe.Tokenizer for a scratch model: "gpt2", a bpe.py model dir/file, or "bpe:N" (train N tokens here)."""
     if spec.startswith("bpe:"):
+        if not spec[4:].isdigit():
+            raise ValueError(f"tokenizer={spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:1024")
         specials = ["<|endoftext|>"] + ([QUESTION, ANSWER] if special_tokens else [])
         return bpe.train_bpe(train_text, int(spec[4:]), special_tokens=specials)
     return bpe.load_tokenizer(spec)
@@ -443,6 +445,11 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     """The whole run in one process (one of world_size under torchrun): data, answers before, epochs, answers after."""
     master = rank == 0  # rank 0 prints, logs, answers and checkpoints
     say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
+    for key in ("epochs", "batch_size", "log_interval"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key}={cfg[key]} must be at least 1")
+    if not 0 <= cfg["val_fraction"] < 1:
+        raise ValueError(f"val_fraction={cfg['val_fraction']} must be in [0, 1)")
     torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
 
     # ---- data: read, split, tokenize, cut to max_length

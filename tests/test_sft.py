@@ -327,6 +327,10 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
         sft.main(args + [f"--train_file={bad}", "--strict=True"])
     with pytest.raises(SystemExit, match="unknown config key 'epoch'"):
         sft.main(["--epoch=3"])
+    with pytest.raises(SystemExit, match="batch_size=0 must be at least 1"):
+        sft.main(args + ["--batch_size=0"])
+    with pytest.raises(SystemExit, match="write bpe:N"):
+        sft.main(args + ["--tokenizer=bpe:big"])
 
 
 def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread):
