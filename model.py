@@ -129,8 +129,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, rope=None, attn_mask=None, kv_cache=None):
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        # (B, T, 3C) -> (B, T, 3, H, D) -> 3 x (B, H, T, D): q, k, v for every head, as views (no copies)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4).unbind(0)
         if rope is not None:  # rotate queries and keys by their positions (values are not rotated)
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         past = kv_cache.pos if kv_cache is not None else 0
@@ -248,21 +248,23 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {past + T} tokens is longer than block_size={self.config.block_size}: "
                              "crop it (generate slides its window itself)")
         if not torch.compiler.is_compiling():  # one device sync; a clear error instead of a CUDA assert
-            if idx.min() < 0 or idx.max() >= self.config.vocab_size:
-                raise ValueError(f"token id {int(idx.max() if idx.max() >= 0 else idx.min())} is out of range for "
-                                 f"vocab_size={self.config.vocab_size}")
+            bad = (idx < 0) | (idx >= self.config.vocab_size)
+            if bad.any():
+                raise ValueError(f"token id {int(idx[bad][0])} is out of range for vocab_size={self.config.vocab_size}")
             if positions is not None and not self.config.rope and (
                     positions.min() < 0 or positions.max() >= self.config.block_size):
                 raise ValueError(f"positions must be in [0, {self.config.block_size}), got max {int(positions.max())}")
-        if positions is None:
-            positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T)
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
         if self.config.rope:
+            if positions is None:
+                positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T)
             rope = rope_cos_sin(positions, self.config.n_embd // self.config.n_head, self.config.rope_theta)
             rope = tuple(t[:, None] if t.dim() == 3 else t for t in rope)  # (B, 1, T, D/2): broadcast over heads
+        elif positions is None:  # consecutive positions: a slice of the table, cheaper than a lookup
+            x = x + self.transformer.wpe.weight[past:past + T]  # + (T, C)
         else:
-            x = x + self.transformer.wpe(positions)  # + (T, C) or (B, T, C)
+            x = x + self.transformer.wpe(positions)  # + (B, T, C)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x, rope, attn_mask, kv_cache)
@@ -309,7 +311,7 @@ class GPT(nn.Module):
         return flops_per_token * T * fwdbwd_per_iter / dt / peak_flops
 
     # ------------------------------------------------------------------------------------------- generation
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, eos_id=None,
                         use_cache=True):
         """Yield the next tokens (B, 1) one step at a time; see generate."""
@@ -321,24 +323,27 @@ class GPT(nn.Module):
             raise ValueError(f"top_k={top_k} must be >= 1 (or None)")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p={top_p} must be in (0, 1] (or None)")
+        B, T = idx.shape
         block = self.config.block_size
         keep = max(1, block // 2)  # when the cache is full, restart it from the last half window
-        cache, finished = None, torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        for step in range(max_new_tokens):
+        tokens = idx.new_empty(B, T + max_new_tokens)  # the prompt and every token generated, (B, n) filled
+        tokens[:, :T] = idx
+        cache, finished = None, torch.zeros(B, dtype=torch.bool, device=idx.device)
+        for n in range(T, T + max_new_tokens):
             if not use_cache:  # recompute everything over the last block_size tokens
-                logits, _ = self(idx[:, -block:])
+                logits, _ = self(tokens[:, max(0, n - block):n])
             elif cache is None or cache.pos == block:
                 # (re)fill the cache from the recent context, positions from 0. Learned positions cannot be shifted
                 # in place, so the window slides by recomputing half of it once every block_size/2 tokens.
                 cache = KVCache(self.config.n_layer, block)
-                logits, _ = self(idx[:, -(block if step == 0 else keep):], kv_cache=cache)
+                logits, _ = self(tokens[:, max(0, n - (block if n == T else keep)):n], kv_cache=cache)
             else:
-                logits, _ = self(idx[:, -1:], kv_cache=cache)  # only the newest token: (B, 1, V)
+                logits, _ = self(tokens[:, n - 1:n], kv_cache=cache)  # only the newest token: (B, 1, V)
             idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)  # (B, 1)
             if eos_id is not None:  # finished rows keep emitting eos; stop when every row is done
                 idx_next = torch.where(finished[:, None], eos_id, idx_next)
                 finished |= idx_next[:, 0] == eos_id
-            idx = torch.cat((idx, idx_next), dim=1)
+            tokens[:, n] = idx_next[:, 0]
             yield idx_next
             if eos_id is not None and finished.all():
                 return
