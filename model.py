@@ -247,6 +247,8 @@ class GPT(nn.Module):
         if past + T > self.config.block_size:
             raise ValueError(f"sequence of {past + T} tokens is longer than block_size={self.config.block_size}: "
                              "crop it (generate slides its window itself)")
+        if attn_mask is not None and past > 0:
+            raise ValueError("attn_mask covers only the new tokens: it cannot be combined with a filled kv_cache")
         if not torch.compiler.is_compiling():  # one device sync; a clear error instead of a CUDA assert
             bad = (idx < 0) | (idx >= self.config.vocab_size)
             if bad.any():

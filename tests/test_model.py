@@ -309,6 +309,10 @@ def test_bad_inputs(tmp_path):
         GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="block_size=9"):
         model.crop_block_size(9)
+    cache = KVCache(1, 8)
+    model(torch.zeros(1, 2, dtype=torch.long), kv_cache=cache)
+    with pytest.raises(ValueError, match="kv_cache"):
+        model(torch.zeros(1, 2, dtype=torch.long), attn_mask=torch.ones(1, 2, 2, dtype=torch.bool), kv_cache=cache)
 
 
 def test_bad_checkpoints(tmp_path, monkeypatch):
