@@ -373,7 +373,7 @@ class GPT(nn.Module):
             raise FileNotFoundError(f"{config_path} not found: not a Hugging Face model directory")
         with open(config_path) as f:
             hf = json.load(f)
-        config = GPTConfig(**config_from_hf(hf, config_path), **override_args)
+        config = GPTConfig(**{**config_from_hf(hf, config_path), **override_args})  # an override wins over config.json
         model = cls(config)
         model.load_hf_state_dict(read_hf_weights(path))
         return model
