@@ -333,6 +333,8 @@ def test_bad_checkpoints(tmp_path, monkeypatch):
         GPT.from_pretrained(str(path))
     with pytest.raises(ValueError, match="override_args"):
         GPT.from_pretrained(str(path), override_args={"n_layer": 1})
+    (path / "config.json").write_text(json.dumps(config))
+    assert GPT.from_pretrained(str(path), override_args={"dropout": 0.1}).config.dropout == 0.1
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(FileNotFoundError, match="openai-community/gpt2-medium"):
         GPT.from_pretrained("gpt2-medium")
