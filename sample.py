@@ -51,7 +51,10 @@ def tokenizer_from_spec(spec):
 
 
 def load_model(init_from, out_dir, device):
-    """-> (GPT in eval mode on device, TextCodec) for resume (out_dir/ckpt.pt), a GPT-2 name, or an HF directory."""
+    """-> (GPT in eval mode on device, TextCodec) for resume (out_dir/ckpt.pt), a GPT-2 name, or a directory:
+    a train.py out_dir (it holds ckpt.pt) or a Hugging Face one."""
+    if init_from != "resume" and os.path.isfile(os.path.join(init_from, "ckpt.pt")):
+        init_from, out_dir = "resume", init_from
     if init_from == "resume":
         import train  # train.py owns the checkpoint format
         ckpt = train.load_checkpoint(os.path.join(out_dir, "ckpt.pt"), map_location=device)
@@ -62,7 +65,7 @@ def load_model(init_from, out_dir, device):
         model, codec = GPT.from_pretrained(init_from), tokenizer_from_spec({"kind": "gpt2"})
     else:
         raise ValueError(f"--init_from={init_from!r}: expected resume, one of {', '.join(GPT2_NAMES)}, "
-                         "or a Hugging Face GPT-2 directory")
+                         "or a directory (a train.py out_dir or a Hugging Face GPT-2 one)")
     if model.config.vocab_size < codec.vocab_size:
         raise ValueError(f"the model's vocab_size={model.config.vocab_size} is smaller than its tokenizer's "
                          f"{codec.vocab_size}: wrong tokenizer for this model")
@@ -87,7 +90,8 @@ def stream_sample(model, codec, prompt_ids, max_new_tokens, temperature, top_k, 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--init_from", default="resume", help="resume | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | DIR")
+    parser.add_argument("--init_from", default="resume",
+                        help="resume | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | DIR (a train.py out_dir or HF dir)")
     parser.add_argument("--out_dir", default="out", help="where resume finds ckpt.pt")
     parser.add_argument("--start", default="\n", help="prompt text, or FILE:path to read it from a file")
     parser.add_argument("--num_samples", type=int, default=3)

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from model import GPT, GPTConfig, KVCache, sample_next
@@ -171,7 +170,7 @@ def test_llama_options_match_transformers_llama():
     D = C // H
     half_to_pairs = torch.stack([torch.arange(D // 2), torch.arange(D // 2) + D // 2], dim=1).flatten()
     rows = torch.cat([h * D + half_to_pairs for h in range(H)])
-    sd, weights = llama.state_dict(), {"token_embeddings.weight": None}
+    sd = llama.state_dict()
     weights = {"token_embeddings.weight": sd["model.embed_tokens.weight"], "ln_final.weight": sd["model.norm.weight"],
                "lm_head.weight": sd["lm_head.weight"]}
     for i in range(L):

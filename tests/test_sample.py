@@ -94,7 +94,11 @@ def test_cli_resumes_a_char_level_checkpoint(tmp_path, capsys):
     sample.main(["--init_from=resume", f"--out_dir={tmp_path}", "--start=ROMEO:", "--num_samples=2",
                  "--max_new_tokens=30", "--temperature=1.0", "--seed=3", "--device=cpu"])  # slides past block_size
     codec = sample.tokenizer_from_spec(ckpt["tokenizer"])
-    assert capsys.readouterr().out == expected_samples(model, codec, "ROMEO:", 2, 30, 1.0, 200, 3)
+    expected = expected_samples(model, codec, "ROMEO:", 2, 30, 1.0, 200, 3)
+    assert capsys.readouterr().out == expected
+    sample.main([f"--init_from={tmp_path}", "--start=ROMEO:", "--num_samples=2", "--max_new_tokens=30",
+                 "--temperature=1.0", "--seed=3", "--device=cpu"])  # an out_dir given as --init_from
+    assert capsys.readouterr().out == expected
 
 
 def test_cli_errors_are_clean(tmp_path):
