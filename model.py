@@ -11,7 +11,6 @@ Shapes: B batch, T time (sequence), C n_embd, H n_head, D head size (C // H), V 
 
     python model.py gpt2 --prompt_ids 464,3290      # greedy continuation of token ids with local HF weights
 """
-import inspect
 import json
 import math
 import os
@@ -291,9 +290,9 @@ class GPT(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        # the fused kernel does the whole update in one launch; torch supports it on these devices
-        fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cuda", "cpu", "mps", "xpu")
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused or None)
+        # the fused kernel does the whole update in one pass over the parameters; torch has it for these devices
+        fused = device_type in ("cuda", "cpu", "mps", "xpu")
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops=None):
         """Model FLOPs utilization: achieved FLOP/s (PaLM appendix B count) / the device's peak FLOP/s.
@@ -413,8 +412,11 @@ class GPT(nn.Module):
               "attn_pdrop": cfg.dropout, "tie_word_embeddings": True, "bos_token_id": eos, "eos_token_id": eos}
         sd = {}
         for k, v in self.state_dict().items():
+            if k == "lm_head.weight":  # tied: it is wte, and Hugging Face ties it again on loading
+                continue
             sd[k] = (v.t() if k.endswith(CONV1D_WEIGHTS) else v).detach().cpu().contiguous().clone()
-            if not cfg.bias and k.endswith(".weight") and not k.endswith(("wte.weight", "wpe.weight", "lm_head.weight")):
+            if not cfg.bias and k.endswith(".weight") and not k.endswith(("wte.weight", "wpe.weight")):
+                # GPT-2 always has biases: zeros are exactly "no bias"
                 sd[k[:-len("weight")] + "bias"] = torch.zeros(sd[k].shape[-1 if k.endswith(CONV1D_WEIGHTS) else 0])
         os.makedirs(out_dir, exist_ok=True)
         atomic_write(os.path.join(out_dir, "config.json"), lambda f: f.write(json.dumps(hf, indent=2).encode()))

@@ -28,7 +28,8 @@ class TextCodec:
 
 
 def tokenizer_from_spec(spec):
-    """{"kind": "gpt2"} | {"kind": "char", "chars": "..."} | {"kind": "bpe", "model": Tokenizer.dumps()} -> TextCodec."""
+    """A tokenizer spec -> TextCodec. The spec is {"kind": "gpt2"} | {"kind": "char", "chars": "..."} |
+    {"kind": "bpe", "model": Tokenizer.dumps()}."""
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind in ("gpt2", "bpe"):
         import bpe  # GPT-2's rank file comes from bpe.py's cache, so only import it when needed
