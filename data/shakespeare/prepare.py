@@ -6,7 +6,6 @@
 Tokenized with bpe.py's exact GPT-2 tokenizer (`python bpe.py download-gpt2` caches its ranks once);
 for fine-tuning GPT-2 (config/finetune_shakespeare.py).
 """
-import argparse
 import os
 import pickle
 import sys
@@ -15,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
 from bpe import gpt2_tokenizer  # noqa: E402
-from data.fetch import shakespeare_text  # noqa: E402
+from data.fetch import prepare_main  # noqa: E402
 
 
 def prepare(text, out_dir):
@@ -36,12 +35,4 @@ def prepare(text, out_dir):
 
 
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
-    parser.add_argument("--out_dir", default=here, help="where to write train.bin, val.bin, meta.pkl")
-    args = parser.parse_args()
-    try:
-        prepare(shakespeare_text(here, args.input), args.out_dir)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}")
+    prepare_main(prepare, __doc__.splitlines()[0], os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,6 @@
 The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.pkl keeps it as
 nanoGPT's stoi/itos and as the tokenizer spec {"kind": "char", "chars": ...} that sample.py decodes with.
 """
-import argparse
 import os
 import pickle
 import sys
@@ -14,7 +13,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
-from data.fetch import shakespeare_text  # noqa: E402
+from data.fetch import prepare_main  # noqa: E402
 
 
 def prepare(text, out_dir):
@@ -39,12 +38,4 @@ def prepare(text, out_dir):
 
 
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
-    parser.add_argument("--out_dir", default=here, help="where to write train.bin, val.bin, meta.pkl")
-    args = parser.parse_args()
-    try:
-        prepare(shakespeare_text(here, args.input), args.out_dir)
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}")
+    prepare_main(prepare, __doc__.splitlines()[0], os.path.dirname(os.path.abspath(__file__)))
