@@ -416,13 +416,23 @@ class Tokenizer:
         # below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as chr(id of bytes([b])).
         self._byte_chars = {b: chr(single[b]) for b in range(256)}
         self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}  # earlier merge = lower rank
-        self._merged = {chr(a) + chr(b): chr(i) for (a, b), i in self.merges.items()}
+        self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
         regex.compile(pattern)  # a bad pattern fails here, not at the first encode
         self._special_re = _special_regex(self.special_tokens)
-        self._cache: dict[str, list[int]] = {}  # pre-token -> ids: real text repeats its words a lot
+        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: real text repeats its words a lot
+        # A pre-token that is a whole token is that one id (tiktoken returns it without running BPE, and about
+        # half of a text's distinct words are whole GPT-2 tokens). BPE itself gets there for tokens learned by
+        # a trainer (the word's bytes merge in the order training merged them), but not for any merge list:
+        # with merges b+c, a+b, ab+c, "abc" is [a, bc]. So each token is checked once, here.
+        self._whole: dict[str, int] = {}
+        specials = set(self.special_tokens.values())
+        for i, token in self.vocab.items():
+            text = readable(token)
+            if i not in specials and isinstance(text, str) and self._bpe(text) == (i,):
+                self._whole[text] = i
 
     # -- encoding
-    def _bpe(self, piece: str) -> list[int]:
+    def _bpe(self, piece: str) -> tuple[int, ...]:
         """Ids of one pre-token: start from its bytes, merge the pair with the earliest-learned merge
         (leftmost first), repeat. One merge at a time gives what `merge`-ing every occurrence would: a pair
         born from a merge always ranks after it, so all occurrences go before anything else does."""
@@ -434,14 +444,14 @@ class Tokenizer:
             if best == INF:
                 break
             i = ranks.index(best)
-            new = merged[parts[i] + parts[i + 1]]
+            new = merged[best]
             parts[i:i + 2] = (new,)
             del ranks[i]
             if i:  # only the two pairs around the new token change
                 ranks[i - 1] = rank_of(parts[i - 1] + new, INF)
             if i < len(ranks):
                 ranks[i] = rank_of(new + parts[i + 1], INF)
-        return list(map(ord, parts))
+        return tuple(map(ord, parts))  # a tuple: chain() joins tuples faster than lists
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode, treating special tokens as plain text."""
@@ -454,8 +464,10 @@ class Tokenizer:
         if len(cache) + len(new) > CACHE_SIZE:
             cache.clear()  # bound the memory on endless streams of new words
             new = set(pieces)
+        whole, bpe = self._whole.get, self._bpe
         for piece in new:
-            cache[piece] = self._bpe(piece)
+            i = whole(piece)
+            cache[piece] = (i,) if i is not None else bpe(piece)
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:

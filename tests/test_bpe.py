@@ -258,6 +258,44 @@ def test_gpt2_parity_random_unicode(gpt2, tiktoken_gpt2):
         assert gpt2.encode_ordinary(t) == tiktoken_gpt2.encode_ordinary(t), repr(t)
 
 
+def test_gpt2_every_token_alone_matches_tiktoken(gpt2, tiktoken_gpt2):
+    # tiktoken returns a whole token without running BPE; we do the same only where BPE agrees: for GPT-2, all
+    texts = [t for i, t in gpt2.vocab.items() if i != 50256 and isinstance(bpe.readable(t), str)]
+    assert len(texts) > 45_000
+    for t in texts:
+        t = t.decode("utf-8")
+        assert gpt2.encode_ordinary(t) == tiktoken_gpt2.encode_ordinary(t), repr(t)
+
+
+def test_whole_token_shortcut_only_where_bpe_gets_there():
+    from tokenizers import Tokenizer as HFTokenizer, models
+
+    # merges b+c, a+b, ab+c: "abc" is a token, but BPE on "abc" merges b+c first and stops at [a, bc]
+    merges = [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]
+    vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
+    tok = bpe.Tokenizer(merges, vocab)
+    assert tok.encode("abc") == [ord("a"), 256] and tok.encode("ab") == [257]
+    hf = HFTokenizer(models.BPE({"a": 0, "b": 1, "c": 2, "bc": 3, "ab": 4, "abc": 5},
+                                [("b", "c"), ("a", "b"), ("ab", "c")]))
+    assert hf.encode("abc").tokens == ["a", "bc"]  # Hugging Face's BPE agrees
+    tt = tiktoken.Encoding(name="toy", pat_str=r"\S+", special_tokens={},
+                           mergeable_ranks={bytes([i]): i for i in range(256)} | {b"bc": 256, b"ab": 257, b"abc": 258})
+    assert tt.encode("abc") == [258]  # tiktoken's whole-token rule would differ here
+
+
+@pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
+def test_trained_tokens_are_reached_by_bpe(pattern):
+    # why the whole-token rule is exact for trained vocabularies: BPE on a token's own bytes ends at the token
+    rng = random.Random(7)
+    texts = [random_text(rng, 400) for _ in range(20)] + [SAMPLE.read_text(encoding="utf-8")]
+    for text in texts:
+        tok = bpe.train_bpe(text, 256 + 200, [EOT], pattern)
+        texts = {i: bpe.readable(t) for i, t in tok.vocab.items() if i not in tok.special_tokens.values()}
+        texts = {i: t for i, t in texts.items() if isinstance(t, str)}  # half a character is never a pre-token
+        assert len(texts) > 100 and all(tok._bpe(t) == (i,) for i, t in texts.items())
+        assert all(tok.encode_ordinary(t) == [i] for i, t in texts.items() if bpe.pretokenize(t, pattern) == [t])
+
+
 def test_gpt2_decode_matches_tiktoken_on_invalid_utf8(gpt2, tiktoken_gpt2):
     ids = gpt2.encode("🤗 한")
     for cut in range(len(ids) + 1):  # half of a multi-byte character decodes to U+FFFD
