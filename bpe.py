@@ -221,7 +221,7 @@ def _finish(merges: list[tuple[int, int]], special_tokens, pattern: str) -> "Tok
         merge_ids[(a, b)] = 256 + i
         vocab[256 + i] = vocab[a] + vocab[b]
     specials = {s: len(vocab) + i for i, s in enumerate(special_tokens)}
-    return Tokenizer(merge_ids, vocab, specials, pattern)
+    return Tokenizer(merge_ids, vocab, specials, pattern, learned=True)
 
 
 def train_bpe_naive(text: str, vocab_size: int, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN,
@@ -378,10 +378,12 @@ class Tokenizer:
         (bytes_a, bytes_b) pairs (new id: the id of bytes_a + bytes_b in vocab).
     vocab: {id: bytes}; must hold every single byte. Ids are whatever it says (GPT-2's are permuted).
     special_tokens: {text: id}; an id missing from vocab is added with the token's UTF-8 bytes.
+    learned: the merges are a BPE trainer's, in the order it learned them (ours, or GPT-2's rank table). Then a
+        pre-token that is a whole token is known to encode to that token (see _whole below); else it is checked.
     """
 
     def __init__(self, merges, vocab: dict[int, bytes], special_tokens: dict[str, int] | None = None,
-                 pattern: str = GPT2_SPLIT_PATTERN):
+                 pattern: str = GPT2_SPLIT_PATTERN, learned: bool = False):
         self.vocab = dict(vocab)
         self.special_tokens = dict(special_tokens or {})
         for s, i in self.special_tokens.items():
@@ -420,15 +422,16 @@ class Tokenizer:
         regex.compile(pattern)  # a bad pattern fails here, not at the first encode
         self._special_re = _special_regex(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: real text repeats its words a lot
-        # A pre-token that is a whole token is that one id (tiktoken returns it without running BPE, and about
-        # half of a text's distinct words are whole GPT-2 tokens). BPE itself gets there for tokens learned by
-        # a trainer (the word's bytes merge in the order training merged them), but not for any merge list:
-        # with merges b+c, a+b, ab+c, "abc" is [a, bc]. So each token is checked once, here.
+        # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule, and about half
+        # of a text's distinct words are whole GPT-2 tokens. For learned merges BPE gets there anyway: training
+        # made token t from a word in which no merge crossed t's edges, so t's bytes alone merge the same way,
+        # in the same order, up to t. Any merge list need not: with merges b+c, a+b, ab+c, "abc" is [a, bc].
+        # So unless the merges are learned, each token is checked once, here (~7 us a token).
         self._whole: dict[str, int] = {}
         specials = set(self.special_tokens.values())
         for i, token in self.vocab.items():
             text = readable(token)
-            if i not in specials and isinstance(text, str) and self._bpe(text) == (i,):
+            if i not in specials and isinstance(text, str) and (learned or self._bpe(text) == (i,)):
                 self._whole[text] = i
 
     # -- encoding
@@ -745,7 +748,7 @@ def gpt2_tokenizer() -> Tokenizer:
             a, b = _rank_bpe(ranks, token, rank)
             merges[(ranks[a], ranks[b])] = rank
     vocab = {rank: token for token, rank in ranks.items()}
-    return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN)
+    return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN, learned=True)
 
 
 def load_tokenizer(spec: str) -> Tokenizer:
