@@ -239,6 +239,24 @@ def test_ascii_fast_split_equals_regex(pattern):
     assert bpe.pretokenize("Hello  world!") == ["Hello", " ", " world", "!"]
 
 
+@pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
+def test_mostly_ascii_split_equals_regex(pattern):
+    # mostly ASCII text is cut between lines, and only the lines with other characters go through `regex`
+    import regex
+    rng = random.Random(12)
+    ascii_pieces = [chr(c) for c in range(128)] + ["word", " ", "'s", "\n", "\n", "\r\n", "\n\n", "x\ny", "9\n7"]
+    others = ["\u2019", "é", "한", "\u00a0", "\u2028", "\x85", "\u3000", "١"]
+    cut = 0
+    for _ in range(1000):
+        t = "".join(rng.choice(ascii_pieces) for _ in range(rng.randint(50, 300)))
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(len(t) + 1)
+            t = t[:i] + rng.choice(others) + t[i:]
+        cut += len(t.encode()) <= 1.05 * len(t) and len(bpe.LINE_CUT.split(t)) > 2
+        assert bpe.pretokenize(t, pattern) == regex.findall(pattern, t), repr(t)
+    assert cut > 500  # most took the line-cutting path
+
+
 # ----------------------------------------------------------------------------- GPT-2 parity
 def test_gpt2_parity_multilingual(gpt2, tiktoken_gpt2):
     assert gpt2.n_vocab == tiktoken_gpt2.n_vocab == 50257 and len(gpt2.merges) == 50000
