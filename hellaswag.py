@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from model import atomic_write
+from bpe import atomic_write
 from sample import load_model
 from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 

@@ -14,12 +14,13 @@ Shapes: B batch, T time (sequence), C n_embd, H n_head, D head size (C // H), V 
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bpe import atomic_write
 
 
 @dataclass
@@ -487,18 +488,6 @@ def read_hf_weights(path):
     if os.path.isfile(bin_path):
         return torch.load(bin_path, map_location="cpu", weights_only=True)
     raise FileNotFoundError(f"no weights in {path}: expected model.safetensors or pytorch_model.bin")
-
-
-def atomic_write(path, write):
-    """Write a file through a temporary file in the same directory, then rename: never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 if __name__ == "__main__":

