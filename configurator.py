@@ -19,6 +19,7 @@ a float, a None default accepts anything, and a str default takes the text as wr
 import ast
 import difflib
 import os
+import sys
 
 
 def apply_overrides(defaults, argv, verbose=None):
@@ -29,6 +30,12 @@ def apply_overrides(defaults, argv, verbose=None):
         verbose = os.environ.get("RANK", "0") == "0"
     config = dict(defaults)
     for arg in argv:
+        if arg in ("-h", "--help"):  # the options are the defaults' keys: list them with their defaults
+            print(f"usage: python {os.path.basename(sys.argv[0])} [CONFIG_FILE.py ...] [--key=value ...]\n\n"
+                  "options, with their default values:")
+            for key, value in defaults.items():
+                print(f"  --{key}={value!r}")
+            raise SystemExit(0)
         if not arg.startswith("--"):  # a config file
             if not os.path.isfile(arg):
                 raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files or --key=value)")
@@ -75,7 +82,6 @@ def _set(config, defaults, key, value, where, verbose):
 
 
 if __name__ == "__main__":
-    import sys
     from train import DEFAULT_CONFIG
     try:
         result = apply_overrides(DEFAULT_CONFIG, sys.argv[1:])

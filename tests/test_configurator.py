@@ -90,3 +90,13 @@ def test_train_defaults_are_the_shipped_configs_keys():
                           verbose=False)
     assert (cpu["n_layer"], cpu["n_head"], cpu["n_embd"], cpu["block_size"], cpu["batch_size"], cpu["max_iters"]) \
         == (4, 4, 128, 64, 12, 2000)
+
+
+def test_help_lists_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as stop:
+        apply_overrides(DEFAULTS, ["--batch_size=5", "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage:" in out
+    for key, value in DEFAULTS.items():
+        assert f"  --{key}={value!r}\n" in out  # the defaults, not the overrides given before --help
