@@ -34,7 +34,7 @@ from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
-import bpe  # GPT-2's BPE for the comparison, and atomic_write
+import bpe  # GPT-2's BPE for the comparison, atomic_write and readable
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNK = "[UNK]"
@@ -448,14 +448,6 @@ def _median_time(fn, arg, samples: int = 7) -> float:
     return statistics.median(times)
 
 
-def _readable(piece: bytes) -> str | bytes:
-    """A BPE piece as text, or as bytes where it is part of a multi-byte character (Korean, emoji, ...)."""
-    try:
-        return piece.decode("utf-8")
-    except UnicodeDecodeError:
-        return piece
-
-
 def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool = True) -> None:
     wp = WordPieceTokenizer.from_vocab_file(vocab_path, lowercase=lowercase)
     gpt2 = bpe.gpt2_tokenizer()
@@ -464,7 +456,7 @@ def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool
         print(f"text: {text!r} ({len(text)} characters)\n")
         print(f"GPT-2 BPE  {len(ids)} tokens, {_median_time(gpt2.encode_ordinary, text) * 1e6:.1f} us per call")
         print("  ids:   ", ids)
-        print("  pieces:", [_readable(gpt2.decode_bytes([i])) for i in ids])
+        print("  pieces:", [bpe.readable(gpt2.vocab[i]) for i in ids])
         wids = wp.encode(text)
         print(f"\nWordPiece  {len(wids)} tokens, {_median_time(wp.encode, text) * 1e6:.1f} us per call")
         print("  tokens:", wp.tokenize(text))
