@@ -401,6 +401,8 @@ class Tokenizer:
     def __init__(self, merges, vocab: dict[int, bytes], special_tokens: dict[str, int] | None = None,
                  pattern: str = GPT2_SPLIT_PATTERN, learned: bool = False):
         self.vocab = dict(vocab)
+        if not self.vocab:
+            raise ValueError("the vocab is empty; a byte-level vocab needs at least the 256 single-byte tokens")
         self.special_tokens = dict(special_tokens or {})
         for s, i in self.special_tokens.items():
             if self.vocab.setdefault(i, s.encode("utf-8")) != s.encode("utf-8"):
@@ -435,7 +437,11 @@ class Tokenizer:
         self._byte_chars = {b: chr(single[b]) for b in range(256)}
         self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}  # earlier merge = lower rank
         self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
-        regex.compile(pattern)  # a bad pattern fails here, not at the first encode
+        try:  # a bad pattern fails here, not at the first encode
+            regex.compile(pattern)
+        except (regex.error, TypeError) as e:
+            raise ValueError(f"split pattern {pattern!r} is not a valid regex ({e}); use bpe.GPT2_SPLIT_PATTERN "
+                             "or bpe.GPT4_SPLIT_PATTERN") from None
         self._special_re = _special_regex(self.special_tokens)
         self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: real text repeats its words a lot
         # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule, and about half

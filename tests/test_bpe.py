@@ -520,6 +520,10 @@ def test_constructor_rejects_inconsistent_input():
         bpe.Tokenizer([(b"a", b"b")], vocab)
     with pytest.raises(ValueError, match="unused id"):
         bpe.Tokenizer({}, vocab, {EOT: 97})
+    with pytest.raises(ValueError, match="vocab is empty"):
+        bpe.Tokenizer({}, {})
+    with pytest.raises(ValueError, match="not a valid regex"):
+        bpe.Tokenizer({}, vocab, pattern="(")
 
 
 # ----------------------------------------------------------------------------- command line
