@@ -354,8 +354,8 @@ def cut_to_screen(text, max_lines=12, max_chars=600):
     return short + (f" ... [{len(text) - len(short)} more characters]" if len(short) < len(text) else "")
 
 
-def report(lengths, paths, tokenizer, coverage, multiple_of, batch_size):
-    s = summary(lengths, coverage, multiple_of)
+def report(s, lengths, paths, tokenizer, coverage, multiple_of, batch_size):
+    """The human-readable report of `lengths`, whose summary() is `s`."""
     out = [f"{s['count']:,} examples in {', '.join(paths)}, tokenizer {tokenizer}"]
     if lengths.skipped:
         out.append(f"skipped {len(lengths.skipped)} bad row(s), the first: {lengths.skipped[0]}")
@@ -472,7 +472,7 @@ def main(argv=None):
         lengths = measure(args.files, args.tokenizer, args.field, args.prompt_field, args.completion_field,
                           args.blocks, args.skip_bad, args.prompt_template, args.eot, not args.cased, args.num_proc)
         s = summary(lengths, args.coverage, args.multiple_of)
-        print(json.dumps(s) if args.json else report(lengths, args.files, args.tokenizer, args.coverage,
+        print(json.dumps(s) if args.json else report(s, lengths, args.files, args.tokenizer, args.coverage,
                                                        args.multiple_of, args.batch_size))
         if args.plot and plot(lengths, args.plot, s["recommended"]):
             print(f"wrote {args.plot}", file=sys.stderr)
