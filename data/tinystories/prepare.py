@@ -36,7 +36,13 @@ def read_stories(path):
     """Yield the stories of a text file, split at <|endoftext|>, streaming (the file may be gigabytes)."""
     rest = ""
     with open(path, encoding="utf-8") as f:
-        while block := f.read(1 << 24):
+        while True:
+            try:
+                block = f.read(1 << 24)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path} is not UTF-8 text ({e}); convert it to UTF-8 (e.g. `iconv -t utf-8`)") from None
+            if not block:
+                break
             *stories, rest = (rest + block).split(EOT)
             yield from (s.strip() for s in stories if s.strip())
     if rest.strip():
