@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
-from bpe import Tokenizer, train_bpe  # noqa: E402
+from bpe import Tokenizer, atomic_write, train_bpe  # noqa: E402
 from data.fetch import download  # noqa: E402
 
 EOT = "<|endoftext|>"
@@ -74,14 +74,18 @@ def _encode_chunk(stories):
 
 
 def write_split(pool, stories, path, desc):
-    """Encode stories in the worker pool, in order, appending to path; return the token count."""
+    """Encode stories in the worker pool, in order, into path; return the token count. Written with
+    atomic_write: only a complete file is ever called train.bin, and a failed run leaves no partial file."""
     n = 0
-    with open(path + ".part", "wb") as f, tqdm(desc=desc, unit=" stories", dynamic_ncols=True) as bar:
-        for chunk_ids, size in pool.imap(_encode_with_size, chunks(stories)):
-            chunk_ids.tofile(f)
-            n += len(chunk_ids)
-            bar.update(size)
-    os.replace(path + ".part", path)  # only a complete file is ever called train.bin
+
+    def write(f):
+        nonlocal n
+        with tqdm(desc=desc, unit=" stories", dynamic_ncols=True) as bar:
+            for chunk_ids, size in pool.imap(_encode_with_size, chunks(stories)):
+                chunk_ids.tofile(f)
+                n += len(chunk_ids)
+                bar.update(size)
+    atomic_write(path, write)
     return n
 
 
