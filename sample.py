@@ -51,6 +51,19 @@ def tokenizer_from_spec(spec):
     raise ValueError(f"tokenizer spec {str(spec)[:80]!r}: expected a dict with kind gpt2, char or bpe")
 
 
+def decode_generated(codec, ids):
+    """Text of generated ids. A model's vocab_size is padded past its tokenizer's (to a multiple of 64), and a
+    barely trained model may sample one of those ids, which no text decodes to: it is shown as <|unused ID|>."""
+    pieces, run = [], []
+    for t in ids:
+        if t < codec.vocab_size:
+            run.append(t)
+        else:
+            pieces += [codec.decode(run), f"<|unused {t}|>"]
+            run = []
+    return "".join(pieces) + codec.decode(run)
+
+
 def load_model(init_from, out_dir, device):
     """-> (GPT in eval mode on device, TextCodec) for resume (out_dir/ckpt.pt), a GPT-2 name, or a directory:
     a train.py out_dir (it holds ckpt.pt) or a Hugging Face one."""
@@ -81,11 +94,11 @@ def stream_sample(model, codec, prompt_ids, max_new_tokens, temperature, top_k, 
     x = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     for idx_next in model.generate_stream(x, max_new_tokens, temperature, top_k, top_p, eos_id=codec.eot_id):
         ids.append(int(idx_next))
-        text = codec.decode(ids)
+        text = decode_generated(codec, ids)
         if not text.endswith("\ufffd"):  # a multi-byte character may still be incomplete: wait for its rest
             write(text[len(shown):])
             shown = text
-    write(codec.decode(ids)[len(shown):])
+    write(decode_generated(codec, ids)[len(shown):])
     return ids
 
 

@@ -60,6 +60,19 @@ def test_stream_pieces_add_up_to_the_decoded_generation():
     assert "".join(pieces) == codec.decode(expected) and len([p for p in pieces if p]) > 10  # streamed
 
 
+def test_stream_shows_padded_vocab_ids_instead_of_crashing():
+    # an untrained model over a 64-row vocab (padded, as train.py does) with a 9-character tokenizer samples
+    # ids that no character has
+    codec = sample.tokenizer_from_spec({"kind": "char", "chars": "abcdefgh "})
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=1, n_embd=8)).eval()
+    pieces = []
+    ids = sample.stream_sample(model, codec, codec.encode("ab"), 20, 1.0, None, None, "cpu", pieces.append)
+    assert any(t >= 9 for t in ids)
+    expected = "".join("abcdefgh "[t] if t < 9 else f"<|unused {t}|>" for t in ids)
+    assert "".join(pieces) == expected
+
+
 def expected_samples(model, codec, start, n, max_new_tokens, temperature, top_k, seed):
     torch.manual_seed(seed)
     out = ""
