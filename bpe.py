@@ -151,15 +151,16 @@ def _count_file_chunk(job) -> Counter:
 
 
 def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]:
-    """Cut a file every ~chunk_bytes, moving each cut forward to where a special token starts, or, if there
-    are no special tokens, to the start of a line where '\\n' sits between two visible ASCII characters:
-    both cuts are where GPT-2's and GPT-4's patterns cut anyway, so counting chunks apart changes nothing."""
+    """Cut a file every ~chunk_bytes, moving each cut forward to where a special token starts or to the start
+    of a line where '\\n' sits between two visible ASCII characters: both cuts are where GPT-2's and GPT-4's
+    patterns cut anyway, so counting chunks apart changes nothing. (Line cuts only if no special token holds
+    a '\\n': then none can straddle one. A file with few special tokens still gets cut every ~chunk_bytes.)"""
     size = path.stat().st_size
-    if special_tokens:
-        cut = regex.compile(b"|".join(regex.escape(s.encode("utf-8")) for s in special_tokens))
-        keep = max(len(s.encode("utf-8")) for s in special_tokens)
-    else:
-        cut, keep = regex.compile(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]"), 2
+    cuts = [regex.escape(s.encode("utf-8")) for s in special_tokens]
+    if not any("\n" in s for s in special_tokens):
+        cuts.append(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]")
+    cut = regex.compile(b"|".join(cuts))
+    keep = max([2] + [len(s.encode("utf-8")) for s in special_tokens])  # bytes a cut may need before a block
     bounds = [0]
     with open(path, "rb") as f:
         for target in range(chunk_bytes, size, chunk_bytes):

@@ -201,11 +201,16 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
     want = bpe.count_pretokens(text, [EOT])
     # tiny chunks force many cuts, at special tokens; two worker processes
     assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=512, num_proc=2) == want
+    # a special token that holds a '\n' turns the line cuts off (it could straddle one)
+    assert bpe.count_pretokens_in_file(path, ["\nLine"], chunk_bytes=512) == bpe.count_pretokens(text, ["\nLine"])
     # without special tokens the cuts fall at line starts; counts equal the whole text's
     plain = "\n".join(SAMPLE.read_text(encoding="utf-8").replace(EOT, "") for _ in range(3))
     path.write_text(plain, encoding="utf-8")
     assert bpe.count_pretokens_in_file(path, chunk_bytes=300) == bpe.count_pretokens(plain)
     assert len(bpe._chunk_boundaries(path, [], 300)) > 10
+    # a special token the file lacks must not make it one chunk: the line cuts remain
+    assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=300) == bpe.count_pretokens(plain, [EOT])
+    assert len(bpe._chunk_boundaries(path, [EOT], 300)) > 10
     tok_file = bpe.train_bpe(path, 600, num_proc=2)
     assert tok_file.merges == bpe.train_bpe(plain, 600).merges
 
