@@ -23,7 +23,7 @@ import train  # the shared schedule, clipping, DDP, autocast, checkpoint and log
 from configurator import apply_overrides
 from bpe import atomic_write
 from model import GPT, GPTConfig
-from sample import tokenizer_from_spec
+from sample import decode_generated, tokenizer_from_spec
 from token_lengths import recommend_length
 
 QUESTION, ANSWER = "<|question|>", "<|answer|>"
@@ -323,10 +323,7 @@ def greedy_answers(model, codec, questions, max_new_tokens, device):
         out = model.generate(x, new, temperature=0.0, eos_id=codec.eot_id)[:, n:].tolist()  # (G, <= new)
         for i, ids in zip(idxs, out):
             ids = ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids
-            if all(t < codec.vocab_size for t in ids):
-                answers[i] = codec.decode(ids).strip()
-            else:  # an untrained model may pick a padding row of the vocab, which no text decodes to: show it
-                answers[i] = "".join(codec.decode([t]) if t < codec.vocab_size else f"<|unused {t}|>" for t in ids)
+            answers[i] = decode_generated(codec, ids).strip()  # an untrained model may pick a padding row
     return answers
 
 
