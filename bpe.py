@@ -654,8 +654,10 @@ class Tokenizer:
         """One line per id: the token as a JSON string (or b'...' if it is not valid UTF-8 on its own, like
         half a character), and the two tokens it was merged from."""
         made_of = {i: pair for pair, i in self.merges.items()}
-        show = lambda i: (lambda t: json.dumps(t, ensure_ascii=False) if isinstance(t, str) else repr(t))(
-            readable(self.vocab[i]))
+
+        def show(i):
+            t = readable(self.vocab[i])
+            return json.dumps(t, ensure_ascii=False) if isinstance(t, str) else repr(t)
         lines = []
         for i in sorted(self.vocab):
             line = f"{i}\t{show(i)}"
