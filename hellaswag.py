@@ -227,8 +227,7 @@ def run(args):
                 dist.barrier()
             path = download(args.split)
         examples = load_examples(path, args.limit)
-        is_out_dir = os.path.isfile(os.path.join(args.model, "ckpt.pt"))
-        model, codec = load_model("resume" if is_out_dir else args.model, args.model, device)
+        model, codec = load_model(args.model, args.model, device)  # a train.py out_dir, GPT-2 name or HF dir
         with autocast_context(device, dtype):
             result = evaluate(model, codec.encode, examples, device, args.batch_size, rank, world_size,
                               progress=rank == 0)
