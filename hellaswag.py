@@ -200,7 +200,8 @@ def evaluate(model, encode, examples, device, batch_size=8, rank=0, world_size=1
             counts[0] += (sum_losses.argmin(dim=1) == label).sum()
             counts[1] += (mean_losses.argmin(dim=1) == label).sum()
             counts[2] += len(label)
-            bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}", refresh=False)
+            if progress:  # .item() waits for the GPU: only when the bar is shown
+                bar.set_postfix(acc_norm=f"{counts[1].item() / counts[2].item():.4f}", refresh=False)
             bar.update(len(label))
     finally:
         bar.close()
