@@ -320,6 +320,9 @@ def train_wordpiece(text: str, vocab_size: int, lowercase: bool = True, scoring:
             word_counts.update(pre_tokenize(part, lowercase))
     # words over 100 characters always tokenize to [UNK]: learning pieces from them would waste the vocab
     word_counts = Counter({w: c for w, c in word_counts.items() if len(w) <= MAX_WORD_CHARS})
+    if not word_counts:
+        raise ValueError("the corpus has no words (outside special tokens, of at most 100 characters) to learn "
+                         "from; give it some text")
 
     # 2. the alphabet (as Hugging Face builds it): every character on its own, so that any of them can start
     # a word, and as a `##` continuation where it occurs as one

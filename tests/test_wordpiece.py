@@ -288,6 +288,9 @@ def test_training_bad_input(tmp_path):
     assert len(wordpiece.train_wordpiece("ab cb qz", 12)) == 12  # the minimum itself works
     with pytest.raises(ValueError, match="scoring"):
         wordpiece.train_wordpiece("ab", 100, scoring="bpe")
+    for empty in ("", " \n ", "[CLS] [SEP]"):
+        with pytest.raises(ValueError, match="no words"):
+            wordpiece.train_wordpiece(empty, 100)
     with pytest.raises(ValueError, match=r"\[UNK\]"):
         wordpiece.train_wordpiece("ab", 100, special_tokens=["[PAD]"])
 
