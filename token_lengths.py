@@ -30,7 +30,7 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
-from bpe import atomic_write
+from bpe import atomic_write, load_tokenizer
 
 QA_MARKER = "<|question|>"  # sft.py's QUESTION, the first line of its blocks (importing sft.py loads torch)
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
@@ -44,14 +44,12 @@ def load_counter(spec, lowercase=True):
     """'gpt2' | 'char' | a bpe.py model dir or .bpe file | a WordPiece vocab.txt -> fn(text) -> int."""
     if spec == "char":
         return len  # one token per Unicode code point, as in nanoGPT's shakespeare_char
-    # imported here, not at the top: the char path and this module's import need neither
     if spec == "gpt2" or os.path.isdir(spec) or spec.endswith(".bpe"):
-        from bpe import load_tokenizer
         tok = load_tokenizer(spec)
         # ordinary text: a literal "<|endoftext|>" inside an example is text, as sft.py's markers are
         return lambda text: len(tok.encode_ordinary(text))
     if os.path.isfile(spec):
-        from wordpiece import WordPieceTokenizer
+        from wordpiece import WordPieceTokenizer  # here: only a vocab.txt needs it (its import takes ~40 ms)
         tok = WordPieceTokenizer.from_vocab_file(spec, lowercase=lowercase)
         return lambda text: len(tok.encode(text))
     raise FileNotFoundError(f"--tokenizer {spec!r}: not 'gpt2' or 'char', and no such directory or file; "
