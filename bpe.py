@@ -41,45 +41,6 @@ GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{
 # GPT-4's (cl100k): case-insensitive contractions, numbers in groups of at most 3, newlines kept apart.
 GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
 PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
-
-
-def _asciify(pattern: str) -> re.Pattern:
-    r"""The same pattern for pure-ASCII text, with its Unicode classes spelled out for the standard library's
-    `re`, which splits ASCII about twice as fast as `regex`. (regex's \s is [\t\n\v\f\r ] in ASCII; re's
-    would add \x1c-\x1f.) Only for the two patterns above: rewriting any pattern blindly is not safe."""
-    ws = r"\t\n\x0b\x0c\r "
-    classes = [(r"[^\s\p{L}\p{N}]", rf"[^{ws}A-Za-z0-9]"), (r"[^\r\n\p{L}\p{N}]", r"[^\r\nA-Za-z0-9]"),
-               (r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\S", rf"[^{ws}]"), (r"\s", rf"[{ws}]")]
-    for unicode_class, ascii_class in classes:  # classes inside [...] first, then the bare ones
-        pattern = pattern.replace(unicode_class, ascii_class)
-    return re.compile(pattern)
-
-
-ASCII_SPLITTERS = {p: _asciify(p) for p in PATTERNS.values()}
-UNICODE_SPLITTERS = {p: regex.compile(p) for p in PATTERNS.values()}
-# Between two lines, where a '\n' sits between two visible ASCII characters: both patterns end a pre-token
-# there and never look across it, so the text on either side splits exactly as the whole does.
-# ((?<=\n) first: a quick test that rejects most positions.)
-LINE_CUT = re.compile(r"(?<=\n)(?<=[\x21-\x7e]\n)(?=[\x21-\x7e])")
-
-
-def pretokenize(text: str, pattern: str = GPT2_SPLIT_PATTERN) -> list[str]:
-    """Split text into pre-tokens: "Hello  world!" -> ["Hello", " ", " world", "!"]."""
-    ascii_splitter = ASCII_SPLITTERS.get(pattern)
-    if ascii_splitter is None:
-        return regex.findall(pattern, text)
-    if text.isascii():  # isascii() is O(1): str knows it
-        return ascii_splitter.findall(text)
-    unicode_splitter = UNICODE_SPLITTERS[pattern]
-    if len(text.encode("utf-8")) > 1.05 * len(text):  # much non-ASCII text: cutting it would not pay
-        return unicode_splitter.findall(text)
-    # Mostly ASCII text (curly quotes, a few accents) need not go all through `regex`: cut it between lines,
-    # then runs of pure-ASCII lines take the fast splitter and the others `regex`.
-    out = []
-    for is_ascii, lines in groupby(LINE_CUT.split(text), str.isascii):
-        out += (ascii_splitter if is_ascii else unicode_splitter).findall("".join(lines))
-    return out
-
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # tiktoken's source
@@ -121,6 +82,44 @@ def bytes_to_unicode_order() -> list[int]:
 
 
 # ----------------------------------------------------------------------------- pre-tokenization
+def _asciify(pattern: str) -> re.Pattern:
+    r"""The same pattern for pure-ASCII text, with its Unicode classes spelled out for the standard library's
+    `re`, which splits ASCII about twice as fast as `regex`. (regex's \s is [\t\n\v\f\r ] in ASCII; re's
+    would add \x1c-\x1f.) Only for the two patterns above: rewriting any pattern blindly is not safe."""
+    ws = r"\t\n\x0b\x0c\r "
+    classes = [(r"[^\s\p{L}\p{N}]", rf"[^{ws}A-Za-z0-9]"), (r"[^\r\n\p{L}\p{N}]", r"[^\r\nA-Za-z0-9]"),
+               (r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\S", rf"[^{ws}]"), (r"\s", rf"[{ws}]")]
+    for unicode_class, ascii_class in classes:  # classes inside [...] first, then the bare ones
+        pattern = pattern.replace(unicode_class, ascii_class)
+    return re.compile(pattern)
+
+
+ASCII_SPLITTERS = {p: _asciify(p) for p in PATTERNS.values()}
+UNICODE_SPLITTERS = {p: regex.compile(p) for p in PATTERNS.values()}
+# Between two lines, where a '\n' sits between two visible ASCII characters: both patterns end a pre-token
+# there and never look across it, so the text on either side splits exactly as the whole does.
+# ((?<=\n) first: a quick test that rejects most positions.)
+LINE_CUT = re.compile(r"(?<=\n)(?<=[\x21-\x7e]\n)(?=[\x21-\x7e])")
+
+
+def pretokenize(text: str, pattern: str = GPT2_SPLIT_PATTERN) -> list[str]:
+    """Split text into pre-tokens: "Hello  world!" -> ["Hello", " ", " world", "!"]."""
+    ascii_splitter = ASCII_SPLITTERS.get(pattern)
+    if ascii_splitter is None:
+        return regex.findall(pattern, text)
+    if text.isascii():  # isascii() is O(1): str knows it
+        return ascii_splitter.findall(text)
+    unicode_splitter = UNICODE_SPLITTERS[pattern]
+    if len(text.encode("utf-8")) > 1.05 * len(text):  # much non-ASCII text: cutting it would not pay
+        return unicode_splitter.findall(text)
+    # Mostly ASCII text (curly quotes, a few accents) need not go all through `regex`: cut it between lines,
+    # then runs of pure-ASCII lines take the fast splitter and the others `regex`.
+    out = []
+    for is_ascii, lines in groupby(LINE_CUT.split(text), str.isascii):
+        out += (ascii_splitter if is_ascii else unicode_splitter).findall("".join(lines))
+    return out
+
+
 def _special_regex(special_tokens) -> regex.Pattern | None:
     """One alternation of the special tokens, longest first, so overlapping ones match the longest."""
     if not special_tokens:
