@@ -187,9 +187,10 @@ class Block(nn.Module):
 
 
 # bf16 dense tensor-core peak FLOP/s, first substring of torch.cuda.get_device_name() that matches wins
+# (so a name that contains another, e.g. L40S / L40 / L4, comes before it)
 PEAK_FLOPS = [
-    ("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12), ("B200", 2250e12),
-    ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12), ("V100", 125e12), ("T4", 65e12),
+    ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("H200", 989e12), ("B200", 2250e12),
+    ("A100", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("V100", 125e12), ("T4", 65e12),
     ("RTX 4090", 165e12), ("RTX 3090", 71e12),
 ]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from model import GPT, GPTConfig, KVCache, sample_next
+from model import GPT, PEAK_FLOPS, GPTConfig, KVCache, sample_next
 from tests import adapters
 
 TINY = dict(vocab_size=97, n_positions=48, n_embd=32, n_layer=2, n_head=4, bos_token_id=None, eos_token_id=None)
@@ -370,3 +370,6 @@ def test_crop_optimizer_and_mfu():
     assert N == sum(p.numel() for p in model.parameters()) - 8 * 16  # minus the (cropped) position table
     flops = (6 * N + 12 * 2 * 2 * 8 * 8) * 8 * 4 / 0.5
     assert model.estimate_mfu(4, 0.5, peak_flops=1e12) == pytest.approx(flops / 1e12)
+    # the device lookup takes the first key found in the name: each GPU must find its own entry, not a shorter one
+    for key, _ in PEAK_FLOPS:
+        assert next(k for k, _ in PEAK_FLOPS if k in f"NVIDIA {key}") == key
