@@ -187,8 +187,9 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
 def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN, num_proc: int = 1,
                             chunk_bytes: int | None = None, progress: bool = False) -> Counter:
     """{pre-token: count} of a file of any size: chunks are counted in `num_proc` worker processes, so memory
-    holds a few chunks and the counts, never the whole text. Chunks are at most 4 MB (a chunk's list of
-    pre-tokens costs ~15x its size) and, with several workers, small enough to give each ~4 of them."""
+    holds a few chunks and the counts, never the whole text. Chunks are about 4 MB (a chunk's list of
+    pre-tokens costs ~15x its size; each ends at the first safe cut after that, see _chunk_boundaries) and,
+    with several workers, small enough to give each ~4 of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
