@@ -256,7 +256,8 @@ class GPT(nn.Module):
                 raise ValueError(f"token id {int(idx[bad][0])} is out of range for vocab_size={self.config.vocab_size}")
             if positions is not None and not self.config.rope and (
                     positions.min() < 0 or positions.max() >= self.config.block_size):
-                raise ValueError(f"positions must be in [0, {self.config.block_size}), got max {int(positions.max())}")
+                raise ValueError(f"positions must be in [0, {self.config.block_size}), "
+                                 f"got {int(positions.min())}..{int(positions.max())}")
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
         if self.config.rope:

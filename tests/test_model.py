@@ -304,6 +304,8 @@ def test_bad_inputs(tmp_path):
         model(torch.tensor([[-1, 2]]))
     with pytest.raises(ValueError, match="block_size=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"positions must be in \[0, 8\), got -1\.\.1"):  # too small, not too big
+        model(torch.zeros(1, 3, dtype=torch.long), positions=torch.tensor([[-1, 0, 1]]))
     with pytest.raises(ValueError, match="must be divisible"):
         GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(ValueError, match="block_size=9"):
