@@ -91,7 +91,8 @@ def rope_cos_sin(positions, head_size, theta):
 
 def apply_rope(x, cos, sin):
     """Rotate the adjacent pairs (x[2i], x[2i+1]) of x (..., T, D) by the angles in cos/sin (..., T, D/2)."""
-    x1, x2 = x.float()[..., 0::2], x.float()[..., 1::2]
+    xf = x.float()  # one float32 copy under autocast (none for float32 x)
+    x1, x2 = xf[..., 0::2], xf[..., 1::2]
     out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (..., T, D/2, 2)
     return out.flatten(-2).type_as(x)
 
