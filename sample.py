@@ -54,6 +54,8 @@ def tokenizer_from_spec(spec):
 def decode_generated(codec, ids):
     """Text of generated ids. A model's vocab_size is padded past its tokenizer's (to a multiple of 64), and a
     barely trained model may sample one of those ids, which no text decodes to: it is shown as <|unused ID|>."""
+    if max(ids, default=0) < codec.vocab_size:  # the usual case, without a Python loop over every id
+        return codec.decode(ids)
     pieces, run = [], []
     for t in ids:
         if t < codec.vocab_size:
