@@ -11,7 +11,8 @@ nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses
   one process with N times the gradient accumulation sees, and a resumed run sees the batches it would have seen;
 - checkpoints are written atomically and hold the RNG states, so `--init_from=resume` continues the identical
   loss curve, and a run killed while saving keeps its previous checkpoint;
-- log lines and `out_dir/log.jsonl` rows: the loss averaged over the whole global batch, lr, time, tokens/s, MFU.
+- log lines: the loss averaged over the whole global batch, lr, time, tokens/s, MFU (CUDA); the same, without
+  MFU, as rows of `out_dir/log.jsonl`.
 
 The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints, JsonlLogger) are
 shared with sft.py and hellaswag.py; the training loop is `main(config)`.
