@@ -21,12 +21,15 @@ from model import GPT, GPTConfig  # noqa: E402
 
 
 def compare(ours, theirs, repeats):
-    """Best (minimum) wall time of each function, the two run alternately after a warm-up run each: on a shared,
-    noisy machine the minimum is the run least disturbed by others, and alternating exposes both to the same load."""
-    ours(), theirs()
+    """Best (minimum) wall time of each function over `repeats` rounds. In each round each function runs twice
+    in a row and the second run is timed: the first re-warms the memory allocator, whose freed pages the other
+    model's large buffers (the (B, T, V) logits) took over, a cost a training loop that runs one model never
+    pays. On a shared, noisy machine the minimum is the run least disturbed by others, and taking turns
+    exposes both to the same load."""
     times = {ours: [], theirs: []}
     for _ in range(repeats):
         for fn in (ours, theirs):
+            fn()
             t0 = time.perf_counter()
             fn()
             times[fn].append(time.perf_counter() - t0)
