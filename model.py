@@ -485,7 +485,10 @@ def read_hf_weights(path):
         with open(index) as f:
             files = [os.path.join(path, name) for name in sorted(set(json.load(f)["weight_map"].values()))]
     if all(os.path.isfile(f) for f in files):
-        from safetensors.torch import load_file  # only needed for this format
+        try:  # only needed for this format (installed with transformers, or by requirements-dev.txt)
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError(f"{files[0]} is in the safetensors format: `pip install safetensors` to read it") from None
         return {k: v for f in files for k, v in load_file(f).items()}
     bin_path = os.path.join(path, "pytorch_model.bin")
     if os.path.isfile(bin_path):

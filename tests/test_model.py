@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import sys
 
 import pytest
 import torch
@@ -339,6 +340,9 @@ def test_bad_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(FileNotFoundError, match="openai-community/gpt2-medium"):
         GPT.from_pretrained("gpt2-medium")
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # as if safetensors were not installed
+    with pytest.raises(ImportError, match=r"model\.safetensors is in the safetensors format: `pip install"):
+        GPT.from_pretrained(str(path))
 
 
 def test_from_pretrained_by_name_from_hf_cache(tmp_path, monkeypatch):
