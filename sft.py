@@ -102,7 +102,9 @@ def read_qa_file(path, strict=False, question_field="question", answer_field="an
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
-    lines = text.splitlines()
+    # Python's text-mode newlines (\n, \r\n, \r), not splitlines(), which also cuts at U+2028, \x85, \f and
+    # others: characters a JSON string may hold raw (json.dumps(..., ensure_ascii=False) writes U+2028 as is)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     read = _read_jsonl if str(path).endswith(".jsonl") else _read_blocks
     pairs, problems = read(lines, str(path), question_field, answer_field)
     if strict and problems:

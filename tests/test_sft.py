@@ -168,6 +168,18 @@ def test_read_jsonl(tmp_path):
     assert len(sft.read_qa_file(p)[1]) == 4
 
 
+def test_read_only_newlines_end_lines(tmp_path):
+    # U+2028, \x85 and \f are line breaks to str.splitlines, but a JSON string may hold them raw
+    p = tmp_path / "sep.jsonl"
+    rows = [{"question": "a\u2028b", "answer": "c\x85d"}, {"question": "no answer"}]
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    assert sft.read_qa_file(p) == ([("a\u2028b", "c\x85d")], [f"{p}:2: row without an answer (field 'answer')"])
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes("<|question|>\r\nq\u2028x\r\n<|answer|>\r\none\ftwo\r\nthree\r\n"
+                     "<|question|>\r\nno answer\r\n".encode())
+    assert sft.read_qa_file(crlf) == ([("q\u2028x", "one\ftwo\nthree")], [f"{crlf}:6: question without an answer"])
+
+
 def test_read_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         sft.read_qa_file(tmp_path / "nope.txt")
