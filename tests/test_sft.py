@@ -180,6 +180,14 @@ def test_read_only_newlines_end_lines(tmp_path):
     assert sft.read_qa_file(crlf) == ([("q\u2028x", "one\ftwo\nthree")], [f"{crlf}:6: question without an answer"])
 
 
+def test_read_skips_a_byte_order_mark(tmp_path):
+    blocks, rows = tmp_path / "bom.txt", tmp_path / "bom.jsonl"
+    blocks.write_text("<|question|>\nq\n<|answer|>\na\n", encoding="utf-8-sig")  # -sig: a BOM first
+    rows.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n", encoding="utf-8-sig")
+    for p in (blocks, rows):
+        assert sft.read_qa_file(p, strict=True) == ([("q", "a")], [])
+
+
 def test_read_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         sft.read_qa_file(tmp_path / "nope.txt")
