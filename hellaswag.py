@@ -82,10 +82,15 @@ def load_examples(path, limit=None):
         raise FileNotFoundError(f"HellaSwag file {path} not found: `python hellaswag.py --download` fetches the "
                                 f"validation split into {DATA_DIR}")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes, decoded line by line, so that a line that is not UTF-8 is named
+        for lineno, raw in enumerate(f, start=1):
             if limit is not None and len(examples) == limit:
                 break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the line): "
+                                 "re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

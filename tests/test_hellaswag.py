@@ -229,6 +229,13 @@ def test_bad_line_names_its_line_number(tmp_path, line, message):
         hellaswag.load_examples(path)
 
 
+def test_line_not_utf8_names_its_line_number(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((GOOD + "\n" + GOOD.replace("man", "caf\u00e9") + "\n").encode("latin-1"))  # é is byte 14
+    with pytest.raises(ValueError, match=r"latin1.jsonl:2: not valid UTF-8 \(byte 14 of the line\)"):
+        hellaswag.load_examples(str(path))
+
+
 def test_labels_limit_and_missing_file(tmp_path):
     ex = json.loads(GOOD)
     path = write_lines(tmp_path, [json.dumps(dict(ex, label="3")), GOOD, GOOD])
