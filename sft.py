@@ -284,7 +284,7 @@ def add_marker_tokens(tok):
     """The same tokenizer with <|question|> and <|answer|> as special tokens (new ids after the last one)."""
     specials = dict(tok.special_tokens)
     for marker in (QUESTION, ANSWER):
-        specials.setdefault(marker, max(max(tok.vocab), *specials.values()) + 1)
+        specials.setdefault(marker, max([tok.n_vocab - 1, *specials.values()]) + 1)  # n_vocab: max id + 1
     return bpe.Tokenizer(tok.merges, tok.vocab, specials, tok.pattern)
 
 
@@ -472,6 +472,11 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     model, tok = load_start(cfg, train_text, device)
     spec = tokenizer_spec(tok)
     codec = tokenizer_from_spec(spec)
+    if codec.eot_id is None:  # a bpe.py model trained without it: answers would have no end to learn
+        where = "tokenizer" if cfg["init_from"] == "scratch" else "init_from"
+        raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, which ends every "
+                         "answer so that the model learns to stop; use gpt2, bpe:N, or a bpe.py model trained with "
+                         "<|endoftext|> as a special token")
     examples, val_examples = encode_pairs(codec, pairs), encode_pairs(codec, val_pairs)
     block_size = model.config.block_size
     max_length = cfg["max_length"] or min(recommend_length([len(p) + len(c) for p, c in examples]), block_size + 1)

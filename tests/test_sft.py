@@ -351,6 +351,13 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
         sft.main(args + ["--batch_size=0"])
     with pytest.raises(SystemExit, match="write bpe:N"):
         sft.main(args + ["--tokenizer=bpe:big"])
+    # a bpe.py model without <|endoftext|>: answers would have no end (was a TypeError, with markers or without)
+    import bpe
+    no_eot = tmp_path / "no_eot"
+    bpe.train_bpe("What is a stack? Last in, first out. " * 5, 270).save(no_eot)
+    for special in ("False", "True"):
+        with pytest.raises(SystemExit, match=r"tokenizer='.*no_eot': the tokenizer has no <\|endoftext\|> token"):
+            sft.main(args[1:] + [f"--tokenizer={no_eot}", f"--special_tokens={special}"])
 
 
 def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread):
