@@ -263,7 +263,8 @@ def test_special_markers_add_mean_initialized_rows():
     W = model.transformer.wte.weight
     assert W.shape == (50259, 8) and model.config.vocab_size == 50259
     assert torch.equal(W[:50257], old)
-    torch.testing.assert_close(W[q_id], old.mean(0)) and torch.testing.assert_close(W[a_id], old.mean(0))
+    torch.testing.assert_close(W[q_id], old.mean(0))
+    torch.testing.assert_close(W[a_id], old.mean(0))
     assert model.lm_head.weight is W  # still tied
     logits, _ = model(torch.tensor([[q_id, 5, a_id]]))
     assert logits.shape == (1, 3, 50259)
