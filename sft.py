@@ -389,11 +389,15 @@ def load_start(cfg, train_text, device):
         model = GPT(GPTConfig(block_size=cfg["block_size"], vocab_size=vocab_size, n_layer=cfg["n_layer"],
                               n_head=cfg["n_head"], n_embd=cfg["n_embd"], bias=cfg["bias"], dropout=cfg["dropout"]))
         return model.to(device), tok
-    if init == "resume" or os.path.isfile(os.path.join(ckpt_dir, "ckpt.pt")):
-        ckpt = train.load_checkpoint(os.path.join(ckpt_dir, "ckpt.pt"))
+    path = os.path.join(ckpt_dir, "ckpt.pt")
+    if init == "resume" and not os.path.isfile(path):
+        raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at the run to go on "
+                                "from, or start from scratch, gpt2 or a directory (--init_from=...)")
+    if os.path.isfile(path):
+        ckpt = train.load_checkpoint(path)
         spec = ckpt.get("tokenizer", {})
         if spec.get("kind") not in ("gpt2", "bpe"):
-            raise ValueError(f"{ckpt_dir}/ckpt.pt has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
+            raise ValueError(f"{path} has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
                              "<|endoftext|> (gpt2 or bpe), so the model can learn to stop")
         tok = bpe.gpt2_tokenizer() if spec["kind"] == "gpt2" else bpe.Tokenizer.loads(spec["model"])
         model = train.model_from_checkpoint(ckpt, device)

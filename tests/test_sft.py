@@ -350,6 +350,8 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
         sft.main(["--epoch=3"])
     with pytest.raises(SystemExit, match="batch_size=0 must be at least 1"):
         sft.main(args + ["--batch_size=0"])
+    with pytest.raises(SystemExit, match=r"init_from=resume: no checkpoint at .*nowhere.ckpt\.pt; point --out_dir"):
+        sft.main(args + ["--init_from=resume", f"--out_dir={tmp_path / 'nowhere'}"])
     with pytest.raises(SystemExit, match="write bpe:N"):
         sft.main(args + ["--tokenizer=bpe:big"])
     # a bpe.py model without <|endoftext|>: answers would have no end (was a TypeError, with markers or without)
