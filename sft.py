@@ -52,7 +52,7 @@ DEFAULT_CONFIG = dict(
     n_embd=128,
     block_size=256,
     bias=True,
-    dropout=0.0,
+    dropout=0.0,  # for every init_from, not only scratch: a checkpoint's or GPT-2's own dropout is replaced
     # optimization
     epochs=3,
     batch_size=8,  # examples per step (packing: packed rows per step)
@@ -400,6 +400,7 @@ def load_start(cfg, train_text, device):
             raise ValueError(f"{path} has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
                              "<|endoftext|> (gpt2 or bpe), so the model can learn to stop")
         tok = bpe.gpt2_tokenizer() if spec["kind"] == "gpt2" else bpe.Tokenizer.loads(spec["model"])
+        ckpt["model_args"]["dropout"] = cfg["dropout"]  # fine-tuning picks its own, as for GPT-2 weights below
         model = train.model_from_checkpoint(ckpt, device)
     else:
         model, tok = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]}), bpe.gpt2_tokenizer()

@@ -368,8 +368,10 @@ def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread
     assert first["exact_match_train"]["after"] == 1.0
     # a directory holding a ckpt.pt (train.py's or ours): the loaded model already knows the answers
     again = sft.run(tiny_run_config(tmp_path, init_from=str(tmp_path / "out"), out_dir=str(tmp_path / "out2"),
-                                    epochs=1, learning_rate=1e-5, warmup_iters=0))
+                                    epochs=1, learning_rate=1e-5, warmup_iters=0, dropout=0.1))
     assert again["exact_match_train"]["before"] == 1.0
+    import train  # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
+    assert train.load_checkpoint(tmp_path / "out2" / "ckpt.pt")["model_args"]["dropout"] == 0.1
     # resume: out_dir's own checkpoint, replaced by the result
     resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=1,
                                       learning_rate=1e-5, warmup_iters=0))
