@@ -292,13 +292,16 @@ def recommend_length(lengths, coverage=1.0, multiple_of=8):
 
 def padding_share(lengths, max_length, batch_size=None):
     """Share of padding positions when every row is cut to max_length and padded either to max_length
-    (batch_size None) or to the longest row of its batch (dynamic padding, batches in the given order)."""
+    (batch_size None) or to the longest row of its batch (dynamic padding, batches in the given order).
+    No positions at all (every row empty, max_length 0) is no padding, not 0/0."""
     cut = np.minimum(np.asarray(lengths), max_length)  # [N]
     if batch_size is None:
-        return 1 - cut.sum() / (cut.size * max_length)
-    starts = np.arange(0, cut.size, batch_size)
-    rows = np.diff(np.append(starts, cut.size))  # [B] rows per batch (the last may be short)
-    return 1 - cut.sum() / (np.maximum.reduceat(cut, starts) * rows).sum()
+        slots = cut.size * max_length
+    else:
+        starts = np.arange(0, cut.size, batch_size)
+        rows = np.diff(np.append(starts, cut.size))  # [B] rows per batch (the last may be short)
+        slots = (np.maximum.reduceat(cut, starts) * rows).sum()
+    return 1 - cut.sum() / slots if slots else 0.0
 
 
 def candidates(lengths, coverage, multiple_of, batch_size):

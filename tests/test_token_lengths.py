@@ -118,6 +118,13 @@ def test_padding_share_and_candidates_against_direct_computation():
     assert rows[-1][2] == 0 and rows[-1][1] == tl.recommend_length(x)
 
 
+def test_padding_share_of_empty_rows_is_zero():
+    # every completion empty (eot 0): gen_length is 0 and there are no positions to pad, not 0/0 = nan%
+    for batch_size in (None, 2):
+        assert tl.padding_share(np.array([0, 0, 0]), 0, batch_size) == 0.0
+    assert tl.padding_share(np.array([0, 0, 2]), 4, 2) == 1 - 2 / (0 * 2 + 2 * 1)  # an all-empty batch is no padding
+
+
 # ----------------------------------------------------------------------------- input formats (char: len)
 
 
