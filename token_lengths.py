@@ -487,11 +487,11 @@ def main(argv=None):
             if rec["gen_length"] is None:
                 print(f"{args.gen_length_key} not written: plain text has no completion (use --prompt_field "
                       "and --completion_field)", file=sys.stderr)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # piped into `head`, which stopped reading: not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
+        return 1
+    except (ValueError, OSError) as e:  # OSError: an unreadable file, a --write dir we may not write in
+        print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -398,6 +398,19 @@ def test_bad_arguments(tmp_path):
         tl.measure([qa, plain], "char")
 
 
+def test_unreadable_file_is_a_clean_error(tmp_path, capsys, monkeypatch):
+    data = write(tmp_path / "a.txt", "abc\n")
+    real_open = open
+
+    def no_permission(path, *args, **kwargs):  # what open() raises on a mode-000 file (tests may run as root)
+        if str(path) == data:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", no_permission)
+    assert tl.main([data, "--tokenizer", "char"]) == 1
+    assert capsys.readouterr().err == f"error: [Errno 13] Permission denied: '{data}'\n"
+
+
 def test_script_prints_clean_errors(tmp_path):
     data = write(tmp_path / "a.txt", b"\xfe\n", "wb")
     r = subprocess.run([sys.executable, str(ROOT / "token_lengths.py"), data, "--tokenizer", "char"],
