@@ -1,6 +1,6 @@
 # SFT demo on this repo's Korean/English programming Q/A (data/sft/), from scratch on a CPU in a few minutes:
 #     python sft.py config/sft_demo_cpu.py
-# A 4-layer model with its own 1,024-token BPE (trained on the training answers at start-up, with <|question|>,
+# A 4-layer model with its own 1,024-token BPE (trained on the training pairs at start-up, with <|question|>,
 # <|answer|> and <|endoftext|> as special tokens) memorizes the 137 training pairs; the 20 held-out paraphrases
 # show how little a model this small, with no pretraining, generalizes.
 out_dir = "out-sft-demo"
