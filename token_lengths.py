@@ -140,16 +140,13 @@ def iter_qa(path, bad):
         yield f"{path} (pair {i + 1})", question, answer, size if i == 0 else 0
 
 
-def iter_examples(paths, field=None, prompt_field=None, completion_field=None, blocks=False, skip_bad=False,
-                  skipped=None):
+def iter_examples(paths, field, prompt_field, completion_field, blocks, skip_bad, skipped):
     """Stream (where, prompt, completion, nbytes) from every file. A bad row raises ValueError naming its file
-    and line, or with skip_bad is appended to `skipped` ("path:line: why") and left out."""
+    and line, or with skip_bad is appended to the list `skipped` ("path:line: why") and left out."""
     def bad(problem):
         if not skip_bad:
             raise ValueError(f"{problem}; fix the row or pass --skip_bad to count and skip such rows")
         skipped.append(problem)
-    if skipped is None:
-        skipped = []
     formats = ["jsonl" if field or prompt_field else sniff_format(path, blocks) for path in paths]
     if "qa" in formats and set(formats) != {"qa"}:
         raise ValueError(f"{', '.join(paths)}: mixes <|question|>/<|answer|> files with plain text; "
