@@ -115,7 +115,7 @@ def test_padding_share_and_candidates_against_direct_computation():
     assert [r[0] for r in rows] == ["p90", "p95", "0.97", "p99", "max"]
     for name, n, truncated, pad, pad_batch in rows:
         assert truncated == sum(v > n for v in x) and pad_batch <= pad
-    assert rows[-1][2] == 0 and rows[-1][1] == tl.recommend_length(x)
+    assert rows[-1][2] == 0 and rows[-1][1] == -(-int(x.max()) // 8) * 8
 
 
 def test_padding_share_of_empty_rows_is_zero():
@@ -207,7 +207,7 @@ def test_sft_flag_counts_rows_as_sft_builds_them(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["total"]["max"] == max(len(p) + len(c) for p, c in rows)
     assert out["prompt"]["min"] == min(len(p) for p, _ in rows)
-    assert out["recommended"]["max_length"] == tl.recommend_length([len(p) + len(c) for p, c in rows], multiple_of=1)
+    assert out["recommended"]["max_length"] == out["total"]["max"]  # coverage 1.0, multiple_of 1: the longest row
 
 
 def test_num_proc_workers_give_the_same_lengths(tmp_path):
@@ -228,7 +228,9 @@ def gpt2_peer():
     """tiktoken's GPT-2 encoding, built from the rank file `python bpe.py download-gpt2` caches."""
     import tiktoken
     import tiktoken.load
-    rank_file = Path(os.environ.get("SCRATCHGPT_CACHE", Path.home() / ".cache" / "scratchgpt")) / "gpt2.tiktoken"
+
+    import bpe
+    rank_file = bpe.gpt2_ranks_path()
     assert rank_file.is_file(), "run `python bpe.py download-gpt2` (the README install command) first"
     return tiktoken.Encoding("gpt2", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
                              mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(rank_file)),
@@ -291,10 +293,12 @@ def test_cli_write_preserves_other_keys(tmp_path, capsys):
     os.chmod(config, 0o644)
     assert tl.main([str(RATIONALES), "--tokenizer", "char", "--prompt_field", "question",
                     "--completion_field", "rationale", "--write", str(config)]) == 0
-    s = tl.summary(tl.measure([str(RATIONALES)], "char", prompt_field="question", completion_field="rationale"))
+    rows = [json.loads(line) for line in RATIONALES.read_text(encoding="utf-8").splitlines()]
+    max_length = -(-max(len(r["question"]) + len(r["rationale"]) for r in rows) // 8) * 8  # char: one token each
+    gen_length = -(-max(len(r["rationale"]) for r in rows) // 8) * 8
     new = json.loads(config.read_text(encoding="utf-8"))
     assert list(new) == list(original)  # same keys in the same order
-    assert new == original | {"gen_length": s["recommended"]["gen_length"], "max_length": s["recommended"]["max_length"]}
+    assert new == original | {"gen_length": gen_length, "max_length": max_length}
     assert config.read_text(encoding="utf-8").startswith('{\n    "model"')  # the file's indentation kept
     assert oct(config.stat().st_mode & 0o777) == "0o644"
     assert sorted(os.listdir(tmp_path)) == ["config.json"]  # no temp file left behind
