@@ -64,13 +64,13 @@ def _init_worker(model_text):
 
 
 def _encode_chunk(stories):
-    """A list of stories -> uint16 ids, <|endoftext|> after each story (runs in a worker)."""
+    """A list of stories -> (uint16 ids, <|endoftext|> after each story; the number of stories), in a worker."""
     eot = _tokenizer.special_tokens[EOT]
     ids = []
     for story in stories:
         ids += _tokenizer.encode_ordinary(story)
         ids.append(eot)
-    return np.array(ids, dtype=np.uint16)
+    return np.array(ids, dtype=np.uint16), len(stories)
 
 
 def write_split(pool, stories, path, desc):
@@ -81,16 +81,12 @@ def write_split(pool, stories, path, desc):
     def write(f):
         nonlocal n
         with tqdm(desc=desc, unit=" stories", dynamic_ncols=True) as bar:
-            for chunk_ids, size in pool.imap(_encode_with_size, chunks(stories)):
+            for chunk_ids, size in pool.imap(_encode_chunk, chunks(stories)):
                 chunk_ids.tofile(f)
                 n += len(chunk_ids)
                 bar.update(size)
     atomic_write(path, write)
     return n
-
-
-def _encode_with_size(stories):
-    return _encode_chunk(stories), len(stories)
 
 
 def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1):
