@@ -121,8 +121,8 @@ def main(argv=None):
     try:
         start = args.start
         if start.startswith("FILE:"):
-            with open(start[len("FILE:"):], encoding="utf-8") as f:
-                start = f.read()
+            from wordpiece import read_text  # errors name the file (missing, not UTF-8, unreadable)
+            start = read_text(start[len("FILE:"):], "--start file")
         model, codec = load_model(args.init_from, args.out_dir, args.device)
         prompt_ids = codec.encode(start)
         if not prompt_ids:

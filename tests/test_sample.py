@@ -120,12 +120,16 @@ def test_cli_errors_are_clean(tmp_path):
     small.save_pretrained(tmp_path / "small")
     train.save_checkpoint(str(tmp_path / "ckpt.pt"), {"model": small.state_dict(), "model_args": asdict(small.config),
                                                       "tokenizer": {"kind": "char", "chars": CHARS}})
+    (tmp_path / "latin1.txt").write_bytes("ROMEO: caf\u00e9".encode("latin-1"))
     cases = [(["--init_from=gpt3"], "--init_from='gpt3'"),
              ([f"--init_from={tmp_path / 'small'}"], "smaller than its tokenizer"),
              (["--init_from=resume", f"--out_dir={tmp_path / 'nothing'}"], "not found"),
              (["--init_from=resume", f"--out_dir={tmp_path}", "--start=ROMEO@"], r"\['@'\]"),
              (["--init_from=resume", f"--out_dir={tmp_path}", "--start="], "--start is empty"),
              (["--init_from=resume", f"--out_dir={tmp_path}", f"--start=FILE:{tmp_path / 'no.txt'}"], "no.txt"),
+             (["--init_from=resume", f"--out_dir={tmp_path}", f"--start=FILE:{tmp_path}"], "is not a file"),
+             (["--init_from=resume", f"--out_dir={tmp_path}", f"--start=FILE:{tmp_path / 'latin1.txt'}"],
+              "latin1.txt' is not UTF-8"),
              (["--init_from=resume", f"--out_dir={tmp_path}", "--top_p=2"], "top_p=2.0")]
     for argv, message in cases:
         with pytest.raises(SystemExit, match="^error: .*" + message):
