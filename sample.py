@@ -80,8 +80,9 @@ def load_model(init_from, out_dir, device):
     elif init_from in GPT2_NAMES or os.path.isdir(init_from):
         model, codec = GPT.from_pretrained(init_from), tokenizer_from_spec({"kind": "gpt2"})
     else:
-        raise ValueError(f"--init_from={init_from!r}: expected resume, one of {', '.join(GPT2_NAMES)}, "
-                         "or a directory (a train.py out_dir or a Hugging Face GPT-2 one)")
+        # no flag name: sample.py's --init_from and hellaswag.py's --model both end up here
+        raise ValueError(f"model {init_from!r} not found: expected resume, one of {', '.join(GPT2_NAMES)}, "
+                         "or an existing directory (a train.py out_dir or a Hugging Face GPT-2 one)")
     if model.config.vocab_size < codec.vocab_size:
         raise ValueError(f"the model's vocab_size={model.config.vocab_size} is smaller than its tokenizer's "
                          f"{codec.vocab_size}: wrong tokenizer for this model")

@@ -299,5 +299,7 @@ def test_cli_errors_are_one_line(gpt2_dir, tmp_path):
         hellaswag.main(["--model", gpt2_dir, "--data", bad, "--device", "cpu"])
     with pytest.raises(SystemExit, match=r"^error: .*not found: `python hellaswag.py --download`"):
         hellaswag.main(["--model", gpt2_dir, "--data", str(tmp_path / "missing.jsonl"), "--device", "cpu"])
+    with pytest.raises(SystemExit, match=r"^error: model '.*nowhere' not found: expected resume, one of gpt2"):
+        hellaswag.main(["--model", str(tmp_path / "nowhere"), "--data", FIXTURE, "--device", "cpu"])
     with pytest.raises(SystemExit, match="^error: .*dtype='bfloat16' is for CUDA"):
         hellaswag.main(["--model", gpt2_dir, "--data", FIXTURE, "--device", "cpu", "--dtype", "bfloat16"])

@@ -121,7 +121,7 @@ def test_cli_errors_are_clean(tmp_path):
     train.save_checkpoint(str(tmp_path / "ckpt.pt"), {"model": small.state_dict(), "model_args": asdict(small.config),
                                                       "tokenizer": {"kind": "char", "chars": CHARS}})
     (tmp_path / "latin1.txt").write_bytes("ROMEO: caf\u00e9".encode("latin-1"))
-    cases = [(["--init_from=gpt3"], "--init_from='gpt3'"),
+    cases = [(["--init_from=gpt3"], "model 'gpt3' not found"),
              ([f"--init_from={tmp_path / 'small'}"], "smaller than its tokenizer"),
              (["--init_from=resume", f"--out_dir={tmp_path / 'nothing'}"], "not found"),
              (["--init_from=resume", f"--out_dir={tmp_path}", "--start=ROMEO@"], r"\['@'\]"),
