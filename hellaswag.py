@@ -67,7 +67,7 @@ def check_example(ex, where):
     if "label" not in ex or ex["label"] == "":
         raise ValueError(f"{where}: no 'label' (the test split's labels are not public: evaluate val or train)")
     label = ex["label"]
-    if isinstance(label, str) and label.isdigit():  # the Hugging Face copy of the dataset stores "0".."3"
+    if isinstance(label, str) and label.isdecimal():  # the Hugging Face copy stores "0".."3" (isdigit: "²" too)
         label = int(label)
     if type(label) is not int or not 0 <= label <= 3:  # type() rather than isinstance: True is not a label
         raise ValueError(f"{where}: label {ex['label']!r} must be an integer 0-3")

@@ -218,6 +218,7 @@ GOOD = json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"], "labe
     (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"], "label": -1}), "label -1 must be"),
     (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"], "label": "two"}), "label 'two' must be"),
     (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"], "label": True}), "label True must be"),
+    (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"], "label": "\u00b2"}), "label '\u00b2' must be"),
     (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c", "d"]}), "labels are not public"),
     (json.dumps({"ctx": "A man walks.", "endings": ["a", "b", "c"], "label": 0}), "list of 4 strings"),
     (json.dumps({"endings": ["a", "b", "c", "d"], "label": 0}), "'ctx' must be"),
