@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from bpe import atomic_write
 from sample import load_model
+from token_lengths import read_lines
 from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
@@ -82,22 +83,16 @@ def load_examples(path, limit=None):
         raise FileNotFoundError(f"HellaSwag file {path} not found: `python hellaswag.py --download` fetches the "
                                 f"validation split into {DATA_DIR}")
     examples = []
-    with open(path, "rb") as f:  # bytes, decoded line by line, so that a line that is not UTF-8 is named
-        for lineno, raw in enumerate(f, start=1):
-            if limit is not None and len(examples) == limit:
-                break
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the line): "
-                                 "re-save the file as UTF-8") from None
-            if not line.strip():
-                continue
-            try:
-                ex = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
-            examples.append(check_example(ex, f"{path}:{lineno}"))
+    for lineno, line, _ in read_lines(path):  # a line that is not UTF-8 is named by its number
+        if limit is not None and len(examples) == limit:
+            break
+        if not line.strip():
+            continue
+        try:
+            ex = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        examples.append(check_example(ex, f"{path}:{lineno}"))
     if not examples:
         raise ValueError(f"{path}: no examples in this file")
     return examples

@@ -232,8 +232,8 @@ def test_bad_line_names_its_line_number(tmp_path, line, message):
 
 def test_line_not_utf8_names_its_line_number(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes((GOOD + "\n" + GOOD.replace("man", "caf\u00e9") + "\n").encode("latin-1"))  # é is byte 14
-    with pytest.raises(ValueError, match=r"latin1.jsonl:2: not valid UTF-8 \(byte 14 of the line\)"):
+    path.write_bytes((GOOD + "\n" + GOOD.replace("man", "caf\u00e9") + "\n").encode("latin-1"))  # é is byte 14, column 15
+    with pytest.raises(ValueError, match=r"latin1.jsonl:2: not valid UTF-8 \(byte 0xe9 at column 15\)"):
         hellaswag.load_examples(str(path))
 
 
