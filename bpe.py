@@ -193,6 +193,8 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_P
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc={num_proc!r}: give at least 1 worker process (num_proc=1 counts in this one)")
     if chunk_bytes is None:
         per_worker = path.stat().st_size // (4 * num_proc)
         chunk_bytes = 4 << 20 if num_proc == 1 else min(4 << 20, max(1 << 18, per_worker))

@@ -258,9 +258,16 @@ def load_checkpoint(path, map_location="cpu"):
 
 def model_from_checkpoint(ckpt, device):
     """The GPT stored in a train.py checkpoint dict, on device (also reads nanoGPT's `_orig_mod.` keys)."""
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-    model.load_state_dict(state_dict)
+    missing = [k for k in ("model_args", "model") if k not in ckpt]
+    if missing:
+        raise ValueError(f"not a train.py checkpoint: no {' or '.join(repr(k) for k in missing)} in it "
+                         f"(its keys: {', '.join(map(str, ckpt))})")
+    try:
+        model = GPT(GPTConfig(**ckpt["model_args"]))
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        model.load_state_dict(state_dict)
+    except (TypeError, RuntimeError) as e:  # an unknown model_args key, or weights of another shape
+        raise ValueError(f"the checkpoint's model does not match its model_args: {e}") from None
     return model.to(device)
 
 

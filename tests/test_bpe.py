@@ -213,6 +213,8 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
     assert len(bpe._chunk_boundaries(path, [EOT], 300)) > 10
     tok_file = bpe.train_bpe(path, 600, num_proc=2)
     assert tok_file.merges == bpe.train_bpe(plain, 600).merges
+    with pytest.raises(ValueError, match="num_proc=0: give at least 1"):
+        bpe.train_bpe(path, 600, num_proc=0)
 
 
 def test_stops_when_nothing_left_to_merge():

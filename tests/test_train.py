@@ -255,6 +255,12 @@ def test_tiny_model_loss_falls_on_real_text(char_data, tmp_path):
     assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
     model = train.model_from_checkpoint(ckpt, "cpu")
     assert torch.equal(model.transformer.wte.weight, ckpt["model"]["transformer.wte.weight"])
+    # a malformed checkpoint is a ValueError that says what is wrong, not a KeyError or a load_state_dict error
+    with pytest.raises(ValueError, match="not a train.py checkpoint: no 'model_args'"):
+        train.model_from_checkpoint({"model": ckpt["model"]}, "cpu")
+    wider = dict(ckpt, model_args=dict(ckpt["model_args"], n_embd=2 * ckpt["model_args"]["n_embd"]))
+    with pytest.raises(ValueError, match="(?s)does not match its model_args: .*size mismatch"):
+        train.model_from_checkpoint(wider, "cpu")
 
 
 def test_stop_and_resume_equals_a_straight_run(char_data, tmp_path):
