@@ -431,6 +431,16 @@ def epoch_plan(lengths, batch_size, packing, block_size, generator):
     return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
+def rank_share(plans, rank, world_size):
+    """This rank's batches of each epoch's plan: every world_size-th one. A remainder that cannot go to all ranks
+    is dropped, so that all ranks take the same number of steps (DDP's all-reduce waits for every rank)."""
+    shares = [plan[rank::world_size][: len(plan) // world_size] for plan in plans]
+    if not all(shares):  # an epoch without steps would log 0/0 as its loss
+        raise ValueError(f"an epoch of {min(map(len, plans))} batch(es) gives no step to each of {world_size} "
+                         "process(es); lower batch_size or add data")
+    return shares
+
+
 def spread(n, k):
     """k indices spread evenly over range(n) (all of them when k is 0 or >= n)."""
     return list(range(n)) if k <= 0 or k >= n else [i * n // k for i in range(k)]
@@ -518,12 +528,8 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     # ---- training
     g = torch.Generator().manual_seed(cfg["seed"])
     plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], block_size, g) for _ in range(cfg["epochs"])]
-    if ddp:  # every rank takes every world_size-th batch; a remainder that cannot go to all ranks is dropped
-        plans = [plan[rank::world_size][: len(plan) // world_size] for plan in plans]
+    plans = rank_share(plans, rank, world_size)
     total_iters = sum(len(plan) for plan in plans)
-    if total_iters == 0:
-        raise ValueError(f"{len(examples)} examples give no full step for {world_size} process(es) with "
-                         f"batch_size={cfg['batch_size']}; lower batch_size or add data")
     scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 gradients need loss scaling
     optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"], (cfg["beta1"], cfg["beta2"]),
                                            device_type)

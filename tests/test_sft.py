@@ -129,6 +129,16 @@ def test_pack_and_mask_shapes():
     assert torch.equal(mask, want)
 
 
+def test_rank_share_gives_every_rank_the_same_steps():
+    plans = [list("abcde"), list("fghij")]  # two epochs of 5 batches
+    shares = [sft.rank_share(plans, rank, 2) for rank in range(2)]
+    assert shares == [[["a", "c"], ["f", "h"]], [["b", "d"], ["g", "i"]]]  # the 5th batch cannot go to both: dropped
+    assert sft.rank_share(plans, 0, 1) == plans
+    # an epoch with fewer batches than processes (packing can make one epoch shorter) is an error, not a 0/0 loss
+    with pytest.raises(ValueError, match=r"an epoch of 1 batch\(es\) gives no step to each of 2 process"):
+        sft.rank_share([list("abc"), list("d")], 1, 2)
+
+
 # ----------------------------------------------------------------------------- the Q/A reader
 def test_read_blocks_multiline_and_blank_lines(tmp_path):
     p = tmp_path / "qa.txt"
