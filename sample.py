@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+import train  # train.py owns the checkpoint format and the device choice
 from model import GPT
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -72,7 +73,6 @@ def load_model(init_from, out_dir, device):
     if init_from != "resume" and os.path.isfile(os.path.join(init_from, "ckpt.pt")):
         init_from, out_dir = "resume", init_from
     if init_from == "resume":
-        import train  # train.py owns the checkpoint format
         ckpt = train.load_checkpoint(os.path.join(out_dir, "ckpt.pt"), map_location=device)
         if "tokenizer" not in ckpt:
             raise ValueError(f"{out_dir}/ckpt.pt has no 'tokenizer' spec: it was not written by this train.py")
@@ -117,8 +117,9 @@ def main(argv=None):
     parser.add_argument("--top_k", type=int, default=200)
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cpu | cuda | mps; default: the best one here")
     args = parser.parse_args(argv)
+    args.device = train.pick_device(args.device)
     try:
         start = args.start
         if start.startswith("FILE:"):
