@@ -16,7 +16,6 @@ Data: the JSONL files of github.com/rowanz/hellaswag, downloaded once into data/
 train.py calls `evaluate` during training when hellaswag_interval > 0.
 """
 import argparse
-import json
 import os
 import shutil
 import urllib.request
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from bpe import atomic_write
 from sample import load_model
-from token_lengths import read_lines
+from token_lengths import json_rows, read_lines
 from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
@@ -83,16 +82,11 @@ def load_examples(path, limit=None):
         raise FileNotFoundError(f"HellaSwag file {path} not found: `python hellaswag.py --download` fetches the "
                                 f"validation split into {DATA_DIR}")
     examples = []
-    for lineno, line, _ in read_lines(path):  # a line that is not UTF-8 is named by its number
-        if limit is not None and len(examples) == limit:
-            break
-        if not line.strip():
-            continue
-        try:
-            ex = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+    lines = ((lineno, text) for lineno, text, _ in read_lines(path))  # a line that is not UTF-8 is named
+    for lineno, ex in json_rows(lines, path):
         examples.append(check_example(ex, f"{path}:{lineno}"))
+        if len(examples) == limit:  # stop before reading the next line
+            break
     if not examples:
         raise ValueError(f"{path}: no examples in this file")
     return examples

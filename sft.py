@@ -24,7 +24,7 @@ from configurator import apply_overrides
 from bpe import atomic_write
 from model import GPT, GPTConfig
 from sample import decode_generated, tokenizer_from_spec
-from token_lengths import recommend_length
+from token_lengths import json_rows, recommend_length
 
 QUESTION, ANSWER = "<|question|>", "<|answer|>"
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
@@ -153,13 +153,7 @@ def _read_blocks(lines, path, *_fields):
 
 def _read_jsonl(lines, path, question_field, answer_field):
     pairs, problems = [], []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, row in json_rows(enumerate(lines, 1), path):
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{n}: a row must be a JSON object, got {type(row).__name__}")
         q, a = row.get(question_field), row.get(answer_field)

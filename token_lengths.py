@@ -73,6 +73,19 @@ def read_lines(path):
             yield lineno, text.rstrip("\r\n"), len(raw)
 
 
+def json_rows(numbered_lines, path):
+    """(line number, parsed value) of each non-blank line of (line number, text) pairs: JSONL, read strictly, so
+    a line that is not JSON is a ValueError naming it (hellaswag.py's and sft.py's readers)."""
+    for lineno, text in numbered_lines:
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        yield lineno, value
+
+
 def sniff_format(path, blocks):
     """'qa' if the first non-blank line is sft.py's question marker, else 'blocks' or 'lines'."""
     for _, text, _ in read_lines(path):

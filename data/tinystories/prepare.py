@@ -94,8 +94,6 @@ def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1):
     val_path None: every 10th story of train_path is validation (the BPE still sees the whole file)."""
     if vocab_size > 65536:
         raise ValueError(f"vocab_size={vocab_size} does not fit in uint16 ids (max 65536)")
-    if num_proc < 1:
-        raise ValueError(f"num_proc={num_proc}: give at least 1 worker process (--num_proc 1)")
     print(f"training a {vocab_size:,}-token BPE on {train_path}")
     tok = train_bpe(Path(train_path), vocab_size, special_tokens=[EOT], num_proc=num_proc, progress=True)
     os.makedirs(out_dir, exist_ok=True)
