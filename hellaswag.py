@@ -26,9 +26,8 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from bpe import atomic_write
+from files import atomic_write, json_rows, read_lines
 from sample import load_model
-from token_lengths import json_rows, read_lines
 from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")

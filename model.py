@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bpe import atomic_write
+from files import atomic_write
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 import train  # train.py owns the checkpoint format and the device choice
+from files import read_text
 from model import GPT
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
@@ -123,7 +124,6 @@ def main(argv=None):
     try:
         start = args.start
         if start.startswith("FILE:"):
-            from wordpiece import read_text  # errors name the file (missing, not UTF-8, unreadable)
             start = read_text(start[len("FILE:"):], "--start file")
         model, codec = load_model(args.init_from, args.out_dir, args.device)
         prompt_ids = codec.encode(start)

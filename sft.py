@@ -21,12 +21,11 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import bpe
 import train  # the shared schedule, clipping, DDP, autocast, checkpoint and logging helpers: one copy, there
 from configurator import apply_overrides
-from bpe import atomic_write
+from files import ANSWER, QUESTION, atomic_write, read_qa_file
 from model import GPT, GPTConfig
 from sample import decode_generated, tokenizer_from_spec
-from token_lengths import json_rows, recommend_length
+from token_lengths import recommend_length
 
-QUESTION, ANSWER = "<|question|>", "<|answer|>"
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
 DEFAULT_CONFIG = dict(
@@ -78,92 +77,6 @@ DEFAULT_CONFIG = dict(
     compile=False,
     num_threads=0,  # CPU threads for torch; 0: torch's default. Tiny models on a busy machine run faster with 1
 )
-
-
-# ----------------------------------------------------------------------------- data files
-def read_qa_file(path, strict=False, question_field="question", answer_field="answer"):
-    """Read question/answer pairs from a block text file or a JSONL file (by the .jsonl extension).
-
-    Block format (blank lines between blocks are fine; text may span lines):
-        <|question|>
-        What is a list?
-        <|answer|>
-        An ordered, mutable sequence.
-    Returns (pairs, problems): pairs a list of (question, answer) strings, problems a list of
-    "path:line: ..." messages for blocks or rows that were skipped (no answer, no question).
-    strict=True turns the first problem into a ValueError.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Q/A file not found: {path}")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")  # the byte-order mark some Windows editors write first
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
-    # Python's text-mode newlines (\n, \r\n, \r), not splitlines(), which also cuts at U+2028, \x85, \f and
-    # others: characters a JSON string may hold raw (json.dumps(..., ensure_ascii=False) writes U+2028 as is)
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    read = _read_jsonl if str(path).endswith(".jsonl") else _read_blocks
-    pairs, problems = read(lines, str(path), question_field, answer_field)
-    if strict and problems:
-        raise ValueError(f"{len(problems)} malformed example(s) (strict=True), first: {problems[0]}")
-    return pairs, problems
-
-
-def _read_blocks(lines, path, *_fields):
-    pairs, problems = [], []
-    block = None  # {"line": where the block starts, "q": [lines] (None: orphan answer), "a": [lines] or None}
-
-    def close(block):
-        if block["q"] is None:  # an orphan answer, already reported
-            return
-        q, a = "\n".join(block["q"]).strip(), block["a"]
-        if a is None or not "\n".join(a).strip():
-            problems.append(f"{path}:{block['line']}: question without an answer")
-        elif not q:
-            problems.append(f"{path}:{block['line']}: answer without a question")
-        else:
-            pairs.append((q, "\n".join(a).strip()))
-
-    for n, line in enumerate(lines, 1):
-        marker = line.strip()
-        if marker == QUESTION:
-            if block is not None:
-                close(block)
-            block = {"line": n, "q": [], "a": None}
-        elif marker == ANSWER:
-            if block is None or block["a"] is not None:  # an answer with no question of its own
-                problems.append(f"{path}:{n}: {ANSWER} without a {QUESTION} before it")
-                if block is not None:
-                    close(block)
-                block = {"line": n, "q": None, "a": []}  # its lines are skipped up to the next question
-            else:
-                block["a"] = []
-        elif block is None:
-            if marker:
-                problems.append(f"{path}:{n}: text before the first {QUESTION}")
-        else:
-            (block["q"] if block["a"] is None else block["a"]).append(line)
-    if block is not None:
-        close(block)
-    return pairs, problems
-
-
-def _read_jsonl(lines, path, question_field, answer_field):
-    pairs, problems = [], []
-    for n, row in json_rows(enumerate(lines, 1), path):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{n}: a row must be a JSON object, got {type(row).__name__}")
-        q, a = row.get(question_field), row.get(answer_field)
-        if not isinstance(a, str) or not a.strip():
-            problems.append(f"{path}:{n}: row without an answer (field {answer_field!r})")
-        elif not isinstance(q, str) or not q.strip():
-            problems.append(f"{path}:{n}: row without a question (field {question_field!r})")
-        else:
-            pairs.append((q.strip(), a.strip()))
-    return pairs, problems
 
 
 # ----------------------------------------------------------------------------- rows, batches, packing

@@ -30,9 +30,10 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
-from bpe import atomic_write, load_tokenizer
+from bpe import load_tokenizer
+from files import QUESTION, atomic_write, read_lines, read_qa_file
+from wordpiece import WordPieceTokenizer
 
-QA_MARKER = "<|question|>"  # sft.py's QUESTION, the first line of its blocks (importing sft.py loads torch)
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
 CANDIDATES = {"p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
@@ -49,7 +50,6 @@ def load_counter(spec, lowercase=True):
         # ordinary text: a literal "<|endoftext|>" inside an example is text, as sft.py's markers are
         return lambda text: len(tok.encode_ordinary(text))
     if os.path.isfile(spec):
-        from wordpiece import WordPieceTokenizer  # here: only a vocab.txt needs it (its import takes ~40 ms)
         tok = WordPieceTokenizer.from_vocab_file(spec, lowercase=lowercase)
         return lambda text: len(tok.encode(text))
     raise FileNotFoundError(f"--tokenizer {spec!r}: not 'gpt2' or 'char', and no such directory or file; "
@@ -60,37 +60,11 @@ def load_counter(spec, lowercase=True):
 # reading: every format becomes a stream of (where, prompt, completion, nbytes); prompt is None for plain text
 
 
-def read_lines(path):
-    """Yield (line number, text without its newline, bytes read) from a file, decoding line by line so that
-    a bad byte is reported with its line number instead of a UnicodeDecodeError about an offset."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # -sig: drop a leading BOM
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
-                                 f"{e.start + 1}); re-encode the file as UTF-8, e.g. with iconv") from None
-            yield lineno, text.rstrip("\r\n"), len(raw)
-
-
-def json_rows(numbered_lines, path):
-    """(line number, parsed value) of each non-blank line of (line number, text) pairs: JSONL, read strictly, so
-    a line that is not JSON is a ValueError naming it (hellaswag.py's and sft.py's readers)."""
-    for lineno, text in numbered_lines:
-        if not text.strip():
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
-        yield lineno, value
-
-
 def sniff_format(path, blocks):
     """'qa' if the first non-blank line is sft.py's question marker, else 'blocks' or 'lines'."""
     for _, text, _ in read_lines(path):
         if text.strip():
-            if text.strip() == QA_MARKER:
+            if text.strip() == QUESTION:
                 return "qa"
             if path.endswith((".jsonl", ".json")):
                 try:
@@ -142,9 +116,8 @@ def iter_text(path, blocks):
 
 
 def iter_qa(path, bad):
-    """sft.py's <|question|>/<|answer|> blocks, parsed by sft.py's own reader (one parser for the format).
+    """<|question|>/<|answer|> blocks, parsed by files.read_qa_file (the one parser for the format).
     That reader returns a list: fine for this hand-written format, which is small."""
-    from sft import read_qa_file  # here, not at the top: sft.py imports recommend_length from this module
     pairs, problems = read_qa_file(path)
     for problem in problems:  # already "path:line: what is wrong"
         bad(problem)

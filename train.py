@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import apply_overrides
-from bpe import atomic_write
+from files import atomic_write
 from model import GPT, GPTConfig
 
 HERE = os.path.dirname(os.path.abspath(__file__))

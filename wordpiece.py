@@ -34,7 +34,8 @@ from collections import Counter, defaultdict
 
 from tqdm import tqdm
 
-import bpe  # GPT-2's BPE for the comparison, atomic_write and readable
+import bpe  # GPT-2's BPE for the comparison, and readable
+from files import atomic_write, read_text
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 UNK = "[UNK]"
@@ -264,19 +265,6 @@ class WordPieceTokenizer:
         return " ".join(tokens).replace(" ##", "").strip()
 
 
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """A whole UTF-8 file; errors name the file and say what was wrong with it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from None
-    except OSError as e:  # permissions, I/O errors
-        raise ValueError(f"{what} {str(path)!r} cannot be read: {e}") from None
-
-
 def read_vocab(path: str | os.PathLike) -> list[str]:
     """Read a BERT vocab.txt (one token per line, UTF-8)."""
     lines = read_text(path, "vocab file (a vocab.txt with one token per line)").split("\n")
@@ -287,7 +275,7 @@ def read_vocab(path: str | os.PathLike) -> list[str]:
 
 def write_vocab(vocab: list[str], path: str | os.PathLike) -> None:
     """vocab.txt, one token per line, written atomically."""
-    bpe.atomic_write(path, lambda f: f.write("".join(token + "\n" for token in vocab).encode("utf-8")))
+    atomic_write(path, lambda f: f.write("".join(token + "\n" for token in vocab).encode("utf-8")))
 
 
 # ----------------------------------------------------------------------------- training

