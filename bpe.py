@@ -427,6 +427,7 @@ class Tokenizer:
                                  "bytes of a followed by those of b); merges and vocab must belong together")
         self.pattern = pattern
         self.n_vocab = max(self.vocab) + 1
+        self.eot_id = self.special_tokens.get(GPT2_EOT)  # ends every document and answer, if present
         if min(self.vocab) < 0 or self.n_vocab > sys.maxunicode:
             raise ValueError(f"token ids must be in 0..{sys.maxunicode}, got {min(self.vocab)}..{self.n_vocab - 1}")
         single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
@@ -763,6 +764,53 @@ def gpt2_tokenizer() -> Tokenizer:
 def load_tokenizer(spec: str) -> Tokenizer:
     """"gpt2", or a directory / tokenizer.bpe file written by Tokenizer.save."""
     return gpt2_tokenizer() if spec == "gpt2" else Tokenizer.load(spec)
+
+
+# ----------------------------------------------------------------------------- tokenizer specs
+class CharTokenizer:
+    """nanoGPT's character-level tokenizer (shakespeare_char): one id per character of `chars`, with the
+    encode / decode / n_vocab / eot_id interface of Tokenizer, so that every script takes either."""
+
+    def __init__(self, chars: str):
+        self.chars = chars
+        self.stoi = {ch: i for i, ch in enumerate(chars)}
+        self.n_vocab = len(chars)
+        self.eot_id = None  # no end-of-text character
+
+    def encode(self, text: str, allowed_special=()) -> list[int]:
+        unknown = sorted(set(text) - set(self.stoi))
+        if unknown:
+            raise ValueError(f"characters {unknown[:10]} are not in this model's character vocabulary")
+        return [self.stoi[ch] for ch in text]
+
+    encode_ordinary = encode
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+def tokenizer_from_spec(spec) -> Tokenizer | CharTokenizer:
+    """The tokenizer a checkpoint or a dataset's metadata names. The spec is {"kind": "gpt2"} |
+    {"kind": "char", "chars": "..."} | {"kind": "bpe", "model": Tokenizer.dumps()}."""
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind == "gpt2":
+        return gpt2_tokenizer()
+    if kind == "bpe":
+        return Tokenizer.loads(spec["model"])
+    if kind == "char":
+        return CharTokenizer(spec["chars"])
+    raise ValueError(f"tokenizer spec {str(spec)[:80]!r}: expected a dict with kind gpt2, char or bpe")
+
+
+def tokenizer_spec(tok: Tokenizer | CharTokenizer) -> dict:
+    """The spec to store with a checkpoint (tokenizer_from_spec reads it): GPT-2's by name, else in full."""
+    if isinstance(tok, CharTokenizer):
+        return {"kind": "char", "chars": tok.chars}
+    if tok.n_vocab == 50257 and tok.special_tokens == {GPT2_EOT: 50256}:  # cheap checks first
+        gpt2 = gpt2_tokenizer()
+        if tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
+            return {"kind": "gpt2"}
+    return {"kind": "bpe", "model": tok.dumps()}
 
 
 # ----------------------------------------------------------------------------- command line

@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from files import atomic_write, json_rows, read_lines
-from sample import load_model
-from train import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
+from model import load_model
+from runtime import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
@@ -221,9 +221,9 @@ def run(args):
                 dist.barrier()
             path = download(args.split)
         examples = load_examples(path, args.limit)
-        model, codec = load_model(args.model, args.model, device)  # a train.py out_dir, GPT-2 name or HF dir
+        model, tok = load_model(args.model, args.model, device)  # a train.py out_dir, GPT-2 name or HF dir
         with autocast_context(device, dtype):
-            result = evaluate(model, codec.encode, examples, device, args.batch_size, rank, world_size,
+            result = evaluate(model, tok.encode_ordinary, examples, device, args.batch_size, rank, world_size,
                               progress=rank == 0)
         if rank == 0:
             print(f"{args.model} on {path}: {result['count']} examples, "

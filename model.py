@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bpe import gpt2_tokenizer, tokenizer_from_spec
+from checkpoints import load_checkpoint
 from files import atomic_write
 
 
@@ -196,6 +198,7 @@ PEAK_FLOPS = [
 ]
 
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 HF_NAMES = {"gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
             "gpt2-large": "openai-community/gpt2-large", "gpt2-xl": "openai-community/gpt2-xl"}
 
@@ -251,14 +254,8 @@ class GPT(nn.Module):
                              "crop it (generate slides its window itself)")
         if attn_mask is not None and past > 0:
             raise ValueError("attn_mask covers only the new tokens: it cannot be combined with a filled kv_cache")
-        if not torch.compiler.is_compiling():  # one device sync; a clear error instead of a CUDA assert
-            bad = (idx < 0) | (idx >= self.config.vocab_size)
-            if bad.any():
-                raise ValueError(f"token id {int(idx[bad][0])} is out of range for vocab_size={self.config.vocab_size}")
-            if positions is not None and not self.config.rope and (
-                    positions.min() < 0 or positions.max() >= self.config.block_size):
-                raise ValueError(f"positions must be in [0, {self.config.block_size}), "
-                                 f"got {int(positions.min())}..{int(positions.max())}")
+        if idx.device.type == "cpu" and not torch.compiler.is_compiling():  # free here; on a GPU a sync,
+            self.check_inputs(idx, positions)  # so there the callers check once, at their boundary
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
         if self.config.rope:
@@ -280,6 +277,18 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    def check_inputs(self, idx, positions=None):
+        """ValueError unless every token id is in the vocab and every learned position in the table: a clear
+        error instead of an index error (CPU) or a device-side assert (CUDA). It reads the values: a sync."""
+        bad = (idx < 0) | (idx >= self.config.vocab_size)
+        if bad.any():
+            raise ValueError(f"token id {int(idx[bad][0])} is out of range for "
+                             f"vocab_size={self.config.vocab_size}")
+        if positions is not None and not self.config.rope and (
+                positions.min() < 0 or positions.max() >= self.config.block_size):
+            raise ValueError(f"positions must be in [0, {self.config.block_size}), "
+                             f"got {int(positions.min())}..{int(positions.max())}")
 
     def crop_block_size(self, block_size):
         """Shrink the context length, e.g. to fine-tune GPT-2 (1024) with a smaller block."""
@@ -328,6 +337,7 @@ class GPT(nn.Module):
             raise ValueError(f"top_k={top_k} must be >= 1 (or None)")
         if top_p is not None and not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p={top_p} must be in (0, 1] (or None)")
+        self.check_inputs(idx)
         B, T = idx.shape
         block = self.config.block_size
         keep = max(1, block // 2)  # when the cache is full, restart it from the last half window
@@ -381,6 +391,21 @@ class GPT(nn.Module):
         model.load_hf_state_dict(read_hf_weights(path))
         return model
 
+    @classmethod
+    def from_checkpoint(cls, ckpt):
+        """The GPT stored in a checkpoint dict (checkpoints.py's layout; nanoGPT's `_orig_mod.` keys too)."""
+        missing = [k for k in ("model_args", "model") if k not in ckpt]
+        if missing:
+            raise ValueError(f"not a train.py checkpoint: no {' or '.join(repr(k) for k in missing)} in it "
+                             f"(its keys: {', '.join(map(str, ckpt))})")
+        try:
+            model = cls(GPTConfig(**ckpt["model_args"]))
+            state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+            model.load_state_dict(state_dict)
+        except (TypeError, RuntimeError) as e:  # an unknown model_args key, or weights of another shape
+            raise ValueError(f"the checkpoint's model does not match its model_args: {e}") from None
+        return model
+
     def load_hf_state_dict(self, sd):
         """Copy a Hugging Face GPT-2 state_dict into this model, transposing its Conv1D (in, out) weights."""
         sd = {(k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k): v for k, v in sd.items()
@@ -425,6 +450,49 @@ class GPT(nn.Module):
         os.makedirs(out_dir, exist_ok=True)
         atomic_write(os.path.join(out_dir, "config.json"), lambda f: f.write(json.dumps(hf, indent=2).encode()))
         atomic_write(os.path.join(out_dir, "pytorch_model.bin"), lambda f: torch.save(sd, f))
+
+
+def pad_vocab_size(n_vocab, multiple=64):
+    """The embedding's row count for a tokenizer of n_vocab ids: rounded up, as matmul kernels like
+    multiples of 64 (nanoGPT's 50257 -> 50304). The extra rows are never a target, so they learn nothing."""
+    return math.ceil(n_vocab / multiple) * multiple
+
+
+def load_model(init_from, out_dir, device):
+    """-> (GPT in eval mode on device, its tokenizer) for resume (out_dir/ckpt.pt), a GPT-2 name, or a
+    directory: a train.py out_dir (it holds ckpt.pt) or a Hugging Face one."""
+    if init_from != "resume" and os.path.isfile(os.path.join(init_from, "ckpt.pt")):
+        init_from, out_dir = "resume", init_from
+    if init_from == "resume":
+        ckpt = load_checkpoint(os.path.join(out_dir, "ckpt.pt"), map_location=device)
+        if "tokenizer" not in ckpt:
+            raise ValueError(f"{out_dir}/ckpt.pt has no 'tokenizer' spec: it was not written by this train.py")
+        model, tok = GPT.from_checkpoint(ckpt), tokenizer_from_spec(ckpt["tokenizer"])
+    elif init_from in GPT2_NAMES or os.path.isdir(init_from):
+        model, tok = GPT.from_pretrained(init_from), gpt2_tokenizer()
+    else:
+        # no flag name: sample.py's --init_from and hellaswag.py's --model both end up here
+        raise ValueError(f"model {init_from!r} not found: expected resume, one of {', '.join(GPT2_NAMES)}, "
+                         "or an existing directory (a train.py out_dir or a Hugging Face GPT-2 one)")
+    if model.config.vocab_size < tok.n_vocab:
+        raise ValueError(f"the model's vocab_size={model.config.vocab_size} is smaller than its tokenizer's "
+                         f"{tok.n_vocab}: wrong tokenizer for this model")
+    return model.to(device).eval(), tok
+
+
+def decode_generated(tok, ids):
+    """Text of generated ids. A model's vocab_size is padded past its tokenizer's (pad_vocab_size), and a
+    barely trained model may sample one of those ids, which no text decodes to: shown as <|unused ID|>."""
+    if max(ids, default=0) < tok.n_vocab:  # the usual case, without a Python loop over every id
+        return tok.decode(ids)
+    pieces, run = [], []
+    for t in ids:
+        if t < tok.n_vocab:
+            run.append(t)
+        else:
+            pieces += [tok.decode(run), f"<|unused {t}|>"]
+            run = []
+    return "".join(pieces) + tok.decode(run)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None):

@@ -16,15 +16,18 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import bpe
-import train  # the shared schedule, clipping, DDP, autocast, checkpoint and logging helpers: one copy, there
+from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from files import ANSWER, QUESTION, atomic_write, read_qa_file
-from model import GPT, GPTConfig
-from sample import decode_generated, tokenizer_from_spec
+from model import GPT, GPTConfig, decode_generated, pad_vocab_size
+from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log, print0,
+                     rng_states, setup_ddp, teardown_ddp)
 from token_lengths import recommend_length
+from train import get_lr, optimizer_step, set_lr
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
@@ -172,9 +175,10 @@ def prompt_text(question):
     return f"{QUESTION}\n{question}\n{ANSWER}\n"
 
 
-def encode_pairs(codec, pairs):
+def encode_pairs(tok, pairs):
     """(question, answer) strings -> (prompt ids, answer ids + [eot]); eot teaches the model to stop."""
-    return [(codec.encode(prompt_text(q)), codec.encode(a) + [codec.eot_id]) for q, a in pairs]
+    encode = lambda text: tok.encode(text, allowed_special="all")
+    return [(encode(prompt_text(q)), encode(a) + [tok.eot_id]) for q, a in pairs]
 
 
 def base_tokenizer(spec, train_text, special_tokens):
@@ -217,11 +221,11 @@ def init_new_rows(model, new_ids, n_old):
 
 # ----------------------------------------------------------------------------- greedy answers and evaluation
 @torch.no_grad()
-def greedy_answers(model, codec, questions, max_new_tokens, device):
+def greedy_answers(model, tok, questions, max_new_tokens, device):
     """Greedy answer text for each question, up to eot. Prompts of equal token length share one generate call
     (no padding needed, so each answer is exactly what the model would say to that prompt alone)."""
     model.eval()
-    prompts = [codec.encode(prompt_text(q)) for q in questions]
+    prompts = [tok.encode(prompt_text(q), allowed_special="all") for q in questions]
     answers = [None] * len(prompts)
     by_length = {}
     for i, p in enumerate(prompts):
@@ -229,10 +233,10 @@ def greedy_answers(model, codec, questions, max_new_tokens, device):
     for n, idxs in by_length.items():
         new = max(0, min(max_new_tokens, model.config.block_size - n))  # inside the context: no sliding window
         x = torch.tensor([prompts[i] for i in idxs], dtype=torch.long, device=device)  # (G, n)
-        out = model.generate(x, new, temperature=0.0, eos_id=codec.eot_id)[:, n:].tolist()  # (G, <= new)
+        out = model.generate(x, new, temperature=0.0, eos_id=tok.eot_id)[:, n:].tolist()  # (G, <= new)
         for i, ids in zip(idxs, out):
-            ids = ids[: ids.index(codec.eot_id)] if codec.eot_id in ids else ids
-            answers[i] = decode_generated(codec, ids).strip()  # an untrained model may pick a padding row
+            ids = ids[: ids.index(tok.eot_id)] if tok.eot_id in ids else ids
+            answers[i] = decode_generated(tok, ids).strip()  # an untrained model may pick a padding row
     return answers
 
 
@@ -292,40 +296,33 @@ def load_start(cfg, train_text, device):
     if init == "scratch":
         tok = base_tokenizer(cfg["tokenizer"], train_text, cfg["special_tokens"])
         tok = add_marker_tokens(tok) if cfg["special_tokens"] else tok
-        vocab_size = -(-tok.n_vocab // 64) * 64  # padded to a multiple of 64, as train.py does
-        model = GPT(GPTConfig(block_size=cfg["block_size"], vocab_size=vocab_size, n_layer=cfg["n_layer"],
-                              n_head=cfg["n_head"], n_embd=cfg["n_embd"], bias=cfg["bias"], dropout=cfg["dropout"]))
+        model = GPT(GPTConfig(block_size=cfg["block_size"], vocab_size=pad_vocab_size(tok.n_vocab),
+                              n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
+                              bias=cfg["bias"], dropout=cfg["dropout"]))
         return model.to(device), tok
     path = os.path.join(ckpt_dir, "ckpt.pt")
     if init == "resume" and not os.path.isfile(path):
-        raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at the run to go on "
-                                "from, or start from scratch, gpt2 or a directory (--init_from=...)")
+        raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at the run to "
+                                "go on from, or start from scratch, gpt2 or a directory (--init_from=...)")
     if os.path.isfile(path):
-        ckpt = train.load_checkpoint(path)
+        ckpt = load_checkpoint(path)
         spec = ckpt.get("tokenizer", {})
         if spec.get("kind") not in ("gpt2", "bpe"):
             raise ValueError(f"{path} has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
                              "<|endoftext|> (gpt2 or bpe), so the model can learn to stop")
-        tok = bpe.gpt2_tokenizer() if spec["kind"] == "gpt2" else bpe.Tokenizer.loads(spec["model"])
-        ckpt["model_args"]["dropout"] = cfg["dropout"]  # fine-tuning picks its own, as for GPT-2 weights below
-        model = train.model_from_checkpoint(ckpt, device)
+        tok = bpe.tokenizer_from_spec(spec)
+        ckpt["model_args"]["dropout"] = cfg["dropout"]  # fine-tuning picks its own, as for GPT-2 below
+        model = GPT.from_checkpoint(ckpt)
     else:
-        model, tok = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]}), bpe.gpt2_tokenizer()
+        model = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]})
+        tok = bpe.gpt2_tokenizer()
     if model.config.vocab_size < tok.n_vocab:
-        raise ValueError(f"the model's vocab_size={model.config.vocab_size} < its tokenizer's {tok.n_vocab}")
+        raise ValueError(f"the model's vocab_size={model.config.vocab_size} < its tokenizer's "
+                         f"{tok.n_vocab}")
     if cfg["special_tokens"] and not {QUESTION, ANSWER} <= set(tok.special_tokens):
         n_old, tok = tok.n_vocab, add_marker_tokens(tok)
         init_new_rows(model, [tok.special_tokens[QUESTION], tok.special_tokens[ANSWER]], n_old)
     return model.to(device), tok
-
-
-def tokenizer_spec(tok):
-    """The spec a checkpoint stores (sample.tokenizer_from_spec reads it): GPT-2's own, or the whole BPE model."""
-    if tok.n_vocab == 50257 and tok.special_tokens == {"<|endoftext|>": 50256}:  # cheap checks first
-        gpt2 = bpe.gpt2_tokenizer()
-        if tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
-            return {"kind": "gpt2"}
-    return {"kind": "bpe", "model": tok.dumps()}
 
 
 def epoch_plan(lengths, batch_size, packing, block_size, generator):
@@ -354,189 +351,227 @@ def spread(n, k):
 
 
 def run(cfg):
-    """Fine-tune per cfg (DEFAULT_CONFIG with overrides); returns the answers.json dict on rank 0, else None."""
-    ddp, rank, local_rank, world_size, device = train.setup_ddp(train.pick_device(cfg["device"]), cfg["backend"])
+    """Fine-tune per cfg (DEFAULT_CONFIG with overrides); returns the answers.json dict on rank 0."""
+    device = pick_device(cfg["device"])
+    ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"])
     try:
         return fine_tune(cfg, ddp, rank, local_rank, world_size, device)
     finally:
-        if ddp:
-            train.teardown_ddp()
+        teardown_ddp()
 
 
-def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
-    """The whole run in one process (one of world_size under torchrun): data, answers before, epochs, answers after."""
-    master = rank == 0  # rank 0 prints, logs, answers and checkpoints
-    say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
+def check_config(cfg):
     for key in ("epochs", "batch_size", "log_interval"):
         if cfg[key] < 1:
             raise ValueError(f"{key}={cfg[key]} must be at least 1")
     if not 0 <= cfg["val_fraction"] < 1:
         raise ValueError(f"val_fraction={cfg['val_fraction']} must be in [0, 1)")
-    torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and the same epoch plans
 
-    # ---- data: read, split, tokenize, cut to max_length
+
+def read_data(cfg):
+    """-> (training pairs, held-out pairs): val_file, or val_fraction of train_file held out."""
     qf, af = cfg["question_field"], cfg["answer_field"]
     pairs, problems = read_qa_file(cfg["train_file"], cfg["strict"], qf, af)
     if cfg["val_file"]:
         val_pairs, val_problems = read_qa_file(cfg["val_file"], cfg["strict"], qf, af)
         problems += val_problems
     else:
-        perm = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg["seed"])).tolist()
+        g = torch.Generator().manual_seed(cfg["seed"])
+        perm = torch.randperm(len(pairs), generator=g).tolist()
         n_val = round(len(pairs) * cfg["val_fraction"])
-        val_pairs, pairs = [pairs[i] for i in sorted(perm[:n_val])], [pairs[i] for i in sorted(perm[n_val:])]
+        val_pairs = [pairs[i] for i in sorted(perm[:n_val])]
+        pairs = [pairs[i] for i in sorted(perm[n_val:])]
     for p in problems[:10]:
-        say(f"skipped: {p}")
+        print0(f"skipped: {p}")
     if problems:
-        say(f"skipped {len(problems)} malformed example(s) in all (--strict=True makes this an error)")
+        print0(f"skipped {len(problems)} malformed example(s) in all (--strict=True makes this an error)")
     if not pairs:
         raise ValueError(f"no question/answer pairs to train on in {cfg['train_file']}")
-    train_text = "<|endoftext|>".join(prompt_text(q) + a for q, a in pairs)  # for a tokenizer trained here
-    model, tok = load_start(cfg, train_text, device)
-    spec = tokenizer_spec(tok)
-    codec = tokenizer_from_spec(spec)
-    if codec.eot_id is None:  # a bpe.py model trained without it: answers would have no end to learn
+    return pairs, val_pairs
+
+
+def tokenize(cfg, tok, pairs, val_pairs, block_size):
+    """-> (examples, held-out examples, max_length): (prompt ids, answer ids + eot), cut to max_length."""
+    if tok.eot_id is None:  # a bpe.py model trained without it: answers would have no end to learn
         where = "tokenizer" if cfg["init_from"] == "scratch" else "init_from"
-        raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, which ends every "
-                         "answer so that the model learns to stop; use gpt2, bpe:N, or a bpe.py model trained with "
-                         "<|endoftext|> as a special token")
-    examples, val_examples = encode_pairs(codec, pairs), encode_pairs(codec, val_pairs)
-    block_size = model.config.block_size
-    max_length = cfg["max_length"] or min(recommend_length([len(p) + len(c) for p, c in examples]), block_size + 1)
+        raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, which ends "
+                         "every answer so that the model learns to stop; use gpt2, bpe:N, or a bpe.py "
+                         "model trained with <|endoftext|> as a special token")
+    examples, val_examples = encode_pairs(tok, pairs), encode_pairs(tok, val_pairs)
+    lengths = [len(p) + len(c) for p, c in examples]
+    max_length = cfg["max_length"] or min(recommend_length(lengths), block_size + 1)
     if max_length > block_size + 1:
         raise ValueError(f"max_length={max_length} is longer than the model's block_size={block_size} + 1 "
-                         f"(a row of max_length tokens feeds max_length - 1 inputs); use at most {block_size + 1}")
+                         f"(a row of max_length tokens feeds max_length - 1 inputs); use at most "
+                         f"{block_size + 1}")
     examples, n_cut = truncate(examples, max_length)
     val_examples, n_cut_val = truncate(val_examples, max_length)
-    say(f"{len(examples)} training and {len(val_examples)} held-out pairs; max_length={max_length} tokens "
-        f"({'set' if cfg['max_length'] else 'recommended by token_lengths.py'}); truncated {n_cut} training and "
-        f"{n_cut_val} held-out example(s) from the end of the answer")
-    if cfg["show_example"] >= 0:
-        if not 0 <= cfg["show_example"] < len(examples):
-            raise ValueError(f"--show_example={cfg['show_example']}: the training data has examples "
-                             f"0..{len(examples) - 1}")
-        if master:
-            show_example(tok, examples, pairs[cfg["show_example"]][0], cfg["show_example"])
-        return None
+    how = "set" if cfg["max_length"] else "recommended by token_lengths.py"
+    print0(f"{len(examples)} training and {len(val_examples)} held-out pairs; max_length={max_length} "
+           f"tokens ({how}); truncated {n_cut} training and {n_cut_val} held-out example(s) from the end "
+           "of the answer")
+    return examples, val_examples, max_length
+
+
+def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autocast):
+    """One optimizer step on one batch -> (mean loss over its learned tokens, their count, positions)."""
+    if cfg["packing"]:
+        x, y, pos, mask = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
+        pos, mask = pos.to(device), mask.to(device)
+    else:
+        (x, y), pos, mask = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
+    x, y = x.to(device), y.to(device)
+    with autocast:
+        _, loss = model(x, y, attn_mask=mask, positions=pos)  # mean over this batch's learned tokens
+    scaler.scale(loss).backward()
+    optimizer_step(optimizer, scaler, model.parameters(), cfg["grad_clip"])
+    return loss, (y != IGNORE).sum(), x.numel()
+
+
+def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world_size, device, dtype):
+    """Every epoch: its steps, then the held-out loss, a log.jsonl row and ckpt.pt.
+    -> (the trained model, the epoch rows, {steps, train_time_s, tokens_seen, positions_seen})."""
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
     lengths = [len(x) for x, _ in rows]
-    pad_id = codec.eot_id  # any valid id: padding is never attended to and its targets are ignored
-    max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
-    dtype = train.pick_dtype(device, cfg["dtype"])
-    autocast = train.autocast_context(device, dtype)
-    device_type = torch.device(device).type
-
-    # ---- answers before training
-    train_idx = spread(len(pairs), cfg["eval_train"])
-    questions = [pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs] + list(cfg["free_prompts"])
-    t0 = time.time()
-    before = greedy_answers(model, codec, questions, max_new, device) if master else None
-    say(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
-
-    # ---- training
+    pad_id = tok.eot_id  # any valid id: padding is never attended to and its targets are ignored
+    autocast, device_type = autocast_context(device, dtype), torch.device(device).type
     g = torch.Generator().manual_seed(cfg["seed"])
-    plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], block_size, g) for _ in range(cfg["epochs"])]
-    plans = rank_share(plans, rank, world_size)
+    plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], model.config.block_size, g)
+             for _ in range(cfg["epochs"])]
+    plans = rank_share(plans, dist.get_rank() if ddp else 0, world_size)
     total_iters = sum(len(plan) for plan in plans)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 gradients need loss scaling
-    optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"], (cfg["beta1"], cfg["beta2"]),
-                                           device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 needs loss scaling
+    optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"],
+                                           (cfg["beta1"], cfg["beta2"]), device_type)
     raw_model = model
     if cfg["compile"]:
         model = torch.compile(model)
     if ddp:
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
     os.makedirs(cfg["out_dir"], exist_ok=True)
-    logger = train.JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), keep_before=0)  # a fresh log
-    say(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, {total_iters} steps "
-        f"({'packing' if cfg['packing'] else 'padding'}), on {device}")
-    it, tokens_seen, positions_seen, best_val, epoch_rows = 0, 0, 0, float("inf"), []
-    train_time, log_time, log_tokens = 0.0, 0.0, 0  # seconds spent in training steps (not in evaluation)
+    logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), keep_before=0)  # a fresh log
+    print0(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, "
+           f"{total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), on {device}")
+    it, best_val, epoch_rows = 0, float("inf"), []
+    stats = {"steps": total_iters, "train_time_s": 0.0, "tokens_seen": 0, "positions_seen": 0}
+    log_time, log_tokens = 0.0, 0  # seconds spent in training steps (not in evaluation)
     for epoch, plan in enumerate(plans):
         model.train()
         loss_sum = torch.zeros(2, device=device)  # sum of loss * learned tokens, learned tokens
         counts = [0, 0]  # input tokens (padding excluded), input positions (padding included)
         for batch in plan:
             t0 = time.time()
-            lr = train.get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
+            lr = get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
                 if cfg["decay_lr"] else cfg["learning_rate"]
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if cfg["packing"]:
-                x, y, pos, mask = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
-                pos, mask = pos.to(device), mask.to(device)
-            else:
-                (x, y), pos, mask = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
-            x, y = x.to(device), y.to(device)
-            with autocast:
-                _, loss = model(x, y, attn_mask=mask, positions=pos)  # mean over this batch's learned tokens
-            scaler.scale(loss).backward()
-            if cfg["grad_clip"] > 0:
-                scaler.unscale_(optimizer)
-                train.clip_grad_norm(model.parameters(), cfg["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            n_learned, n_real = (y != IGNORE).sum(), sum(lengths[i] for row in batch for i in row)  # no padding
+            set_lr(optimizer, lr)
+            loss, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows, cfg, pad_id,
+                                                      device, autocast)
+            n_real = sum(lengths[i] for row in batch for i in row)  # no padding
             loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
-            counts = [counts[0] + n_real, counts[1] + x.numel()]
+            counts = [counts[0] + n_real, counts[1] + n_positions]
             dt, it = time.time() - t0, it + 1
-            train_time, log_time, log_tokens = train_time + dt, log_time + dt, log_tokens + n_real
-            if it % cfg["log_interval"] == 0 and master:  # tokens/s: this rank's, times the number of ranks
+            stats["train_time_s"] += dt
+            log_time, log_tokens = log_time + dt, log_tokens + n_real
+            if it % cfg["log_interval"] == 0 and is_master():  # tokens/s: this rank's x the ranks
                 ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
-                say(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, "
-                    f"{tps:.0f} tokens/s")
+                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, "
+                       f"{tps:.0f} tokens/s")
                 logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms, "tokens_per_sec": tps})
                 log_time, log_tokens = 0.0, 0
-        if ddp:
-            counts = torch.tensor(counts, device=device)
-            for t in (loss_sum, counts):
-                torch.distributed.all_reduce(t)
-            counts = counts.tolist()
-        train_loss = (loss_sum[0] / loss_sum[1]).item()  # token-weighted mean over the epoch, all ranks
-        tokens_seen, positions_seen = tokens_seen + counts[0], positions_seen + counts[1]
-        row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "tokens_seen": tokens_seen}
-        if val_examples:  # the held-out loss goes where train.py logs its val_loss
-            row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast)
-            best_val = min(best_val, row["val_loss"])
+        row = end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
+                        pad_id, device, autocast)
+        best_val = min(best_val, row.get("val_loss", best_val))
         epoch_rows.append(row)
-        held_out = f", held-out loss {row['val_loss']:.4f}" if val_examples else ""
-        say(f"epoch {epoch + 1}: train loss {train_loss:.4f}{held_out}, tokens seen {tokens_seen}")
-        if master:
-            logger.log(epoch_rows[-1])
-            train.save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), {
-                "model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "model_args": dataclasses.asdict(raw_model.config), "config": dict(cfg), "iter_num": it,
-                "best_val_loss": best_val, "tokenizer": spec, "rng": [train.rng_states(device)]})
+        if is_master():
+            logger.log(row)
+            save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), make_checkpoint(
+                raw_model, optimizer, dataclasses.asdict(raw_model.config), bpe.tokenizer_spec(tok),
+                dict(cfg), it, best_val, [rng_states(device)]))
+    return raw_model, epoch_rows, stats
 
-    # ---- answers after training, side by side
-    result = None
-    if master:
-        after = greedy_answers(raw_model, codec, questions, max_new, device)
-        n_tr, n_val = len(train_idx), len(val_pairs)
-        refs = [pairs[i][1] for i in train_idx] + [a for _, a in val_pairs] + [None] * len(cfg["free_prompts"])
-        rows_out = [{"question": q, "before": b, "after": a} | ({"reference": r} if r is not None else {})
-                    for q, b, a, r in zip(questions, before, after, refs)]
-        exact = lambda which, part: sum(r[which] == r["reference"] for r in part) / max(len(part), 1)
-        tr, va, free = rows_out[:n_tr], rows_out[n_tr : n_tr + n_val], rows_out[n_tr + n_val :]
-        result = {"exact_match_train": {"before": exact("before", tr), "after": exact("after", tr), "count": n_tr},
-                  "exact_match_heldout": {"before": exact("before", va), "after": exact("after", va), "count": n_val},
-                  "epochs": epoch_rows, "train_time_s": train_time, "steps": total_iters,
-                  "tokens_per_sec": tokens_seen / train_time,
-                  "padding_share": 1 - tokens_seen / max(positions_seen, 1),
-                  "train": tr, "heldout": va, "free": free}
-        shown = [tr[i] for i in spread(n_tr, cfg["show_train"])]
-        print_side_by_side(f"training questions ({len(shown)} of the {n_tr} scored)", shown)
-        print_side_by_side("held-out questions", va)
-        print_side_by_side("free prompts", free)
-        print(f"\nexact match on {n_tr} training answers: before {result['exact_match_train']['before']:.1%}, "
-              f"after {result['exact_match_train']['after']:.1%}; on {n_val} held-out answers: before "
-              f"{result['exact_match_heldout']['before']:.1%}, after {result['exact_match_heldout']['after']:.1%}")
-        print(f"trained {total_iters} steps in {train_time:.1f}s: {result['tokens_per_sec']:.0f} tokens/s, "
-              f"padding {result['padding_share']:.1%} of positions")
-        path = os.path.join(cfg["out_dir"], "answers.json")
-        atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
-        print(f"wrote {path}, {cfg['out_dir']}/ckpt.pt and log.jsonl")
-        train.plot_log(cfg["out_dir"])
+
+def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch, pad_id,
+              device, autocast):
+    """The epoch's row: token-weighted mean training loss over all ranks, held-out loss, tokens seen."""
+    if dist.is_initialized():
+        counts = torch.tensor(counts, device=device)
+        for t in (loss_sum, counts):
+            dist.all_reduce(t)
+        counts = counts.tolist()
+    train_loss = (loss_sum[0] / loss_sum[1]).item()
+    stats["tokens_seen"] += counts[0]
+    stats["positions_seen"] += counts[1]
+    row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "tokens_seen": stats["tokens_seen"]}
+    if val_examples:  # the held-out loss goes where train.py logs its val_loss
+        row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast)
+    held_out = f", held-out loss {row['val_loss']:.4f}" if val_examples else ""
+    print0(f"epoch {epoch + 1}: train loss {train_loss:.4f}{held_out}, "
+           f"tokens seen {stats['tokens_seen']}")
+    return row
+
+
+def report(cfg, questions, refs, n_tr, n_val, before, after, epoch_rows, stats):
+    """Print the answers before and after, side by side, and the exact-match rates -> answers.json dict."""
+    rows_out = [{"question": q, "before": b, "after": a} | ({"reference": r} if r is not None else {})
+                for q, b, a, r in zip(questions, before, after, refs)]
+    exact = lambda which, part: sum(r[which] == r["reference"] for r in part) / max(len(part), 1)
+    tr, va, free = rows_out[:n_tr], rows_out[n_tr : n_tr + n_val], rows_out[n_tr + n_val :]
+    match_tr = {"before": exact("before", tr), "after": exact("after", tr), "count": n_tr}
+    match_va = {"before": exact("before", va), "after": exact("after", va), "count": n_val}
+    result = {"exact_match_train": match_tr, "exact_match_heldout": match_va, "epochs": epoch_rows,
+              "train_time_s": stats["train_time_s"], "steps": stats["steps"],
+              "tokens_per_sec": stats["tokens_seen"] / stats["train_time_s"],
+              "padding_share": 1 - stats["tokens_seen"] / max(stats["positions_seen"], 1),
+              "train": tr, "heldout": va, "free": free}
+    shown = [tr[i] for i in spread(n_tr, cfg["show_train"])]
+    print_side_by_side(f"training questions ({len(shown)} of the {n_tr} scored)", shown)
+    print_side_by_side("held-out questions", va)
+    print_side_by_side("free prompts", free)
+    print(f"\nexact match on {n_tr} training answers: before {match_tr['before']:.1%}, "
+          f"after {match_tr['after']:.1%}; on {n_val} held-out answers: before {match_va['before']:.1%}, "
+          f"after {match_va['after']:.1%}")
+    print(f"trained {stats['steps']} steps in {stats['train_time_s']:.1f}s: "
+          f"{result['tokens_per_sec']:.0f} tokens/s, padding {result['padding_share']:.1%} of positions")
+    return result
+
+
+def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
+    """The whole run in this process (one of world_size under torchrun): data, answers before, epochs,
+    answers after. Returns the answers.json dict on rank 0, else None."""
+    check_config(cfg)
+    torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and epoch plans
+    pairs, val_pairs = read_data(cfg)
+    train_text = "<|endoftext|>".join(prompt_text(q) + a for q, a in pairs)  # for a tokenizer trained here
+    model, tok = load_start(cfg, train_text, device)
+    examples, val_examples, _ = tokenize(cfg, tok, pairs, val_pairs, model.config.block_size)
+    if cfg["show_example"] >= 0:
+        if not 0 <= cfg["show_example"] < len(examples):
+            raise ValueError(f"--show_example={cfg['show_example']}: the training data has examples "
+                             f"0..{len(examples) - 1}")
+        if is_master():
+            show_example(tok, examples, pairs[cfg["show_example"]][0], cfg["show_example"])
+        return None
+    dtype = pick_dtype(device, cfg["dtype"])
+
+    # the same questions before and after: training ones (for exact match), held-out ones, free prompts
+    train_idx = spread(len(pairs), cfg["eval_train"])
+    questions = [pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs] + list(cfg["free_prompts"])
+    refs = [pairs[i][1] for i in train_idx] + [a for _, a in val_pairs] + [None] * len(cfg["free_prompts"])
+    max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
+    t0 = time.time()
+    before = greedy_answers(model, tok, questions, max_new, device) if is_master() else None
+    print0(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
+
+    model, epoch_rows, stats = train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank,
+                                            world_size, device, dtype)
+    if not is_master():
+        return None
+    after = greedy_answers(model, tok, questions, max_new, device)
+    result = report(cfg, questions, refs, len(train_idx), len(val_pairs), before, after, epoch_rows, stats)
+    path = os.path.join(cfg["out_dir"], "answers.json")
+    atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
+    print(f"wrote {path}, {cfg['out_dir']}/ckpt.pt and log.jsonl")
+    plot_log(cfg["out_dir"])
     return result
 
 

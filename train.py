@@ -17,7 +17,6 @@ nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses
 The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints, JsonlLogger) are
 shared with sft.py and hellaswag.py; the training loop is `main(config)`.
 """
-import json
 import math
 import os
 import pickle
@@ -32,9 +31,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import hellaswag
+from bpe import tokenizer_from_spec
+from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
-from files import atomic_write
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, pad_vocab_size
+from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log, print0,
+                     rng_states, set_rng_states, setup_ddp, teardown_ddp)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -186,142 +189,6 @@ def batch_generator(seed, *keys):
     return torch.Generator().manual_seed(int(state))
 
 
-def pick_device(device=None):
-    """The device to train on: the one asked for, else cuda, then mps, then cpu."""
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def pick_dtype(device, dtype=None):
-    """Compute dtype: bfloat16 on CUDA (float16 on GPUs without bf16), float32 on CPU and mps."""
-    on_cuda = torch.device(device).type == "cuda"
-    if dtype is None:
-        if not on_cuda:
-            return "float32"
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
-    if dtype != "float32" and not on_cuda:
-        raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 (--dtype=float32)")
-    return dtype
-
-
-def autocast_context(device, dtype):
-    """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32. Nothing elsewhere."""
-    if torch.device(device).type != "cuda" or dtype == "float32":
-        return nullcontext()
-    return torch.autocast(device_type="cuda", dtype=getattr(torch, dtype))
-
-
-def setup_ddp(device, backend=None):
-    """Join the process group when launched by torchrun (RANK is set), else a single process.
-
-    -> (ddp, rank, local_rank, world_size, device); on CUDA each process takes the GPU of its local rank.
-    backend: None picks nccl on CUDA, gloo on CPU."""
-    if int(os.environ.get("RANK", -1)) == -1:
-        return False, 0, 0, 1, device
-    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    if torch.device(device).type == "cuda":
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
-    return True, rank, local_rank, world_size, device
-
-
-def teardown_ddp():
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def save_checkpoint(path, checkpoint):
-    """Save a dict of plain values and tensors. To a path it is atomic (a temp file in the same directory, then
-    a rename), so a run killed mid-write leaves the previous checkpoint whole. A file object is written directly."""
-    if hasattr(path, "write"):
-        torch.save(checkpoint, path)
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint saved by save_checkpoint (a path or file object) with weights_only=True: plain data
-    and tensors only, so loading a file cannot run code."""
-    if not hasattr(path, "read") and not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def model_from_checkpoint(ckpt, device):
-    """The GPT stored in a train.py checkpoint dict, on device (also reads nanoGPT's `_orig_mod.` keys)."""
-    missing = [k for k in ("model_args", "model") if k not in ckpt]
-    if missing:
-        raise ValueError(f"not a train.py checkpoint: no {' or '.join(repr(k) for k in missing)} in it "
-                         f"(its keys: {', '.join(map(str, ckpt))})")
-    try:
-        model = GPT(GPTConfig(**ckpt["model_args"]))
-        state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
-        model.load_state_dict(state_dict)
-    except (TypeError, RuntimeError) as e:  # an unknown model_args key, or weights of another shape
-        raise ValueError(f"the checkpoint's model does not match its model_args: {e}") from None
-    return model.to(device)
-
-
-class JsonlLogger:
-    """Append one JSON object per line to path; does nothing on DDP ranks other than 0.
-
-    keep_before: drop the rows with iter >= keep_before first (0 on a fresh run; the checkpoint's iteration on
-    resume, so rows logged after that checkpoint by a killed run do not appear twice)."""
-
-    def __init__(self, path, keep_before=None):
-        self.path = path
-        self.enabled = not dist.is_initialized() or dist.get_rank() == 0
-        if self.enabled and keep_before is not None and os.path.isfile(path):
-            with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) < keep_before]
-            atomic_write(path, lambda f: f.write("".join(kept).encode()))
-
-    def log(self, row):
-        if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(row) + "\n")
-
-
-_said_no_matplotlib = False
-
-
-def plot_log(out_dir):
-    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its path, or
-    None when matplotlib is not installed (said once per process)."""
-    global _said_no_matplotlib
-    try:
-        import matplotlib
-        matplotlib.use("Agg")  # files only, no display needed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        if not _said_no_matplotlib:
-            print("matplotlib is not installed, so no loss-curve PNG (pip install matplotlib)")
-            _said_no_matplotlib = True
-        return None
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
-        points = [(r["iter"], r[key]) for r in rows if key in r]
-        if points:
-            ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
-    ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
-    ax.legend()
-    path = os.path.join(out_dir, "loss.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def load_meta(dataset):
     """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist."""
     data_dir = dataset if os.sep in dataset else os.path.join(HERE, "data", dataset)
@@ -338,10 +205,22 @@ def load_meta(dataset):
         return data_dir, pickle.load(f)
 
 
-def rng_states(device):
-    """This process's RNG states (dropout masks come from them), for the checkpoint."""
-    cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
-    return {"torch": torch.get_rng_state(), "cuda": cuda}
+def optimizer_step(optimizer, scaler, parameters, grad_clip):
+    """One optimizer step on the accumulated gradients -> their global norm before clipping (None when
+    grad_clip is 0). Unscale first, so that clipping sees the true gradients, not the fp16-scaled ones."""
+    norm = None
+    if grad_clip > 0.0:
+        scaler.unscale_(optimizer)
+        norm = clip_grad_norm(parameters, grad_clip)
+    scaler.step(optimizer)  # skipped by the scaler if a float16 gradient overflowed
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return norm
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 # ------------------------------------------------------------------------------------------------ training
@@ -359,188 +238,225 @@ def main(config):
         teardown_ddp()
 
 
+def init_model(c, meta, rank):
+    """-> (model on the CPU, checkpoint dict or None): from scratch, out_dir/ckpt.pt, or GPT-2 weights."""
+    if c.init_from == "scratch":
+        torch.manual_seed(c.seed)  # identical initial weights on every rank
+        model = GPT(GPTConfig(block_size=c.block_size, vocab_size=pad_vocab_size(meta["vocab_size"]),
+                              n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout,
+                              bias=c.bias))
+        torch.manual_seed(c.seed + rank)
+        return model, None
+    if c.init_from == "resume":
+        path = os.path.join(c.out_dir, "ckpt.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"init_from=resume: no checkpoint at {path} (train with "
+                                    "init_from=scratch first, or point --out_dir at the run's directory)")
+        print0(f"resuming from {path}")
+        ckpt = load_checkpoint(path)
+        return GPT.from_checkpoint(ckpt), ckpt
+    # GPT-2 weights by name or Hugging Face directory
+    print0(f"initializing from GPT-2 weights {c.init_from!r}")
+    model = GPT.from_pretrained(c.init_from, {"dropout": c.dropout})
+    name, ours = c.init_from, model.config
+    if c.block_size > ours.block_size:
+        raise ValueError(f"block_size={c.block_size} is larger than {name}'s {ours.block_size}")
+    if meta["vocab_size"] > ours.vocab_size:
+        raise ValueError(f"the dataset's vocab_size {meta['vocab_size']} is larger than {name}'s "
+                         f"{ours.vocab_size}: prepare it with GPT-2's tokenizer")
+    if c.block_size < ours.block_size:
+        model.crop_block_size(c.block_size)
+    return model, None
+
+
+def load_splits(data_dir, block_size):
+    """{"train", "val"}: the token files as read-only uint16 memmaps (nothing is read until sampled)."""
+    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r")
+              for s in ("train", "val")}
+    for split, data in splits.items():
+        if len(data) <= block_size:
+            raise ValueError(f"{data_dir}/{split}.bin has {len(data)} tokens, too few for "
+                             f"block_size={block_size}")
+    return splits
+
+
+def restore_state(ckpt, optimizer, scaler, rank, world_size, device):
+    """Continue where the checkpoint stopped: optimizer moments, loss scale, this rank's RNG streams."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if "scaler" in ckpt:
+        scaler.load_state_dict(ckpt["scaler"])
+    if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
+        set_rng_states(ckpt["rng"][rank], device)
+    else:
+        print0(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: dropout "
+               "masks will differ from the original run (the data order does not)")
+
+
+@torch.no_grad()
+def estimate_loss(model, batch, eval_iters, ctx, rank, world_size, device):
+    """Mean loss over eval_iters fixed batches per split; the batches are shared out among the ranks."""
+    model.eval()
+    out = {}
+    for s, split in enumerate(("train", "val")):
+        total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
+        for k in range(rank, eval_iters, world_size):
+            x, y = batch(split, 1 + s, k)  # stream 1 + s: evaluation batches, apart from training's 0
+            with ctx:
+                _, loss = model(x, y)
+            total += torch.stack((loss.float(), torch.ones((), device=device)))
+        if world_size > 1:
+            dist.all_reduce(total)
+        out[split] = (total[0] / total[1]).item()
+    model.train()
+    return out
+
+
+def hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device):
+    """A function that scores HellaSwag during training (hellaswag_interval > 0), else None."""
+    if c.hellaswag_interval <= 0:
+        return None
+    examples = hellaswag.load_examples(c.hellaswag_path, c.hellaswag_limit or None)
+    encode = tokenizer_from_spec(meta["tokenizer"]).encode_ordinary
+
+    def evaluate():  # hellaswag.evaluate switches to eval mode (no dropout) and back itself
+        with ctx:
+            return hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size, rank,
+                                      world_size)
+    return evaluate
+
+
+def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device):
+    """Write out_dir/ckpt.pt on rank 0, with every rank's RNG states (so resume continues all of them)."""
+    rng = [rng_states(device)]
+    if dist.is_initialized():
+        rng = [None] * dist.get_world_size()
+        dist.all_gather_object(rng, rng_states(device))
+    if not is_master():
+        return
+    extra = {"scaler": scaler.state_dict()} if scaler.is_enabled() else {}
+    checkpoint = make_checkpoint(raw_model, optimizer, asdict(raw_model.config), meta["tokenizer"], config,
+                                 iter_num, best_val_loss, rng, **extra)
+    save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
+    print0(f"saved checkpoint to {c.out_dir}/ckpt.pt")
+
+
+def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, grad_clip, ctx, iter_num):
+    """accum micro-steps of forward and backward on this rank, then one optimizer step on the global
+    batch -> this rank's mean loss (a tensor: reading it would wait for the device)."""
+    ddp = isinstance(model, DDP)
+    loss_sum = torch.zeros((), device=next(raw_model.parameters()).device)
+    for micro in range(accum):
+        x, y = batch("train", 0, iter_num, rank * accum + micro)  # global micro-step rank * accum + micro
+        # DDP all-reduces gradients during backward; on all but the last micro-step there is no need to
+        last = micro == accum - 1
+        with model.no_sync() if ddp and not last else nullcontext():
+            with ctx:
+                _, loss = model(x, y)
+                loss = loss / accum  # gradients add up over micro-steps: scale to the mean
+            scaler.scale(loss).backward()
+        loss_sum += loss.detach()
+    optimizer_step(optimizer, scaler, raw_model.parameters(), grad_clip)
+    return loss_sum
+
+
+def global_mean(loss_sum):
+    """The loss of the whole global batch: the mean over ranks, as a float (waits for the device)."""
+    if dist.is_initialized():
+        dist.all_reduce(loss_sum)
+        loss_sum /= dist.get_world_size()
+    return loss_sum.item()
+
+
+def log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, mfu):
+    """Print and log one iteration: loss, learning rate, time, tokens/s, and MFU (printed only)."""
+    tokens_per_sec = tokens_per_iter / dt
+    mfu_text = f"{mfu * 100:.2f}%" if mfu >= 0 else "n/a"
+    print0(f"iter {iter_num}: loss {loss:.4f}, lr {lr:.2e}, time {dt * 1000:.2f}ms, "
+           f"{tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
+    logger.log({"iter": iter_num, "loss": loss, "lr": lr, "dt_ms": dt * 1000,
+                "tokens_per_sec": tokens_per_sec})
+
+
 def train(c, config, ddp, rank, local_rank, world_size, device):
-    master = rank == 0  # rank 0 prints, logs and checkpoints
-    say = (lambda *a: print(*a, flush=True)) if master else (lambda *a: None)
+    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step until max_iters."""
     if c.gradient_accumulation_steps % world_size:
-        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple of the "
-                         f"number of processes ({world_size})")
+        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple "
+                         f"of the number of processes ({world_size})")
     accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
     device_type = torch.device(device).type
     dtype = pick_dtype(device, c.dtype)
     ctx = autocast_context(device, dtype)
-    torch.manual_seed(c.seed + rank)  # model init (same on all ranks: seeded below) and dropout (per rank)
+    torch.manual_seed(c.seed + rank)  # model init (same on all ranks: seeded there) and dropout (per rank)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for any float32 work left
         torch.backends.cudnn.allow_tf32 = True
     data_dir, meta = load_meta(c.dataset)
 
-    # ---- the model, from scratch, a checkpoint, or GPT-2 weights
-    iter_num, best_val_loss, ckpt = 0, 1e9, None
-    if c.init_from == "scratch":
-        torch.manual_seed(c.seed)  # identical initial weights on every rank
-        vocab_size = math.ceil(meta["vocab_size"] / 64) * 64  # padded: matmul kernels like multiples of 64
-        model = GPT(GPTConfig(block_size=c.block_size, vocab_size=vocab_size, n_layer=c.n_layer, n_head=c.n_head,
-                              n_embd=c.n_embd, dropout=c.dropout, bias=c.bias))
-        torch.manual_seed(c.seed + rank)
-    elif c.init_from == "resume":
-        path = os.path.join(c.out_dir, "ckpt.pt")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"init_from=resume: no checkpoint at {path} (train with init_from=scratch "
-                                    "first, or point --out_dir at the run's directory)")
-        say(f"resuming from {path}")
-        ckpt = load_checkpoint(path)
-        model = model_from_checkpoint(ckpt, "cpu")
-        iter_num, best_val_loss = ckpt["iter_num"], ckpt["best_val_loss"]
-    else:  # GPT-2 weights by name or Hugging Face directory
-        say(f"initializing from GPT-2 weights {c.init_from!r}")
-        model = GPT.from_pretrained(c.init_from, {"dropout": c.dropout})
-        if c.block_size > model.config.block_size:
-            raise ValueError(f"block_size={c.block_size} is larger than {c.init_from}'s {model.config.block_size}")
-        if meta["vocab_size"] > model.config.vocab_size:
-            raise ValueError(f"the dataset's vocab_size {meta['vocab_size']} is larger than {c.init_from}'s "
-                             f"{model.config.vocab_size}: prepare it with GPT-2's tokenizer")
-        if c.block_size < model.config.block_size:
-            model.crop_block_size(c.block_size)
-    block_size = model.config.block_size
+    # the model, its data, its optimizer
+    raw_model, ckpt = init_model(c, meta, rank)
+    iter_num, best_val_loss = (ckpt["iter_num"], ckpt["best_val_loss"]) if ckpt else (0, 1e9)
+    block_size = raw_model.config.block_size
     if block_size != c.block_size:
-        say(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
+        print0(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
     tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * block_size
-    say(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
-    model_args = asdict(model.config)
-    model.to(device)
-    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r") for s in ("train", "val")}
-    for split, data in splits.items():
-        if len(data) <= block_size:
-            raise ValueError(f"{data_dir}/{split}.bin has {len(data)} tokens, too few for block_size={block_size}")
-
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 gradients need loss scaling
-    optimizer = model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2), device_type)
+    print0(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
+    raw_model.to(device)
+    splits = load_splits(data_dir, block_size)
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 needs loss scaling
+    optimizer = raw_model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
+                                               device_type)
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-        if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
-            torch.set_rng_state(ckpt["rng"][rank]["torch"])
-            if ckpt["rng"][rank]["cuda"] is not None and device_type == "cuda":
-                torch.cuda.set_rng_state(ckpt["rng"][rank]["cuda"], device)
-        else:
-            say(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: dropout masks will "
-                "differ from the original run (the data order does not)")
+        restore_state(ckpt, optimizer, scaler, rank, world_size, device)
         ckpt = None  # free the memory
-    raw_model = model  # the plain module: its state_dict has no `_orig_mod.` / `module.` prefixes
+    model = raw_model  # raw_model's state_dict has no `_orig_mod.` / `module.` prefixes
     if c.compile:
-        say("compiling the model...")
+        print0("compiling the model...")
         model = torch.compile(model)
     if ddp:
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
     def batch(split, *keys):
         return get_batch(splits[split], c.batch_size, block_size, device, batch_generator(c.seed, *keys))
-
-    @torch.no_grad()
-    def estimate_loss():
-        """Mean loss over eval_iters fixed batches per split; the batches are shared out among the ranks."""
-        model.eval()
-        out = {}
-        for s, split in enumerate(("train", "val")):
-            total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
-            for k in range(rank, c.eval_iters, world_size):
-                x, y = batch(split, 1 + s, k)  # stream 1 + s: evaluation batches, apart from training's stream 0
-                with ctx:
-                    _, loss = model(x, y)
-                total += torch.stack((loss.float(), torch.ones((), device=device)))
-            if ddp:
-                dist.all_reduce(total)
-            out[split] = (total[0] / total[1]).item()
-        model.train()
-        return out
-
-    hellaswag_eval = None
-    if c.hellaswag_interval > 0:
-        import hellaswag  # only needed for this
-        from sample import tokenizer_from_spec
-        examples = hellaswag.load_examples(c.hellaswag_path, c.hellaswag_limit or None)
-        encode = tokenizer_from_spec(meta["tokenizer"]).encode
-
-        def hellaswag_eval():  # evaluate() switches to eval mode (no dropout) and back itself
-            with ctx:
-                return hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size, rank,
-                                          world_size)
-
-    if master:
+    hellaswag_eval = hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device)
+    if is_master():
         os.makedirs(c.out_dir, exist_ok=True)
     logger = JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), keep_before=iter_num)
+
+    # evaluate and checkpoint every eval_interval iterations, step in between
     losses, running_mfu, local_iter = None, -1.0, 0
     while True:
-        lr = get_lr(iter_num, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) if c.decay_lr \
-            else c.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-
+        lr = get_lr(iter_num, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) \
+            if c.decay_lr else c.learning_rate
+        set_lr(optimizer, lr)
         if iter_num % c.eval_interval == 0 or iter_num == c.max_iters:
-            losses = estimate_loss()
-            say(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+            losses = estimate_loss(model, batch, c.eval_iters, ctx, rank, world_size, device)
+            print0(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
             logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
-            if (losses["val"] < best_val_loss or c.always_save_checkpoint) and iter_num > 0 and not c.eval_only:
+            improved = losses["val"] < best_val_loss or c.always_save_checkpoint
+            if improved and iter_num > 0 and not c.eval_only:
                 best_val_loss = min(best_val_loss, losses["val"])
-                rng = [rng_states(device)]
-                if ddp:  # every rank's dropout RNG, so that resume continues all of them
-                    rng = [None] * world_size
-                    dist.all_gather_object(rng, rng_states(device))
-                if master:
-                    checkpoint = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "model_args": model_args, "config": config, "iter_num": iter_num,
-                                  "best_val_loss": best_val_loss, "rng": rng, "tokenizer": meta["tokenizer"]}
-                    if scaler.is_enabled():
-                        checkpoint["scaler"] = scaler.state_dict()
-                    save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
-                    say(f"saved checkpoint to {c.out_dir}/ckpt.pt")
+                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device)
         if hellaswag_eval and iter_num % c.hellaswag_interval == 0:
             result = hellaswag_eval()
-            say(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, acc_norm {result['acc_norm']:.4f}")
-            logger.log({"iter": iter_num, "hellaswag_acc": result["acc"], "hellaswag_acc_norm": result["acc_norm"]})
+            print0(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, "
+                   f"acc_norm {result['acc_norm']:.4f}")
+            logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
+                        "hellaswag_acc_norm": result["acc_norm"]})
         if c.eval_only or iter_num >= c.max_iters:
             break
-
-        # ---- one iteration: accum micro-steps on each rank, one optimizer step on the global batch
         t0 = time.time()
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(accum):
-            x, y = batch("train", 0, iter_num, rank * accum + micro)  # global micro-step rank * accum + micro
-            # DDP all-reduces gradients during backward; on all but the last micro-step there is no need to
-            last = micro == accum - 1
-            with model.no_sync() if ddp and not last else nullcontext():
-                with ctx:
-                    _, loss = model(x, y)
-                    loss = loss / accum  # gradients add up over micro-steps: scale to the mean
-                scaler.scale(loss).backward()
-            loss_sum += loss.detach()
-        if c.grad_clip > 0.0:
-            scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
-            clip_grad_norm(raw_model.parameters(), c.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-
+        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, c.grad_clip,
+                                   ctx, iter_num)
         if iter_num % c.log_interval == 0:
-            if ddp:  # mean over all ranks: the loss of the whole global batch
-                dist.all_reduce(loss_sum)
-                loss_sum /= world_size
-            loss_f = loss_sum.item()  # waits for the GPU, so dt below is the real step time
+            loss = global_mean(loss_sum)  # waits for the device, so dt is the real step time
             dt = time.time() - t0
-            tokens_per_sec = tokens_per_iter / dt
             mfu = raw_model.estimate_mfu(c.batch_size * accum, dt) if local_iter >= 3 else None
             if mfu is not None:
                 running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
-            mfu_text = f"{running_mfu * 100:.2f}%" if running_mfu >= 0 else "n/a"
-            say(f"iter {iter_num}: loss {loss_f:.4f}, lr {lr:.2e}, time {dt * 1000:.2f}ms, "
-                f"{tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
-            logger.log({"iter": iter_num, "loss": loss_f, "lr": lr, "dt_ms": dt * 1000,
-                        "tokens_per_sec": tokens_per_sec})
+            log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, running_mfu)
         iter_num += 1
         local_iter += 1
-    if master and os.path.isfile(logger.path):
+    if is_master() and os.path.isfile(logger.path):
         plot_log(c.out_dir)
     return losses
 

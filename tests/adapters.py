@@ -229,15 +229,15 @@ def run_get_lr_cosine_schedule(it: int, max_learning_rate: float, min_learning_r
 
 def run_save_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, iteration: int, out) -> None:
     """Save model, optimizer and iteration to out (a path, atomically, or a binary file object)."""
-    import train
-    train.save_checkpoint(out, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    import checkpoints
+    checkpoints.save_checkpoint(out, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "iter_num": iteration})
 
 
 def run_load_checkpoint(src, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimizer from src (a path or binary file object); return the saved iteration."""
-    import train
-    ckpt = train.load_checkpoint(src)
+    import checkpoints
+    ckpt = checkpoints.load_checkpoint(src)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     return ckpt["iter_num"]
@@ -258,7 +258,7 @@ def run_hellaswag_scores(model_dir: str | os.PathLike, example: dict) -> tuple[l
     """Summed and mean cross-entropy of each of the example's 4 endings under a Hugging Face GPT-2 directory."""
     import hellaswag
     from model import GPT
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec
 
     model = GPT.from_pretrained(str(model_dir))
     return hellaswag.score_example(model, tokenizer_from_spec({"kind": "gpt2"}).encode, example, "cpu")

@@ -36,7 +36,7 @@ def gpt2_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def encode():
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec
     return tokenizer_from_spec({"kind": "gpt2"}).encode
 
 
@@ -277,7 +277,7 @@ def test_download_caches_and_offline_error_says_where(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------------- CLI
 def test_cli_hf_dir_and_train_out_dir(gpt2_dir, encode, examples, tmp_path, capsys):
     from dataclasses import asdict
-    import train
+    import checkpoints
     hellaswag.main(["--model", gpt2_dir, "--data", FIXTURE, "--limit", "5", "--batch_size", "2", "--device", "cpu"])
     r = hellaswag.evaluate(GPT.from_pretrained(gpt2_dir), encode, examples[:5], "cpu")
     assert f"5 examples, acc {r['acc']:.4f}, acc_norm {r['acc_norm']:.4f}" in capsys.readouterr().out
@@ -287,7 +287,7 @@ def test_cli_hf_dir_and_train_out_dir(gpt2_dir, encode, examples, tmp_path, caps
     config = GPTConfig(block_size=256, vocab_size=len(chars), n_layer=1, n_head=2, n_embd=16)
     torch.manual_seed(2)
     model = GPT(config)
-    train.save_checkpoint(str(tmp_path / "out" / "ckpt.pt"), {"model": model.state_dict(), "model_args": asdict(config),
+    checkpoints.save_checkpoint(str(tmp_path / "out" / "ckpt.pt"), {"model": model.state_dict(), "model_args": asdict(config),
                                                              "tokenizer": {"kind": "char", "chars": chars}})
     hellaswag.main(["--model", str(tmp_path / "out"), "--data", FIXTURE, "--device", "cpu"])
     r = hellaswag.evaluate(model, lambda text: [chars.index(c) for c in text], examples, "cpu")

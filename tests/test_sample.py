@@ -9,7 +9,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 import bpe
 import sample
-import train
+import checkpoints
 from model import GPT, GPTConfig
 
 CHARS = "\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -22,34 +22,35 @@ def tiktoken_gpt2():
 
 
 def test_gpt2_spec_matches_tiktoken():
-    codec, enc = sample.tokenizer_from_spec({"kind": "gpt2"}), tiktoken_gpt2()
+    codec, enc = bpe.tokenizer_from_spec({"kind": "gpt2"}), tiktoken_gpt2()
     text = "Hello world!<|endoftext|>  Ünïcödé 日本語 🤗\n\n  it's 1234 spaces   end"
-    ids = codec.encode(text)
+    ids = codec.encode(text, allowed_special="all")
     assert ids == enc.encode(text, allowed_special="all") and 50256 in ids
     assert codec.decode(ids) == text
-    assert codec.eot_id == 50256 and codec.vocab_size == 50257
+    assert codec.eot_id == 50256 and codec.n_vocab == 50257
 
 
 def test_bpe_and_char_specs():
     tok = bpe.train_bpe("the cat sat on the mat. the cat ate.<|endoftext|>", 270, ["<|endoftext|>"])
-    codec = sample.tokenizer_from_spec({"kind": "bpe", "model": tok.dumps()})
+    codec = bpe.tokenizer_from_spec({"kind": "bpe", "model": tok.dumps()})
     text = "the mat sat<|endoftext|>"
-    assert codec.encode(text) == tok.encode(text, allowed_special="all") and codec.decode(codec.encode(text)) == text
-    assert codec.eot_id == tok.special_tokens["<|endoftext|>"] and codec.vocab_size == tok.n_vocab
-    char = sample.tokenizer_from_spec({"kind": "char", "chars": CHARS})
+    ids = codec.encode(text, allowed_special="all")
+    assert ids == tok.encode(text, allowed_special="all") and codec.decode(ids) == text
+    assert codec.eot_id == tok.special_tokens["<|endoftext|>"] and codec.n_vocab == tok.n_vocab
+    char = bpe.tokenizer_from_spec({"kind": "char", "chars": CHARS})
     assert char.encode("Hi!") == [CHARS.index("H"), CHARS.index("i"), CHARS.index("!")]
     assert char.decode(char.encode("ROMEO: what?\n")) == "ROMEO: what?\n" and char.eot_id is None
     with pytest.raises(ValueError, match=r"\['@'\]"):
         char.encode("a@b")
     for bad in ({"kind": "sentencepiece"}, "gpt2", None):
         with pytest.raises(ValueError, match="kind gpt2, char or bpe"):
-            sample.tokenizer_from_spec(bad)
+            bpe.tokenizer_from_spec(bad)
 
 
 def test_stream_pieces_add_up_to_the_decoded_generation():
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=1, n_head=2, n_embd=16)).eval()
-    codec = sample.tokenizer_from_spec({"kind": "gpt2"})
+    codec = bpe.tokenizer_from_spec({"kind": "gpt2"})
     prompt = codec.encode("Once upon a time")
     pieces = []
     torch.manual_seed(1)
@@ -63,7 +64,7 @@ def test_stream_pieces_add_up_to_the_decoded_generation():
 def test_stream_shows_padded_vocab_ids_instead_of_crashing():
     # an untrained model over a 64-row vocab (padded, as train.py does) with a 9-character tokenizer samples
     # ids that no character has
-    codec = sample.tokenizer_from_spec({"kind": "char", "chars": "abcdefgh "})
+    codec = bpe.tokenizer_from_spec({"kind": "char", "chars": "abcdefgh "})
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=1, n_embd=8)).eval()
     pieces = []
@@ -91,7 +92,7 @@ def test_cli_with_hugging_face_directory(tmp_path, capsys):
     sample.main([f"--init_from={tmp_path / 'hf'}", f"--start=FILE:{tmp_path / 'prompt.txt'}", "--num_samples=2",
                  "--max_new_tokens=12", "--temperature=0.9", "--top_k=50", "--seed=7", "--device=cpu"])
     model = GPT.from_pretrained(str(tmp_path / "hf")).eval()
-    codec = sample.tokenizer_from_spec({"kind": "gpt2"})
+    codec = bpe.tokenizer_from_spec({"kind": "gpt2"})
     out = capsys.readouterr().out
     assert out == expected_samples(model, codec, "The meaning of life is", 2, 12, 0.9, 50, 7)
     assert out.startswith("The meaning of life is")
@@ -103,10 +104,10 @@ def test_cli_resumes_a_char_level_checkpoint(tmp_path, capsys):
     model = GPT(config).eval()
     ckpt = {"model": model.state_dict(), "model_args": asdict(config), "config": {}, "iter_num": 0,
             "best_val_loss": 9.0, "tokenizer": {"kind": "char", "chars": CHARS}}
-    train.save_checkpoint(str(tmp_path / "ckpt.pt"), ckpt)
+    checkpoints.save_checkpoint(str(tmp_path / "ckpt.pt"), ckpt)
     sample.main(["--init_from=resume", f"--out_dir={tmp_path}", "--start=ROMEO:", "--num_samples=2",
                  "--max_new_tokens=30", "--temperature=1.0", "--seed=3", "--device=cpu"])  # slides past block_size
-    codec = sample.tokenizer_from_spec(ckpt["tokenizer"])
+    codec = bpe.tokenizer_from_spec(ckpt["tokenizer"])
     expected = expected_samples(model, codec, "ROMEO:", 2, 30, 1.0, 200, 3)
     assert capsys.readouterr().out == expected
     sample.main([f"--init_from={tmp_path}", "--start=ROMEO:", "--num_samples=2", "--max_new_tokens=30",
@@ -118,7 +119,7 @@ def test_cli_errors_are_clean(tmp_path):
     torch.manual_seed(0)
     small = GPT(GPTConfig(block_size=8, vocab_size=len(CHARS), n_layer=1, n_head=1, n_embd=8))
     small.save_pretrained(tmp_path / "small")
-    train.save_checkpoint(str(tmp_path / "ckpt.pt"), {"model": small.state_dict(), "model_args": asdict(small.config),
+    checkpoints.save_checkpoint(str(tmp_path / "ckpt.pt"), {"model": small.state_dict(), "model_args": asdict(small.config),
                                                       "tokenizer": {"kind": "char", "chars": CHARS}})
     (tmp_path / "latin1.txt").write_bytes("ROMEO: caf\u00e9".encode("latin-1"))
     cases = [(["--init_from=gpt3"], "model 'gpt3' not found"),

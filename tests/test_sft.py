@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import files
+import model as model_lib
 import sft
 from model import GPT, GPTConfig
 from tests.adapters import get_sft_batch
@@ -242,12 +243,12 @@ def tiktoken_gpt2():
 
 
 def test_plain_markers_tokenize_like_tiktoken():
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec, tokenizer_spec
     import bpe
     enc = tiktoken_gpt2()
     tok = bpe.gpt2_tokenizer()
-    assert sft.tokenizer_spec(tok) == {"kind": "gpt2"}
-    codec = tokenizer_from_spec(sft.tokenizer_spec(tok))
+    assert tokenizer_spec(tok) == {"kind": "gpt2"}
+    codec = tokenizer_from_spec(tokenizer_spec(tok))
     pairs = [("What is a stack?", "A LIFO collection."),
              ("스택이란 무엇인가요?", "나중에 넣은 것을 먼저 꺼냅니다.")]
     for (q, a), (p, c) in zip(pairs, sft.encode_pairs(codec, pairs)):
@@ -256,12 +257,12 @@ def test_plain_markers_tokenize_like_tiktoken():
 
 
 def test_special_markers_add_mean_initialized_rows():
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec, tokenizer_spec
     import bpe
     tok = sft.add_marker_tokens(bpe.gpt2_tokenizer())
     q_id, a_id = tok.special_tokens["<|question|>"], tok.special_tokens["<|answer|>"]
     assert (q_id, a_id) == (50257, 50258) and tok.n_vocab == 50259
-    codec = tokenizer_from_spec(sft.tokenizer_spec(tok))  # the spec a checkpoint stores: sample.py decodes it
+    codec = tokenizer_from_spec(tokenizer_spec(tok))  # the spec a checkpoint stores: sample.py decodes it
     (prompt, completion), = sft.encode_pairs(codec, [("What is a stack?", "A LIFO collection.")])
     enc = tiktoken_gpt2()
     assert prompt == [q_id] + enc.encode("\nWhat is a stack?\n") + [a_id] + enc.encode("\n")
@@ -331,10 +332,9 @@ def test_tiny_model_learns_the_pairs_and_sample_py_loads_it(tmp_path, packing, o
     assert [r["iter"] for r in train_rows] == list(range(20, result["steps"] + 1, 20))
     assert all({"iter", "loss", "lr", "dt_ms", "tokens_per_sec"} <= set(r) for r in train_rows)
     assert [r["epoch"] for r in rows if "val_loss" in r] == list(range(1, 41))
-    import sample
-    model, codec = sample.load_model("resume", str(out), "cpu")
+    model, codec = model_lib.load_model("resume", str(out), "cpu")
     for q, a in TINY_PAIRS:
-        ids = codec.encode(f"<|question|>\n{q}\n<|answer|>\n")
+        ids = codec.encode(f"<|question|>\n{q}\n<|answer|>\n", allowed_special="all")
         new = model.generate(torch.tensor([ids]), 30, temperature=0.0, eos_id=codec.eot_id)[0, len(ids):].tolist()
         assert new[-1] == codec.eot_id and codec.decode(new[:-1]) == a
 
@@ -381,8 +381,8 @@ def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread
     again = sft.run(tiny_run_config(tmp_path, init_from=str(tmp_path / "out"), out_dir=str(tmp_path / "out2"),
                                     epochs=1, learning_rate=1e-5, warmup_iters=0, dropout=0.1))
     assert again["exact_match_train"]["before"] == 1.0
-    import train  # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
-    assert train.load_checkpoint(tmp_path / "out2" / "ckpt.pt")["model_args"]["dropout"] == 0.1
+    import checkpoints  # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
+    assert checkpoints.load_checkpoint(tmp_path / "out2" / "ckpt.pt")["model_args"]["dropout"] == 0.1
     # resume: out_dir's own checkpoint, replaced by the result
     resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=1,
                                       learning_rate=1e-5, warmup_iters=0))
@@ -390,7 +390,6 @@ def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread
 
 
 def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, one_thread):
-    import sample
     from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(0)
     hf_dir = tmp_path / "hf"
@@ -399,6 +398,6 @@ def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, 
                           max_new_tokens=3)
     result = sft.run(cfg)
     assert len(result["epochs"]) == 1
-    model, codec = sample.load_model("resume", cfg["out_dir"], "cpu")
+    model, codec = model_lib.load_model("resume", cfg["out_dir"], "cpu")
     assert model.config.vocab_size == 50259  # GPT-2's 50257 + <|question|> + <|answer|>
-    assert codec.encode("<|question|><|answer|>") == [50257, 50258]
+    assert codec.encode("<|question|><|answer|>", allowed_special="all") == [50257, 50258]

@@ -197,7 +197,7 @@ def test_qa_block_without_answer_is_an_error_or_skipped(tmp_path):
 
 def test_sft_flag_counts_rows_as_sft_builds_them(tmp_path, capsys):
     import sft
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec
     text = ("<|question|>\nWhat is a list?\n<|answer|>\nAn ordered, mutable sequence.\n\n"
             "<|question|>\n파이썬의 튜플은?\n<|answer|>\n변경할 수 없는 순서 있는 자료형입니다.\n")
     path = write(tmp_path / "qa.txt", text)

@@ -17,7 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import checkpoints
+import runtime
 import train
+from model import GPT
 from tests import adapters
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,20 +185,20 @@ def test_save_and_load_checkpoint_adapters(tmp_path, to_file_object):
         assert torch.equal(p, q)
         assert torch.equal(opt.state[p]["exp_avg_sq"], fresh_opt.state[q]["exp_avg_sq"])
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        train.load_checkpoint(str(tmp_path / "nope.pt"))
+        checkpoints.load_checkpoint(str(tmp_path / "nope.pt"))
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     path = str(tmp_path / "ckpt.pt")
-    train.save_checkpoint(path, {"iter_num": 1, "w": torch.ones(1000)})
+    checkpoints.save_checkpoint(path, {"iter_num": 1, "w": torch.ones(1000)})
     # 1. the process is killed (SIGKILL) halfway through writing the next checkpoint
-    script = (f"import os, signal, sys, torch\nsys.path.insert(0, {REPO!r})\nimport train\n"
+    script = (f"import os, signal, sys, torch\nsys.path.insert(0, {REPO!r})\nimport checkpoints\n"
               "def dying_save(obj, f):\n    f.write(b'x' * 100000)\n    f.flush()\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n"
-              f"torch.save = dying_save\ntrain.save_checkpoint({path!r}, {{'iter_num': 2, 'w': torch.zeros(1000)}})\n")
+              f"torch.save = dying_save\ncheckpoints.save_checkpoint({path!r}, {{'iter_num': 2, 'w': torch.zeros(1000)}})\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert result.returncode == -signal.SIGKILL
-    ckpt = train.load_checkpoint(path)
+    ckpt = checkpoints.load_checkpoint(path)
     assert ckpt["iter_num"] == 1 and torch.equal(ckpt["w"], torch.ones(1000))
     # 2. an exception (Ctrl-C) halfway through: the same, and no temp file is left behind
     for name in os.listdir(tmp_path):
@@ -207,31 +210,31 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
         raise KeyboardInterrupt
     monkeypatch.setattr(torch, "save", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
-        train.save_checkpoint(path, {"iter_num": 3})
+        checkpoints.save_checkpoint(path, {"iter_num": 3})
     assert os.listdir(tmp_path) == ["ckpt.pt"]
     monkeypatch.undo()
-    assert train.load_checkpoint(path)["iter_num"] == 1
+    assert checkpoints.load_checkpoint(path)["iter_num"] == 1
 
 
 def test_jsonl_logger_drops_rows_past_the_resume_point(tmp_path):
     path = str(tmp_path / "log.jsonl")
-    logger = train.JsonlLogger(path)
+    logger = runtime.JsonlLogger(path)
     for i in range(5):
         logger.log({"iter": i, "loss": 1.0 / (i + 1)})
-    train.JsonlLogger(path, keep_before=3).log({"iter": 3, "loss": 9.0})
+    runtime.JsonlLogger(path, keep_before=3).log({"iter": 3, "loss": 9.0})
     assert [(r["iter"], r["loss"]) for r in read_log(tmp_path)] == [(0, 1.0), (1, 0.5), (2, 1 / 3), (3, 9.0)]
 
 
 def test_plot_log_makes_a_png_or_says_once_why_not(tmp_path, capsys):
-    train.JsonlLogger(str(tmp_path / "log.jsonl")).log({"iter": 0, "loss": 3.0})
+    runtime.JsonlLogger(str(tmp_path / "log.jsonl")).log({"iter": 0, "loss": 3.0})
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        assert train.plot_log(str(tmp_path)) is None and train.plot_log(str(tmp_path)) is None
+        assert runtime.plot_log(str(tmp_path)) is None and runtime.plot_log(str(tmp_path)) is None
         assert capsys.readouterr().out.count("matplotlib is not installed") <= 1
         assert not (tmp_path / "loss.png").exists()
     else:
-        assert os.path.getsize(train.plot_log(str(tmp_path))) > 0
+        assert os.path.getsize(runtime.plot_log(str(tmp_path))) > 0
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -248,19 +251,19 @@ def test_tiny_model_loss_falls_on_real_text(char_data, tmp_path):
     train_rows = [r for r in rows if "loss" in r]
     assert [r["iter"] for r in train_rows] == list(range(60))
     assert all(r["tokens_per_sec"] > 0 and r["dt_ms"] > 0 for r in train_rows)
-    ckpt = train.load_checkpoint(str(tmp_path / "ckpt.pt"))
+    ckpt = checkpoints.load_checkpoint(str(tmp_path / "ckpt.pt"))
     assert set(ckpt) >= {"model", "optimizer", "model_args", "config", "iter_num", "best_val_loss", "rng", "tokenizer"}
     assert ckpt["iter_num"] == 60 and ckpt["tokenizer"]["kind"] == "char"
     assert ckpt["model_args"]["vocab_size"] % 64 == 0  # padded
     assert not any(k.startswith("_orig_mod.") for k in ckpt["model"])
-    model = train.model_from_checkpoint(ckpt, "cpu")
+    model = GPT.from_checkpoint(ckpt)
     assert torch.equal(model.transformer.wte.weight, ckpt["model"]["transformer.wte.weight"])
     # a malformed checkpoint is a ValueError that says what is wrong, not a KeyError or a load_state_dict error
     with pytest.raises(ValueError, match="not a train.py checkpoint: no 'model_args'"):
-        train.model_from_checkpoint({"model": ckpt["model"]}, "cpu")
+        GPT.from_checkpoint({"model": ckpt["model"]})
     wider = dict(ckpt, model_args=dict(ckpt["model_args"], n_embd=2 * ckpt["model_args"]["n_embd"]))
     with pytest.raises(ValueError, match="(?s)does not match its model_args: .*size mismatch"):
-        train.model_from_checkpoint(wider, "cpu")
+        GPT.from_checkpoint(wider)
 
 
 def test_stop_and_resume_equals_a_straight_run(char_data, tmp_path):
@@ -271,8 +274,8 @@ def test_stop_and_resume_equals_a_straight_run(char_data, tmp_path):
     train.main(tiny_config(char_data, tmp_path / "split", **dict(common, init_from="resume")))
     straight, split = curve(read_log(tmp_path / "straight")), curve(read_log(tmp_path / "split"))
     assert len(straight) == 12 + 5 and split == straight  # exactly: same losses bit for bit
-    a = train.load_checkpoint(str(tmp_path / "straight" / "ckpt.pt"))
-    b = train.load_checkpoint(str(tmp_path / "split" / "ckpt.pt"))
+    a = checkpoints.load_checkpoint(str(tmp_path / "straight" / "ckpt.pt"))
+    b = checkpoints.load_checkpoint(str(tmp_path / "split" / "ckpt.pt"))
     assert a["iter_num"] == b["iter_num"] == 12
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
@@ -317,8 +320,8 @@ def test_ddp_two_gloo_processes_equal_one_process(char_data, tmp_path):
         assert s.keys() == d.keys() and s["iter"] == d["iter"]
         for k in s:
             assert d[k] == pytest.approx(s[k], abs=1e-5), (k, s, d)
-    a = train.load_checkpoint(str(tmp_path / "single" / "ckpt.pt"))
-    b = train.load_checkpoint(str(tmp_path / "ddp" / "ckpt.pt"))
+    a = checkpoints.load_checkpoint(str(tmp_path / "single" / "ckpt.pt"))
+    b = checkpoints.load_checkpoint(str(tmp_path / "ddp" / "ckpt.pt"))
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=1e-5)
     assert len(b["rng"]) == 2  # both ranks' RNG states
@@ -333,7 +336,7 @@ def test_finetune_from_gpt2_style_weights(char_data, tmp_path):
     GPT(GPTConfig(block_size=64, vocab_size=128, n_layer=1, n_head=2, n_embd=32)).save_pretrained(hf_dir)
     config = tiny_config(char_data, tmp_path / "out", init_from=hf_dir, block_size=16, max_iters=2, eval_interval=2)
     train.main(config)
-    ckpt = train.load_checkpoint(str(tmp_path / "out" / "ckpt.pt"))
+    ckpt = checkpoints.load_checkpoint(str(tmp_path / "out" / "ckpt.pt"))
     assert ckpt["model_args"]["block_size"] == 16 and ckpt["model"]["transformer.wpe.weight"].shape == (16, 32)
     with pytest.raises(ValueError, match="block_size=128 is larger than .*'s 64"):
         train.main(dict(config, block_size=128))
@@ -415,7 +418,7 @@ def test_prepare_shakespeare_gpt2_tokens_match_tiktoken(tmp_path):
 
 
 def test_prepare_tinystories_trains_a_bpe_and_separates_stories(tmp_path):
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec
     prepare = importlib.import_module("data.tinystories.prepare")
     stories = [f"Once upon a time, story number {i} had a little dog named Spot." for i in range(40)]
     src = tmp_path / "stories.txt"
@@ -434,7 +437,7 @@ def test_prepare_tinystories_trains_a_bpe_and_separates_stories(tmp_path):
 
 def test_hellaswag_during_training_is_logged(tmp_path):
     import hellaswag
-    from sample import tokenizer_from_spec
+    from bpe import tokenizer_from_spec
     prepare = importlib.import_module("data.shakespeare.prepare")
     prepare.prepare("He adds water and salt and kneads the dough with his hands. " * 120, str(tmp_path / "data"))
     fixture = os.path.join(REPO, "tests", "fixtures", "hellaswag_val_sample.jsonl")
@@ -444,7 +447,7 @@ def test_hellaswag_during_training_is_logged(tmp_path):
     rows = [r for r in read_log(tmp_path / "out") if "hellaswag_acc" in r]
     assert [r["iter"] for r in rows] == [0, 2]
     # the logged accuracy is hellaswag.evaluate's on the trained model (the checkpoint of iteration 2)
-    model = train.model_from_checkpoint(train.load_checkpoint(str(tmp_path / "out" / "ckpt.pt")), "cpu")
+    model = GPT.from_checkpoint(checkpoints.load_checkpoint(str(tmp_path / "out" / "ckpt.pt")))
     direct = hellaswag.evaluate(model, tokenizer_from_spec({"kind": "gpt2"}).encode,
                                 hellaswag.load_examples(fixture), "cpu")
     assert (rows[1]["hellaswag_acc"], rows[1]["hellaswag_acc_norm"]) == (direct["acc"], direct["acc_norm"])

@@ -1,0 +1,143 @@
+"""Plumbing: where and how a run executes: device, dtype, autocast, DDP, rank-0 printing, logs and plots.
+
+nanochat's common.py in spirit: every script (train, sft, sample, hellaswag) takes these from here, so the
+training script holds only training.
+"""
+import json
+import os
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+
+from files import atomic_write
+
+
+# ------------------------------------------------------------------------------- device and precision
+def pick_device(device=None):
+    """The device to run on: the one asked for, else cuda, then mps, then cpu."""
+    if device:
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device, dtype=None):
+    """Compute dtype: bfloat16 on CUDA (float16 on GPUs without bf16), float32 on CPU and mps."""
+    on_cuda = torch.device(device).type == "cuda"
+    if dtype is None:
+        if not on_cuda:
+            return "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
+    if dtype != "float32" and not on_cuda:
+        raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 (--dtype=float32)")
+    return dtype
+
+
+def autocast_context(device, dtype):
+    """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32. Nothing elsewhere."""
+    if torch.device(device).type != "cuda" or dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device_type="cuda", dtype=getattr(torch, dtype))
+
+
+# ----------------------------------------------------------------------------------------------- DDP
+def setup_ddp(device, backend=None):
+    """Join the process group when launched by torchrun (RANK is set), else a single process.
+
+    -> (ddp, rank, local_rank, world_size, device); on CUDA each process takes the GPU of its local rank.
+    backend: None picks nccl on CUDA, gloo on CPU."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        return False, 0, 0, 1, device
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    if torch.device(device).type == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    return True, rank, local_rank, world_size, device
+
+
+def teardown_ddp():
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_master():
+    """True on the process that prints, logs and writes: rank 0, or the only process."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def print0(*args):
+    """print on rank 0 only (flushed at once: torchrun pipes the output), so N processes print one log."""
+    if is_master():
+        print(*args, flush=True)
+
+
+def rng_states(device):
+    """This process's RNG states (dropout masks come from them), for the checkpoint."""
+    cuda = torch.cuda.get_rng_state(device) if torch.device(device).type == "cuda" else None
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_states(states, device):
+    """Continue the RNG streams that rng_states saved."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+# ------------------------------------------------------------------------------------ logs and plots
+class JsonlLogger:
+    """Append one JSON object per line to path; does nothing on DDP ranks other than 0.
+
+    keep_before: drop the rows with iter >= keep_before first (0 on a fresh run; the checkpoint's iteration on
+    resume, so rows logged after that checkpoint by a killed run do not appear twice)."""
+
+    def __init__(self, path, keep_before=None):
+        self.path = path
+        self.enabled = is_master()
+        if self.enabled and keep_before is not None and os.path.isfile(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) < keep_before]
+            atomic_write(path, lambda f: f.write("".join(kept).encode()))
+
+    def log(self, row):
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+_said_no_matplotlib = False
+
+
+def plot_log(out_dir):
+    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its path, or
+    None when matplotlib is not installed (said once per process)."""
+    global _said_no_matplotlib
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only, no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _said_no_matplotlib:
+            print("matplotlib is not installed, so no loss-curve PNG (pip install matplotlib)")
+            _said_no_matplotlib = True
+        return None
+    with open(os.path.join(out_dir, "log.jsonl")) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
+        points = [(r["iter"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
+    ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
+    ax.legend()
+    path = os.path.join(out_dir, "loss.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
