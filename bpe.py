@@ -32,7 +32,7 @@ from pathlib import Path
 import regex
 from tqdm import tqdm
 
-from files import atomic_write, pypi_sdist_files
+from files import archive_files, atomic_write, cache_dir, pypi_file
 
 # tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's original
 # `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
@@ -43,7 +43,9 @@ PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # tiktoken's source
-GPT2_RANKS_SDIST = "openai-whisper==20250625"  # PyPI sdist that ships the same file, our offline source
+# the PyPI sdist that ships the same file: our offline source, pinned by its own sha256
+GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
+                    "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
 CACHE_SIZE = 1 << 20  # pre-tokens remembered by a Tokenizer (about 100 MB at most)
 INF = float("inf")
 INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
@@ -682,7 +684,7 @@ def readable(token: bytes) -> str | bytes:
 # ----------------------------------------------------------------------------- GPT-2
 def gpt2_ranks_path() -> Path:
     """Where the GPT-2 rank table is cached: $SCRATCHGPT_CACHE or ~/.cache/scratchgpt."""
-    return Path(os.environ.get("SCRATCHGPT_CACHE") or Path.home() / ".cache" / "scratchgpt") / "gpt2.tiktoken"
+    return cache_dir() / "gpt2.tiktoken"
 
 
 def _check_sha256(data: bytes, source: str) -> bytes:
@@ -706,7 +708,7 @@ def download_gpt2() -> Path:
         data = tiktoken.load.read_file_cached(GPT2_RANKS_URL, GPT2_RANKS_SHA256)
         print(f"downloaded GPT-2 ranks with tiktoken from {GPT2_RANKS_URL}")
     except Exception as e:  # any network failure: say so, then use the second source
-        print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI {GPT2_RANKS_SDIST}")
+        print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI {GPT2_RANKS_SDIST[1]}")
         data = _gpt2_ranks_from_pypi()
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _check_sha256(data, "the downloaded GPT-2 rank file")
@@ -717,7 +719,7 @@ def download_gpt2() -> Path:
 
 def _gpt2_ranks_from_pypi() -> bytes:
     try:
-        [(_, data)] = pypi_sdist_files(GPT2_RANKS_SDIST, "*/whisper/assets/gpt2.tiktoken")
+        [(_, data)] = archive_files(pypi_file(*GPT2_RANKS_SDIST), "*/whisper/assets/gpt2.tiktoken")
     except ValueError as e:
         raise ValueError(f"{e}; check the network, or copy a gpt2.tiktoken with sha256 {GPT2_RANKS_SHA256} "
                          f"to {gpt2_ranks_path()}") from None

