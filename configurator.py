@@ -14,7 +14,8 @@ Every key must already exist in the defaults, with the same type: a typo or `--b
 naming the key and the expected type, not a silently ignored setting. An int is accepted where the default is
 a float, a None default accepts anything, and a str default takes the text as written (`--dataset=123`).
 
-    python configurator.py config/train_shakespeare_char_cpu.py --max_iters=10   # print the resulting config
+    python train.py config/train_shakespeare_char_cpu.py --max_iters=10 --print_config  # the checked config
+    python configurator.py config/train_shakespeare_char_cpu.py    # only what the file itself sets
 """
 import ast
 import difflib
@@ -36,6 +37,9 @@ def apply_overrides(defaults, argv, verbose=None):
             for key, value in defaults.items():
                 print(f"  --{key}={value!r}")
             raise SystemExit(0)
+        if arg == "--print_config":  # the checked result of everything before it, then stop
+            print("\n".join(f"{key} = {value!r}" for key, value in config.items()))
+            raise SystemExit(0)
         if not arg.startswith("--"):  # a config file
             if not os.path.isfile(arg):
                 raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files or --key=value)")
@@ -52,14 +56,19 @@ def apply_overrides(defaults, argv, verbose=None):
             key, eq, text = arg[2:].partition("=")
             if not eq:
                 raise ValueError(f"argument {arg!r} needs a value: write --{key}=VALUE")
-            try:
-                value = ast.literal_eval(text)
-            except (ValueError, SyntaxError):  # not a literal: a bare word, taken as a string
-                value = text
+            value = _literal(text)
             if isinstance(defaults.get(key), str) and not isinstance(value, str):
                 value = text  # a str option takes the text as written, e.g. --out_dir=2024
             _set(config, defaults, key, value, "", verbose)
     return config
+
+
+def _literal(text):
+    """A Python literal (`32`, `3e-4`, `False`, `'a b'`), or the text itself when it is not one."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):  # not a literal: a bare word, taken as a string
+        return text
 
 
 def _set(config, defaults, key, value, where, verbose):
@@ -81,11 +90,24 @@ def _set(config, defaults, key, value, where, verbose):
     config[key] = value
 
 
+def main(argv):
+    """Print the settings that config files and --key=value arguments make, before any script checks them
+    against its defaults (`python train.py ... --print_config` shows the whole checked config)."""
+    scope = {}
+    for arg in argv:
+        if arg.startswith("--"):
+            key, _, text = arg[2:].partition("=")
+            scope[key] = _literal(text)
+        else:
+            with open(arg) as f:
+                exec(compile(f.read(), arg, "exec"), scope)  # a config file is plain Python
+    for key, value in scope.items():
+        if not key.startswith("_"):
+            print(f"{key} = {value!r}")
+
+
 if __name__ == "__main__":
-    from train import DEFAULT_CONFIG
     try:
-        result = apply_overrides(DEFAULT_CONFIG, sys.argv[1:])
-    except (ValueError, FileNotFoundError) as e:
+        main(sys.argv[1:])
+    except (OSError, SyntaxError, NameError, ValueError) as e:
         raise SystemExit(f"error: {e}")
-    for k, v in result.items():
-        print(f"{k} = {v!r}")

@@ -80,6 +80,11 @@ def json_rows(numbered_lines, path):
 
 
 # ------------------------------------------------------------------------ the question/answer format
+def qa_prompt(question):
+    """The prompt of one Q/A row: what sft.py trains the answer after and sample.py --question sends."""
+    return f"{QUESTION}\n{question}\n{ANSWER}\n"
+
+
 def read_qa_file(path, strict=False, question_field="question", answer_field="answer"):
     """Read question/answer pairs from a block text file or a JSONL file (by the .jsonl extension).
 

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import bpe
 from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
-from files import ANSWER, QUESTION, atomic_write, read_qa_file
+from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
 from model import GPT, GPTConfig, decode_generated, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log, print0,
                      rng_states, setup_ddp, teardown_ddp)
@@ -171,14 +171,10 @@ def truncate(examples, max_length):
 
 
 # ----------------------------------------------------------------------------- tokenizer and model
-def prompt_text(question):
-    return f"{QUESTION}\n{question}\n{ANSWER}\n"
-
-
 def encode_pairs(tok, pairs):
     """(question, answer) strings -> (prompt ids, answer ids + [eot]); eot teaches the model to stop."""
     encode = lambda text: tok.encode(text, allowed_special="all")
-    return [(encode(prompt_text(q)), encode(a) + [tok.eot_id]) for q, a in pairs]
+    return [(encode(qa_prompt(q)), encode(a) + [tok.eot_id]) for q, a in pairs]
 
 
 def base_tokenizer(spec, train_text, special_tokens):
@@ -225,7 +221,7 @@ def greedy_answers(model, tok, questions, max_new_tokens, device):
     """Greedy answer text for each question, up to eot. Prompts of equal token length share one generate call
     (no padding needed, so each answer is exactly what the model would say to that prompt alone)."""
     model.eval()
-    prompts = [tok.encode(prompt_text(q), allowed_special="all") for q in questions]
+    prompts = [tok.encode(qa_prompt(q), allowed_special="all") for q in questions]
     answers = [None] * len(prompts)
     by_length = {}
     for i, p in enumerate(prompts):
@@ -541,7 +537,7 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     check_config(cfg)
     torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and epoch plans
     pairs, val_pairs = read_data(cfg)
-    train_text = "<|endoftext|>".join(prompt_text(q) + a for q, a in pairs)  # for a tokenizer trained here
+    train_text = "<|endoftext|>".join(qa_prompt(q) + a for q, a in pairs)  # for a tokenizer trained here
     model, tok = load_start(cfg, train_text, device)
     examples, val_examples, _ = tokenize(cfg, tok, pairs, val_pairs, model.config.block_size)
     if cfg["show_example"] >= 0:

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bpe import load_tokenizer
-from files import QUESTION, atomic_write, read_lines, read_qa_file
+from files import QUESTION, atomic_write, qa_prompt, read_lines, read_qa_file
 from wordpiece import WordPieceTokenizer
 
 PERCENTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99_9": 0.999}
@@ -448,8 +448,7 @@ def main(argv=None):
         if args.num_proc < 1 or args.batch_size < 1:
             raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size}: both must be >= 1")
         if args.sft:
-            from sft import prompt_text  # sft.py's one definition of the prompt (importing it loads torch)
-            args.prompt_template, args.eot = prompt_text("{prompt}"), 1
+            args.prompt_template, args.eot = qa_prompt("{prompt}"), 1  # the row sft.py builds
         if "{prompt}" not in args.prompt_template:
             raise ValueError(f"--prompt_template {args.prompt_template!r}: must contain {{prompt}}")
         recommend_length([1], args.coverage, args.multiple_of)  # bad --coverage/--multiple_of fail before the work
