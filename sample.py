@@ -1,7 +1,9 @@
-"""Generate text from a trained checkpoint or from GPT-2 weights, streaming it as it is produced.
+r"""Generate text from a trained checkpoint or from GPT-2 weights, streaming it as it is produced.
 
-    python sample.py --init_from=resume --out_dir=out-shakespeare-char --start="ROMEO:" --num_samples=3
-    python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0.8 --top_k=200 --top_p=0.95
+    python sample.py --init_from=resume --out_dir=out-shakespeare-char --start="ROMEO:" \
+        --num_samples=3
+    python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0.8 --top_k=200 \
+        --top_p=0.95
     python sample.py --init_from=path/to/hf_dir --temperature=0        # greedy
 
 model.load_model finds the model and its tokenizer; this file streams the text.
@@ -14,15 +16,18 @@ from model import decode_generated, load_model
 from runtime import pick_device
 
 def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, top_p, device, write):
-    """Generate one sample, calling write(text) with each new piece of text as soon as it is complete."""
+    """Generate one sample, calling write(text) with each new piece of text
+    as soon as it is complete."""
     ids = list(prompt_ids)
     shown = tok.decode(ids)
     write(shown)
     x = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
-    for idx_next in model.generate_stream(x, max_new_tokens, temperature, top_k, top_p, eos_id=tok.eot_id):
+    for idx_next in model.generate_stream(x, max_new_tokens, temperature, top_k, top_p,
+                                          eos_id=tok.eot_id):
         ids.append(int(idx_next))
         text = decode_generated(tok, ids)
-        if not text.endswith("\ufffd"):  # a multi-byte character may still be incomplete: wait for its rest
+        # a multi-byte character may still be incomplete: wait for its rest
+        if not text.endswith("\ufffd"):
             write(text[len(shown):])
             shown = text
     write(decode_generated(tok, ids)[len(shown):])
@@ -32,16 +37,19 @@ def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, to
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init_from", default="resume",
-                        help="resume | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | DIR (a train.py out_dir or HF dir)")
+                        help="resume | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | "
+                             "DIR (a train.py out_dir or HF dir)")
     parser.add_argument("--out_dir", default="out", help="where resume finds ckpt.pt")
-    parser.add_argument("--start", default="\n", help="prompt text, or FILE:path to read it from a file")
+    parser.add_argument("--start", default="\n",
+                        help="prompt text, or FILE:path to read it from a file")
     parser.add_argument("--num_samples", type=int, default=3)
     parser.add_argument("--max_new_tokens", type=int, default=500)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
     parser.add_argument("--top_k", type=int, default=200)
     parser.add_argument("--top_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--device", default=None, help="cpu | cuda | mps; default: the best one here")
+    parser.add_argument("--device", default=None,
+                        help="cpu | cuda | mps; default: the best one here")
     args = parser.parse_args(argv)
     args.device = pick_device(args.device)
     try:
@@ -54,8 +62,8 @@ def main(argv=None):
             raise ValueError("--start is empty: give at least one character of prompt")
         torch.manual_seed(args.seed)  # after loading: building a model draws random numbers too
         for _ in range(args.num_samples):
-            stream_sample(model, tok, prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                          args.device, lambda s: print(s, end="", flush=True))
+            stream_sample(model, tok, prompt_ids, args.max_new_tokens, args.temperature, args.top_k,
+                          args.top_p, args.device, lambda s: print(s, end="", flush=True))
             print("\n---------------")
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")

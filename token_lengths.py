@@ -1,19 +1,21 @@
 """
-Measure a dataset's token lengths and choose max_length and gen_length from the data, not by guessing.
+Measure a dataset's token lengths and choose max_length and gen_length from the data,
+not by guessing.
 
-A fine-tuning config with `max_length: 2084, gen_length: 1024` wastes memory and hours on padding, while
-`max_length: 24` silently truncates most answers. The right numbers come from the data: the longest example
-(nothing truncated), or the length that covers a share of the examples such as 95%.
+A fine-tuning config with `max_length: 2084, gen_length: 1024` wastes memory and hours on padding,
+while `max_length: 24` silently truncates most answers. The right numbers come from the data: the
+longest example (nothing truncated), or the length that covers a share of the examples such as 95%.
 
-    python token_lengths.py data/sft/train.txt --sft                      # rows as sft.py builds them
+    python token_lengths.py data/sft/train.txt --sft       # rows as sft.py builds them
     python token_lengths.py rationales.jsonl --prompt_field question --completion_field rationale
-    python token_lengths.py corpus.txt --tokenizer char                   # one example per line
+    python token_lengths.py corpus.txt --tokenizer char    # one example per line
     python token_lengths.py notes.txt --blocks --tokenizer path/to/vocab.txt
     python token_lengths.py big.jsonl --field text --num_proc 2 --coverage 0.95 --write config.json
 
-Inputs are streamed line by line (a multi-GB file never sits in memory; only a few ints per example are kept),
-tokenized in `--num_proc` worker processes, and summarised as count/min/mean/max/percentiles, a terminal
-histogram, the longest example, and a table of candidate lengths with what each truncates and pads.
+Inputs are streamed line by line (a multi-GB file never sits in memory; only a few ints per example
+are kept), tokenized in `--num_proc` worker processes, and summarised as
+count/min/mean/max/percentiles, a terminal histogram, the longest example, and a table of candidate
+lengths with what each truncates and pads.
 """
 import argparse
 import array
@@ -42,22 +44,26 @@ CANDIDATES = {"p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
 
 def load_counter(spec, lowercase=True):
-    """'gpt2' | 'char' | a bpe.py model dir or .bpe file | a WordPiece vocab.txt -> fn(text) -> int."""
+    """'gpt2' | 'char' | a bpe.py model dir or .bpe file | a WordPiece vocab.txt
+    -> fn(text) -> int."""
     if spec == "char":
         return len  # one token per Unicode code point, as in nanoGPT's shakespeare_char
     if spec == "gpt2" or os.path.isdir(spec) or spec.endswith(".bpe"):
         tok = load_tokenizer(spec)
-        # ordinary text: a literal "<|endoftext|>" inside an example is text, as sft.py's markers are
+        # ordinary text: a literal "<|endoftext|>" inside an example is text,
+        # as sft.py's markers are
         return lambda text: len(tok.encode_ordinary(text))
     if os.path.isfile(spec):
         tok = WordPieceTokenizer.from_vocab_file(spec, lowercase=lowercase)
         return lambda text: len(tok.encode(text))
-    raise FileNotFoundError(f"--tokenizer {spec!r}: not 'gpt2' or 'char', and no such directory or file; "
-                            "give gpt2, char, a bpe.py model directory/.bpe file, or a WordPiece vocab.txt")
+    raise FileNotFoundError(f"--tokenizer {spec!r}: not 'gpt2' or 'char', and no such directory "
+                            "or file; give gpt2, char, a bpe.py model directory/.bpe file, "
+                            "or a WordPiece vocab.txt")
 
 
 # -----------------------------------------------------------------------------
-# reading: every format becomes a stream of (where, prompt, completion, nbytes); prompt is None for plain text
+# reading: every format becomes a stream of (where, prompt, completion, nbytes);
+# prompt is None for plain text
 
 
 def sniff_format(path, blocks):
@@ -93,11 +99,13 @@ def iter_jsonl(path, field, prompt_field, completion_field, bad):
             keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
             bad(f"{where}: no string field {missing[0]!r} (this row has: {keys})")
             continue
-        yield (where, None, row[field], nbytes) if field else (where, row[prompt_field], row[completion_field], nbytes)
+        yield ((where, None, row[field], nbytes) if field
+               else (where, row[prompt_field], row[completion_field], nbytes))
 
 
 def iter_text(path, blocks):
-    """One example per non-empty line, or (blocks) per run of non-blank lines separated by blank lines."""
+    """One example per non-empty line, or (blocks) per run of non-blank lines
+    separated by blank lines."""
     block, start, size = [], 0, 0
     for lineno, text, nbytes in read_lines(path):
         if not blocks:
@@ -127,16 +135,18 @@ def iter_qa(path, bad):
 
 
 def iter_examples(paths, field, prompt_field, completion_field, blocks, skip_bad, skipped):
-    """Stream (where, prompt, completion, nbytes) from every file. A bad row raises ValueError naming its file
-    and line, or with skip_bad is appended to the list `skipped` ("path:line: why") and left out."""
+    """Stream (where, prompt, completion, nbytes) from every file. A bad row raises ValueError
+    naming its file and line, or with skip_bad is appended to the list `skipped`
+    ("path:line: why") and left out."""
     def bad(problem):
         if not skip_bad:
-            raise ValueError(f"{problem}; fix the row or pass --skip_bad to count and skip such rows")
+            raise ValueError(f"{problem}; "
+                             "fix the row or pass --skip_bad to count and skip such rows")
         skipped.append(problem)
     formats = ["jsonl" if field or prompt_field else sniff_format(path, blocks) for path in paths]
     if "qa" in formats and set(formats) != {"qa"}:
-        raise ValueError(f"{', '.join(paths)}: mixes <|question|>/<|answer|> files with plain text; "
-                         "measure each kind on its own")
+        raise ValueError(f"{', '.join(paths)}: mixes <|question|>/<|answer|> files with plain "
+                         "text; measure each kind on its own")
     for path, fmt in zip(paths, formats):
         if fmt == "jsonl":
             yield from iter_jsonl(path, field, prompt_field, completion_field, bad)
@@ -167,7 +177,8 @@ def _count_chunk(chunk):
 
 
 class Lengths:
-    """Per-example token lengths of a dataset (int64 arrays in file order) and its longest example."""
+    """Per-example token lengths of a dataset (int64 arrays in file order)
+    and its longest example."""
 
     def __init__(self, prompt, completion, longest, skipped):
         self.prompt = prompt  # [N] or None for plain text (no prompt/completion split)
@@ -177,25 +188,29 @@ class Lengths:
         self.skipped = skipped  # ["path:line: why"] rows left out by --skip_bad
 
 
-def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_field=None, blocks=False,
-            skip_bad=False, prompt_template="{prompt}", eot=0, lowercase=True, num_proc=1, chunk_size=1000):
+def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_field=None,
+            blocks=False, skip_bad=False, prompt_template="{prompt}", eot=0, lowercase=True,
+            num_proc=1, chunk_size=1000):
     """Tokenize every example of `paths` and return their Lengths."""
     for path in paths:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
     if bool(prompt_field) != bool(completion_field):
-        raise ValueError("give both --prompt_field and --completion_field (or --field for one text per row)")
+        raise ValueError("give both --prompt_field and --completion_field "
+                         "(or --field for one text per row)")
     if field and prompt_field:
         raise ValueError("give either --field or --prompt_field/--completion_field, not both")
     if blocks and (field or prompt_field):
         raise ValueError("--blocks is for text files; a JSONL row is one example already")
     skipped = []
-    examples = iter_examples(paths, field, prompt_field, completion_field, blocks, skip_bad, skipped)
-    # load in this process first: a bad spec fails here, cleanly (a Pool whose initializer raises restarts
-    # its workers forever), and forked workers inherit what bpe.py has cached
+    examples = iter_examples(paths, field, prompt_field, completion_field, blocks, skip_bad,
+                             skipped)
+    # load in this process first: a bad spec fails here, cleanly (a Pool whose initializer raises
+    # restarts its workers forever), and forked workers inherit what bpe.py has cached
     initargs = (tokenizer, lowercase, prompt_template, eot)
     _init_worker(*initargs)
-    prompt, completion, longest = array.array("q"), array.array("q"), None  # 8 bytes per example each
+    # 8 bytes per example each
+    prompt, completion, longest = array.array("q"), array.array("q"), None
     pending = deque()  # (result, chunk, wheres), in file order
 
     def collect(result, chunk, wheres):
@@ -209,14 +224,17 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
         completion.extend(c)
 
     def submit(chunk, wheres):
-        pending.append((pool.apply_async(_count_chunk, (chunk,)) if pool else _count_chunk(chunk), chunk, wheres))
-        # at most 2 chunks per worker in flight: Pool.imap would read the whole input ahead into memory
+        pending.append((pool.apply_async(_count_chunk, (chunk,)) if pool else _count_chunk(chunk),
+                        chunk, wheres))
+        # at most 2 chunks per worker in flight:
+        # Pool.imap would read the whole input ahead into memory
         while len(pending) > (2 * num_proc if pool else 0):
             collect(*pending.popleft())
 
     pool = Pool(num_proc, _init_worker, initargs) if num_proc > 1 else None
-    bar = tqdm(total=sum(os.path.getsize(p) for p in paths), unit="B", unit_scale=True, desc="tokenizing",
-               disable=None)  # None: no bar when stderr is not a terminal (logs, tests)
+    # disable=None: no bar when stderr is not a terminal (logs, tests)
+    bar = tqdm(total=sum(os.path.getsize(p) for p in paths), unit="B", unit_scale=True,
+               desc="tokenizing", disable=None)
     try:
         chunk, wheres = [], []
         for where, p, c, nbytes in examples:
@@ -247,13 +265,15 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
 
 def length_at(lengths, coverage):
     """The smallest length L such that at least `coverage` of the examples have length <= L
-    (numpy's percentile with method='inverted_cdf'; never interpolated, because a length is an integer).
-    Fraction(repr(...)) keeps 0.07 * 100 exactly 7, where float arithmetic would give 7.000000000000001."""
+    (numpy's percentile with method='inverted_cdf'; never interpolated, because a length is
+    an integer). Fraction(repr(...)) keeps 0.07 * 100 exactly 7, where float arithmetic
+    would give 7.000000000000001."""
     lengths = np.asarray(lengths)
     if lengths.size == 0:
         raise ValueError("no lengths given: the dataset is empty")
     if not 0 < coverage <= 1:
-        raise ValueError(f"coverage={coverage}: must be in (0, 1], e.g. 1.0 (truncate nothing) or 0.95")
+        raise ValueError(f"coverage={coverage}: must be in (0, 1], "
+                         "e.g. 1.0 (truncate nothing) or 0.95")
     k = math.ceil(lengths.size * Fraction(repr(float(coverage))))  # examples that must fit, 1..N
     return int(np.partition(lengths, k - 1)[k - 1])
 
@@ -261,22 +281,25 @@ def length_at(lengths, coverage):
 def length_stats(lengths):
     """{min, mean, max, p50, p90, p95, p99, p99_9} of one array of lengths."""
     lengths = np.asarray(lengths)
-    stats = {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 2), "max": int(lengths.max())}
+    stats = {"min": int(lengths.min()), "mean": round(float(lengths.mean()), 2),
+             "max": int(lengths.max())}
     return stats | {name: length_at(lengths, q) for name, q in PERCENTILES.items()}
 
 
 def recommend_length(lengths, coverage=1.0, multiple_of=8):
-    """The smallest length covering `coverage` of `lengths` (1.0: nothing truncated), rounded up to a
-    multiple of `multiple_of` (8 suits tensor cores and costs at most 7 positions of padding)."""
+    """The smallest length covering `coverage` of `lengths` (1.0: nothing truncated),
+    rounded up to a multiple of `multiple_of` (8 suits tensor cores and costs at most 7
+    positions of padding)."""
     if int(multiple_of) != multiple_of or multiple_of < 1:
-        raise ValueError(f"multiple_of={multiple_of}: must be a positive integer, e.g. 8 (or 1 for no rounding)")
+        raise ValueError(f"multiple_of={multiple_of}: must be a positive integer, "
+                         "e.g. 8 (or 1 for no rounding)")
     return -(-length_at(lengths, coverage) // multiple_of) * multiple_of
 
 
 def padding_share(lengths, max_length, batch_size=None):
-    """Share of padding positions when every row is cut to max_length and padded either to max_length
-    (batch_size None) or to the longest row of its batch (dynamic padding, batches in the given order).
-    No positions at all (every row empty, max_length 0) is no padding, not 0/0."""
+    """Share of padding positions when every row is cut to max_length and padded either to
+    max_length (batch_size None) or to the longest row of its batch (dynamic padding, batches in
+    the given order). No positions at all (every row empty, max_length 0) is no padding, not 0/0."""
     cut = np.minimum(np.asarray(lengths), max_length)  # [N]
     if batch_size is None:
         slots = cut.size * max_length
@@ -288,9 +311,10 @@ def padding_share(lengths, max_length, batch_size=None):
 
 
 def candidates(lengths, coverage, multiple_of, batch_size):
-    """Rows (name, length, truncated count, padding to length, padding per batch) for p90/p95/p99/max
-    and the asked-for coverage. Batches are drawn from a (seeded) shuffle, as training draws them: in file
-    order, similar examples sit together and dynamic padding would look cheaper than it will be."""
+    """Rows (name, length, truncated count, padding to length, padding per batch) for
+    p90/p95/p99/max and the asked-for coverage. Batches are drawn from a (seeded) shuffle, as
+    training draws them: in file order, similar examples sit together and dynamic padding would
+    look cheaper than it will be."""
     shuffled = np.random.default_rng(0).permutation(lengths)
     wanted = dict(CANDIDATES)
     if coverage not in wanted.values():
@@ -298,7 +322,8 @@ def candidates(lengths, coverage, multiple_of, batch_size):
     rows = []
     for name, q in sorted(wanted.items(), key=lambda kv: kv[1]):
         n = recommend_length(lengths, q, multiple_of)
-        rows.append((name, n, int((lengths > n).sum()), padding_share(lengths, n), padding_share(shuffled, n, batch_size)))
+        rows.append((name, n, int((lengths > n).sum()), padding_share(lengths, n),
+                     padding_share(shuffled, n, batch_size)))
     return rows
 
 
@@ -312,7 +337,8 @@ def summary(lengths, coverage=1.0, multiple_of=8):
         "total": length_stats(lengths.total),
         "recommended": {
             "max_length": recommend_length(lengths.total, coverage, multiple_of),
-            "gen_length": recommend_length(lengths.completion, coverage, multiple_of) if paired else None,
+            "gen_length": recommend_length(lengths.completion, coverage, multiple_of)
+                          if paired else None,
         },
     }
 
@@ -335,7 +361,8 @@ def histogram(lengths, bins=16, width=40):
 
 def cut_to_screen(text, max_lines=12, max_chars=600):
     short = "\n".join(text.splitlines()[:max_lines])[:max_chars]
-    return short + (f" ... [{len(text) - len(short)} more characters]" if len(short) < len(text) else "")
+    return short + (f" ... [{len(text) - len(short)} more characters]" if len(short) < len(text)
+                    else "")
 
 
 def report(s, lengths, paths, tokenizer, coverage, multiple_of, batch_size):
@@ -343,7 +370,8 @@ def report(s, lengths, paths, tokenizer, coverage, multiple_of, batch_size):
     out = [f"{s['count']:,} examples in {', '.join(paths)}, tokenizer {tokenizer}"]
     if lengths.skipped:
         out.append(f"skipped {len(lengths.skipped)} bad row(s), the first: {lengths.skipped[0]}")
-    out.append(f"\n{'tokens':<11}{'min':>7}{'mean':>9}{'p50':>7}{'p90':>7}{'p95':>7}{'p99':>7}{'p99.9':>7}{'max':>7}")
+    out.append(f"\n{'tokens':<11}{'min':>7}{'mean':>9}{'p50':>7}{'p90':>7}{'p95':>7}"
+               f"{'p99':>7}{'p99.9':>7}{'max':>7}")
     for name in ("prompt", "completion", "total"):
         if s[name]:
             st = s[name]
@@ -354,37 +382,45 @@ def report(s, lengths, paths, tokenizer, coverage, multiple_of, batch_size):
     shown = cut_to_screen(completion) if prompt is None else \
         f"[prompt]\n{cut_to_screen(prompt)}\n[completion]\n{cut_to_screen(completion)}"
     out.append(f"\nlongest example: {where}, {n} tokens\n{shown}")
-    tables = [("max_length", lengths.total)] + ([("gen_length", lengths.completion)] if s["prompt"] else [])
+    tables = [("max_length", lengths.total)] + ([("gen_length", lengths.completion)]
+                                                if s["prompt"] else [])
     for key, arr in tables:
-        out.append(f"\n{key} candidates ({'total' if key == 'max_length' else 'completion'} tokens, rounded up "
-                   f"to a multiple of {multiple_of}; padding per batch: shuffled batches of {batch_size})")
-        out.append(f"  {'coverage':<9}{'length':>7}{'truncated':>18}{'pad to length':>15}{'pad per batch':>15}")
+        out.append(f"\n{key} candidates ({'total' if key == 'max_length' else 'completion'} "
+                   f"tokens, rounded up to a multiple of {multiple_of}; "
+                   f"padding per batch: shuffled batches of {batch_size})")
+        out.append(f"  {'coverage':<9}{'length':>7}{'truncated':>18}"
+                   f"{'pad to length':>15}{'pad per batch':>15}")
         for name, n, cut, pad, pad_batch in candidates(arr, coverage, multiple_of, batch_size):
             trunc = f"{cut:,} ({cut / arr.size:.1%})"
             out.append(f"  {name:<9}{n:>7}{trunc:>18}{pad:>15.1%}{pad_batch:>15.1%}")
     rec = s["recommended"]
     gen = f" gen_length={rec['gen_length']}" if rec["gen_length"] is not None else ""
-    out.append(f"\nrecommended (coverage {coverage:g}, multiple of {multiple_of}): max_length={rec['max_length']}{gen}")
+    out.append(f"\nrecommended (coverage {coverage:g}, multiple of {multiple_of}): "
+               f"max_length={rec['max_length']}{gen}")
     return "\n".join(out)
 
 
 def plot(lengths, path, recommended):
-    """Histograms of prompt/completion/total with the recommended lengths marked, if matplotlib is installed."""
+    """Histograms of prompt/completion/total with the recommended lengths marked,
+    if matplotlib is installed."""
     try:
         import matplotlib
     except ImportError:
-        print(f"matplotlib is not installed: --plot {path} skipped (pip install matplotlib)", file=sys.stderr)
+        print(f"matplotlib is not installed: --plot {path} skipped (pip install matplotlib)",
+              file=sys.stderr)
         return False
     matplotlib.use("Agg")  # no screen needed
     import matplotlib.pyplot as plt
     series = [("total", lengths.total, "max_length")]
     if lengths.prompt is not None:
-        series += [("prompt", lengths.prompt, None), ("completion", lengths.completion, "gen_length")]
+        series += [("prompt", lengths.prompt, None),
+                   ("completion", lengths.completion, "gen_length")]
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
     for ax, (name, arr, key) in zip(axes[0], series):
         ax.hist(arr, bins=min(50, int(arr.max() - arr.min()) + 1))
         if key is not None:
-            ax.axvline(recommended[key], color="red", linestyle="--", label=f"{key}={recommended[key]}")
+            ax.axvline(recommended[key], color="red", linestyle="--",
+                       label=f"{key}={recommended[key]}")
             ax.legend()
         ax.set(title=f"{name} tokens ({arr.size:,} examples)", xlabel="tokens", ylabel="examples")
     fig.tight_layout()
@@ -394,26 +430,31 @@ def plot(lengths, path, recommended):
 
 
 def write_config(path, updates):
-    """Set `updates` in the JSON object at `path`, atomically (temp file in the same dir, then os.replace),
-    keeping every other key, the key order and the file's indentation. Returns the old values."""
+    """Set `updates` in the JSON object at `path`, atomically (temp file in the same dir,
+    then os.replace), keeping every other key, the key order and the file's indentation.
+    Returns the old values."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--write {path}: no such file; --write updates an existing JSON config "
-                                "(start one with: echo '{}' > " + path + ")")
+        raise FileNotFoundError(f"--write {path}: no such file; --write updates an existing JSON "
+                                "config (start one with: echo '{}' > " + path + ")")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
         config = json.loads(text)
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not valid UTF-8, so not a JSON config; --write needs a JSON object config") from None
+        raise ValueError(f"{path}: not valid UTF-8, so not a JSON config; "
+                         "--write needs a JSON object config") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); --write needs a JSON object config") from None
+        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); "
+                         "--write needs a JSON object config") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path}: holds a JSON {type(config).__name__}, not an object; --write needs {{...}}")
+        raise ValueError(f"{path}: holds a JSON {type(config).__name__}, not an object; "
+                         "--write needs {...}")
     old = {k: config.get(k) for k in updates}
     config.update(updates)
     indent = re.search(r"\n([ \t]+)\S", text)  # keep the file's own indentation (None: one line)
     text = json.dumps(config, indent=indent.group(1) if indent else None, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=stat.S_IMODE(os.stat(path).st_mode))
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")),
+                 mode=stat.S_IMODE(os.stat(path).st_mode))
     return old
 
 
@@ -421,42 +462,59 @@ def write_config(path, updates):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("files", nargs="+", help="text (one example per line), JSONL, or <|question|>/<|answer|> blocks")
-    ap.add_argument("--tokenizer", default="gpt2", help="gpt2 | char | bpe.py model dir or .bpe | WordPiece vocab.txt")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip().replace("\n", " "),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+",
+                    help="text (one example per line), JSONL, or <|question|>/<|answer|> blocks")
+    ap.add_argument("--tokenizer", default="gpt2",
+                    help="gpt2 | char | bpe.py model dir or .bpe | WordPiece vocab.txt")
     ap.add_argument("--cased", action="store_true", help="WordPiece: do not lowercase")
     ap.add_argument("--field", help="JSONL: the text field (one text per row)")
     ap.add_argument("--prompt_field", help="JSONL: the prompt field, e.g. question")
-    ap.add_argument("--completion_field", help="JSONL: the completion field, e.g. rationale or answer")
+    ap.add_argument("--completion_field",
+                    help="JSONL: the completion field, e.g. rationale or answer")
     ap.add_argument("--blocks", action="store_true", help="text: examples separated by blank lines")
-    ap.add_argument("--skip_bad", action="store_true", help="count and skip bad rows instead of stopping")
-    ap.add_argument("--prompt_template", default="{prompt}", help="what the model sees for a prompt, e.g. $'Q: {prompt}\\nA: '")
-    ap.add_argument("--eot", type=int, default=0, help="tokens added after each completion (1: an end-of-text token)")
-    ap.add_argument("--sft", action="store_true", help="count rows as sft.py builds them: its prompt around the "
-                    "question, and an end-of-text token after the answer (sets --prompt_template and --eot 1)")
-    ap.add_argument("--coverage", type=float, default=1.0, help="share of examples to fit (1.0: truncate none)")
-    ap.add_argument("--multiple_of", type=int, default=8, help="round recommendations up to a multiple of this")
-    ap.add_argument("--batch_size", type=int, default=8, help="batch size for the dynamic-padding column")
+    ap.add_argument("--skip_bad", action="store_true",
+                    help="count and skip bad rows instead of stopping")
+    ap.add_argument("--prompt_template", default="{prompt}",
+                    help="what the model sees for a prompt, e.g. $'Q: {prompt}\\nA: '")
+    ap.add_argument("--eot", type=int, default=0,
+                    help="tokens added after each completion (1: an end-of-text token)")
+    ap.add_argument("--sft", action="store_true",
+                    help="count rows as sft.py builds them: its prompt around the question, and an "
+                         "end-of-text token after the answer (sets --prompt_template and --eot 1)")
+    ap.add_argument("--coverage", type=float, default=1.0,
+                    help="share of examples to fit (1.0: truncate none)")
+    ap.add_argument("--multiple_of", type=int, default=8,
+                    help="round recommendations up to a multiple of this")
+    ap.add_argument("--batch_size", type=int, default=8,
+                    help="batch size for the dynamic-padding column")
     ap.add_argument("--num_proc", type=int, default=1, help="tokenizer worker processes")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
-    ap.add_argument("--write", metavar="CONFIG.json", help="update max_length and gen_length in this JSON config")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON object instead of the report")
+    ap.add_argument("--write", metavar="CONFIG.json",
+                    help="update max_length and gen_length in this JSON config")
     ap.add_argument("--max_length_key", default="max_length")
     ap.add_argument("--gen_length_key", default="gen_length")
     ap.add_argument("--plot", metavar="FILE.png", help="histograms as a PNG (needs matplotlib)")
     args = ap.parse_args(argv)
     try:
         if args.num_proc < 1 or args.batch_size < 1:
-            raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size}: both must be >= 1")
+            raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size}: "
+                             "both must be >= 1")
         if args.sft:
             args.prompt_template, args.eot = qa_prompt("{prompt}"), 1  # the row sft.py builds
         if "{prompt}" not in args.prompt_template:
             raise ValueError(f"--prompt_template {args.prompt_template!r}: must contain {{prompt}}")
-        recommend_length([1], args.coverage, args.multiple_of)  # bad --coverage/--multiple_of fail before the work
-        lengths = measure(args.files, args.tokenizer, args.field, args.prompt_field, args.completion_field,
-                          args.blocks, args.skip_bad, args.prompt_template, args.eot, not args.cased, args.num_proc)
+        # bad --coverage/--multiple_of fail before the work
+        recommend_length([1], args.coverage, args.multiple_of)
+        lengths = measure(args.files, args.tokenizer, args.field, args.prompt_field,
+                          args.completion_field, args.blocks, args.skip_bad, args.prompt_template,
+                          args.eot, not args.cased, args.num_proc)
         s = summary(lengths, args.coverage, args.multiple_of)
-        print(json.dumps(s) if args.json else report(s, lengths, args.files, args.tokenizer, args.coverage,
-                                                       args.multiple_of, args.batch_size))
+        print(json.dumps(s) if args.json else report(s, lengths, args.files, args.tokenizer,
+                                                       args.coverage, args.multiple_of,
+                                                       args.batch_size))
         if args.plot and plot(lengths, args.plot, s["recommended"]):
             print(f"wrote {args.plot}", file=sys.stderr)
         if args.write:
@@ -465,14 +523,18 @@ def main(argv=None):
             if rec["gen_length"] is not None:
                 updates[args.gen_length_key] = rec["gen_length"]
             old = write_config(args.write, updates)
-            print(f"wrote {args.write}: " + ", ".join(f"{k} {old[k]} -> {v}" for k, v in updates.items()), file=sys.stderr)
+            print(f"wrote {args.write}: "
+                  + ", ".join(f"{k} {old[k]} -> {v}" for k, v in updates.items()), file=sys.stderr)
             if rec["gen_length"] is None:
-                print(f"{args.gen_length_key} not written: plain text has no completion (use --prompt_field "
-                      "and --completion_field)", file=sys.stderr)
-    except BrokenPipeError:  # piped into `head`, which stopped reading: not an error worth a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not raise again
+                print(f"{args.gen_length_key} not written: plain text has no completion "
+                      "(use --prompt_field and --completion_field)", file=sys.stderr)
+    except BrokenPipeError:
+        # piped into `head`, which stopped reading: not an error worth a traceback;
+        # /dev/null as stdout, so the exit flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, OSError) as e:  # OSError: an unreadable file, a --write dir we may not write in
+    except (ValueError, OSError) as e:
+        # OSError: an unreadable file, a --write dir we may not write in
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

