@@ -455,10 +455,10 @@ class _PairTable:
         n = len(seq) - len(out)  # how many times the pair was merged in this word
         if n == 0:
             return  # a stale entry in `where`: this word lost the pair in an earlier merge
-        pair_count, pairs_of = self.pair_count, self.pairs_of
-        self.piece_freq[pair[0]] -= n * c
-        self.piece_freq[pair[1]] -= n * c
-        self.piece_freq[new] += n * c
+        pair_count, pairs_of, piece_freq = self.pair_count, self.pairs_of, self.piece_freq
+        piece_freq[pair[0]] -= n * c
+        piece_freq[pair[1]] -= n * c
+        piece_freq[new] += n * c
         for p in map(operator.add, seq, seq[1:]):  # remove the word's old pairs ...
             pair_count[p] -= c
             if pair_count[p] == 0:
