@@ -1,9 +1,10 @@
-"""wordpiece.py against its peers: transformers' BertTokenizer (Rust) and BertTokenizerLegacy (pure Python) on
-the same vocab.txt, Hugging Face's WordPieceTrainer, and a naive from-scratch trainer written here.
+"""wordpiece.py against its peers: transformers' BertTokenizer (Rust) and BertTokenizerLegacy (pure
+Python) on the same vocab.txt, Hugging Face's WordPieceTrainer, and a naive from-scratch trainer
+written here.
 
-Fixtures (ours): wordpiece_multilingual.txt is hand-written text in many scripts; wordpiece_vocab.txt is a
-700-token cased+uncased vocab made once from that text without its Thai/Vietnamese and Hindi/Arabic/Hebrew
-lines, so those scripts exercise [UNK].
+Fixtures (ours): wordpiece_multilingual.txt is hand-written text in many scripts;
+wordpiece_vocab.txt is a 700-token cased+uncased vocab made once from that text without its
+Thai/Vietnamese and Hindi/Arabic/Hebrew lines, so those scripts exercise [UNK].
 """
 import os
 import random
@@ -24,9 +25,9 @@ VOCAB = FIXTURES / "wordpiece_vocab.txt"
 MULTILINGUAL = (FIXTURES / "wordpiece_multilingual.txt").read_text(encoding="utf-8")
 ROOT = Path(__file__).parent.parent
 
-# Text the basic step has to get right: control and format characters, every kind of whitespace, accents
-# composed and decomposed, CJK, emoji with skin tone modifiers, flags, astral letters, special tokens inside
-# and next to words, words at and over the 100-character limit.
+# Text the basic step has to get right: control and format characters, every kind of whitespace,
+# accents composed and decomposed, CJK, emoji with skin tone modifiers, flags, astral letters,
+# special tokens inside and next to words, words at and over the 100-character limit.
 EXTRA = [
     "", "   ", "tab\there\x00nul\ufffdrepl\x7fdel \x1b[0m",
     "\u0085x\u2028y\u2029z\x0bw\x1cv\u3000ideo\u00a0nbsp\u200bzero\u200dwidth",
@@ -35,9 +36,9 @@ EXTRA = [
     "[CLS] Hello [SEP] [cls] hello x[MASK]y [MASK][MASK] [UNK] [PAD]",
     "a" * 100, "a" * 101, "don't stop-believing!!! $5.00 #1 @me ~~",
 ]
-# Where transformers' two BERT tokenizers disagree with each other; we follow the Python one: Python's
-# str.lower() turns a final capital sigma into 'ς', Rust lowercases letter by letter; Python composes to NFC
-# in cased mode, Rust does not; Rust keeps unassigned code points.
+# Where transformers' two BERT tokenizers disagree with each other; we follow the Python one:
+# Python's str.lower() turns a final capital sigma into 'ς', Rust lowercases letter by letter;
+# Python composes to NFC in cased mode, Rust does not; Rust keeps unassigned code points.
 RUST_DIFFERS = ["Ελληνικά: ΟΔΟΣ, Σοφία.", "ΣΑΣ. ΣΑΣ", "Cafe\u0301 cre\u0300me", "x\u0378y"]
 
 
@@ -47,7 +48,8 @@ def _peers(lowercase: bool):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rust = BertTokenizer(vocab=str(VOCAB), do_lower_case=lowercase)  # vocab=, not vocab_file= (ignored in 5.x)
+        # vocab=, not vocab_file= (ignored in 5.x)
+        rust = BertTokenizer(vocab=str(VOCAB), do_lower_case=lowercase)
         legacy = BertTokenizerLegacy(vocab_file=str(VOCAB), do_lower_case=lowercase)
     assert len(rust.get_vocab()) == len(legacy.vocab) == 700  # both really loaded our file
     return rust, legacy
@@ -64,7 +66,8 @@ def test_tokens_and_ids_match_both_bert_tokenizers(lowercase):
         assert tokens == legacy.tokenize(text), text
         ids = ours.encode(text)
         assert ids == legacy.convert_tokens_to_ids(tokens)
-        if not (lowercase and "ΟΔΟΣ" in text):  # Rust lowercases its final Σ to σ, not ς: see RUST_DIFFERS
+        # Rust lowercases its final Σ to σ, not ς: see RUST_DIFFERS
+        if not (lowercase and "ΟΔΟΣ" in text):
             assert tokens == rust.tokenize(text), text
             assert ids == rust.encode(text, add_special_tokens=False), text
         unk += tokens.count("[UNK]")
@@ -78,23 +81,27 @@ def test_where_the_two_bert_tokenizers_disagree_we_follow_the_python_one(lowerca
     for text in RUST_DIFFERS:
         assert ours.tokenize(text) == legacy.tokenize(text), text
     rust_agrees = [ours.tokenize(t) == rust.tokenize(t) for t in RUST_DIFFERS]
-    assert not all(rust_agrees)  # the cases really are ones where transformers' two tokenizers differ
+    # the cases really are ones where transformers' two tokenizers differ
+    assert not all(rust_agrees)
 
 
 @pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
 def test_random_unicode_matches_python_bert(lowercase):
-    # random strings over every plane: vocab characters, whitespace and control characters, combining marks,
-    # any BMP or astral code point (assigned or not); Python's BERT is the reference for all of them
+    # random strings over every plane: vocab characters, whitespace and control characters,
+    # combining marks, any BMP or astral code point (assigned or not); Python's BERT is the
+    # reference for all of them
     _, legacy = _peers(lowercase)
     ours = wordpiece.WordPieceTokenizer.from_vocab_file(VOCAB, lowercase=lowercase)
     rng = random.Random(0)
     vocab_chars = [t for t in VOCAB.read_text(encoding="utf-8").splitlines() if len(t) == 1]
-    pools = [lambda: rng.choice(vocab_chars), lambda: rng.choice(" \t\n\r\x00\x0b\u00a0\u2028\u3000\ufffd\u200d"),
+    spaces = " \t\n\r\x00\x0b\u00a0\u2028\u3000\ufffd\u200d"
+    pools = [lambda: rng.choice(vocab_chars), lambda: rng.choice(spaces),
              lambda: chr(rng.randint(0x300, 0x36F)), lambda: chr(rng.randint(0, 0xFFFF)),
              lambda: chr(rng.randint(0x10000, 0x10FFFF))]
     for _ in range(400):
         text = "".join(rng.choice(pools)() for _ in range(rng.randint(1, 25)))
-        text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)  # lone surrogates are not text
+        # lone surrogates are not text
+        text = "".join(ch for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
         assert ours.tokenize(text) == legacy.tokenize(text), repr(text)
 
 
@@ -112,9 +119,11 @@ def test_unk_rules():
     tok = wordpiece.WordPieceTokenizer(vocab)
     assert tok.tokenize("a" * 100) == ["a"] + ["##a"] * 99  # exactly 100 characters: still split
     assert tok.tokenize("a" * 101) == ["[UNK]"]  # over 100: one [UNK] for the whole word
-    assert tok.tokenize("abba abxa! x") == ["a", "##b", "##b", "##a", "[UNK]", "!", "[UNK]"]  # one bad char: whole word
-    assert tok.tokenize("[CLS] ab [SEP]") == ["[CLS]", "a", "##b", "[SEP]"]  # special tokens stay whole
-    assert tok.tokenize("[cls]") == ["[UNK]", "[UNK]", "[UNK]"]  # lowercase [cls] is not special: "[" "cls" "]"
+    # one bad character: the whole word is [UNK]
+    assert tok.tokenize("abba abxa! x") == ["a", "##b", "##b", "##a", "[UNK]", "!", "[UNK]"]
+    assert tok.tokenize("[CLS] ab [SEP]") == ["[CLS]", "a", "##b", "[SEP]"]  # special tokens: whole
+    # lowercase [cls] is not special: "[" "cls" "]"
+    assert tok.tokenize("[cls]") == ["[UNK]", "[UNK]", "[UNK]"]
     custom = wordpiece.WordPieceTokenizer(vocab + ["<eot>"], special_tokens=["[UNK]", "<eot>"])
     assert custom.tokenize("ab<eot>ba") == ["a", "##b", "<eot>", "b", "##a"]
 
@@ -125,8 +134,9 @@ def test_decode_matches_bert_and_rejects_unknown_ids():
     for line in MULTILINGUAL.splitlines():
         ids = tok.encode(line)
         assert tok.decode(ids) == legacy.convert_tokens_to_string(legacy.convert_ids_to_tokens(ids))
-    assert tok.decode(tok.encode("The tree fell.")) == "the tree fell ."  # case and spacing are not kept
-    assert tok.decode(np.array(tok.encode("The tree fell."))) == "the tree fell ."  # numpy ints are ids too
+    # case and spacing are not kept; numpy ints are ids too
+    assert tok.decode(tok.encode("The tree fell.")) == "the tree fell ."
+    assert tok.decode(np.array(tok.encode("The tree fell."))) == "the tree fell ."
     for bad in ([700], [-1], [1.0], ["1"]):
         with pytest.raises(ValueError, match="unknown token id"):
             tok.decode(bad)
@@ -169,13 +179,17 @@ def test_bad_vocab_and_input(tmp_path):
 def _synthetic_corpus(seed=0, n_words=300) -> str:
     """Made-up words with Zipf-like counts: realistic pair statistics, made in the test."""
     rng = random.Random(seed)
-    syllables = ["ka", "to", "ri", "me", "su", "na", "lo", "pe", "qu", "ex", "ing", "ed", "er", "th", "an", "é"]
-    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))) for _ in range(n_words)]
+    syllables = ["ka", "to", "ri", "me", "su", "na", "lo", "pe", "qu", "ex", "ing", "ed", "er",
+                 "th", "an", "é"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 4)))
+             for _ in range(n_words)]
     words = [w.capitalize() if rng.random() < 0.2 else w for w in words]
-    return " ".join(w for i, w in enumerate(words) for _ in range(max(1, 2000 // (i + 1) + rng.randint(0, 3))))
+    return " ".join(w for i, w in enumerate(words)
+                    for _ in range(max(1, 2000 // (i + 1) + rng.randint(0, 3))))
 
 
-def _naive_train(text, vocab_size, scoring, specials=wordpiece.BERT_SPECIAL_TOKENS, min_frequency=2):
+def _naive_train(text, vocab_size, scoring, specials=wordpiece.BERT_SPECIAL_TOKENS,
+                 min_frequency=2):
     """The obvious slow trainer: recount every pair and piece from scratch before each merge."""
     counts = Counter(wordpiece.pre_tokenize(text))
     vocab = list(specials) + sorted({ch for w in counts for ch in w})
@@ -195,7 +209,8 @@ def _naive_train(text, vocab_size, scoring, specials=wordpiece.BERT_SPECIAL_TOKE
         if scoring == "frequency":
             best = min(pairs, key=lambda p: (-pairs[p], ids[p[0]], ids[p[1]]))
         else:
-            best = min(pairs, key=lambda p: (-pairs[p] / (freq[p[0]] * freq[p[1]]), -pairs[p], ids[p[0]], ids[p[1]]))
+            best = min(pairs, key=lambda p: (-pairs[p] / (freq[p[0]] * freq[p[1]]), -pairs[p],
+                                             ids[p[0]], ids[p[1]]))
         merged = best[0] + best[1][2:]
         if merged not in ids:
             vocab.append(merged)
@@ -216,7 +231,8 @@ def _naive_train(text, vocab_size, scoring, specials=wordpiece.BERT_SPECIAL_TOKE
 def test_fast_trainer_equals_naive_trainer(scoring):
     text = _synthetic_corpus(n_words=120) + "\n" + MULTILINGUAL
     vocab = wordpiece.train_wordpiece(text, 640, scoring=scoring)
-    assert len(vocab) == 640 and vocab == _naive_train(text, 640, scoring)  # 397 alphabet pieces, 238 merges
+    # 397 alphabet pieces, 238 merges
+    assert len(vocab) == 640 and vocab == _naive_train(text, 640, scoring)
 
 
 def test_frequency_scoring_learns_what_huggingface_wordpiece_trainer_learns():
@@ -227,7 +243,8 @@ def test_frequency_scoring_learns_what_huggingface_wordpiece_trainer_learns():
         hf = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         hf.normalizer = normalizers.BertNormalizer(lowercase=True)
         hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        trainer = trainers.WordPieceTrainer(vocab_size=size, special_tokens=wordpiece.BERT_SPECIAL_TOKENS,
+        trainer = trainers.WordPieceTrainer(vocab_size=size,
+                                            special_tokens=wordpiece.BERT_SPECIAL_TOKENS,
                                             min_frequency=2, show_progress=False)
         hf.train_from_iterator([text], trainer)
         ours = wordpiece.train_wordpiece(text, size, scoring="frequency")
@@ -236,9 +253,9 @@ def test_frequency_scoring_learns_what_huggingface_wordpiece_trainer_learns():
 
 
 def test_likelihood_and_frequency_pick_different_first_merges():
-    # by hand: pairs a+##b and c+##b occur 10 times each, q+##z 3 times; freq(a)=freq(c)=10, freq(##b)=20,
-    # freq(q)=freq(##z)=3. Frequency merges "ab" (count 10, ties go to the smaller ids: a < c); likelihood
-    # merges "qz": 3 / (3 * 3) = 0.33 beats 10 / (10 * 20) = 0.05.
+    # by hand: pairs a+##b and c+##b occur 10 times each, q+##z 3 times; freq(a)=freq(c)=10,
+    # freq(##b)=20, freq(q)=freq(##z)=3. Frequency merges "ab" (count 10, ties go to the smaller
+    # ids: a < c); likelihood merges "qz": 3 / (3 * 3) = 0.33 beats 10 / (10 * 20) = 0.05.
     text = "ab " * 10 + "cb " * 10 + "qz " * 3
     alphabet = ["a", "b", "c", "q", "z", "##b", "##z"]
     start = wordpiece.BERT_SPECIAL_TOKENS + alphabet
@@ -250,10 +267,12 @@ def test_training_is_deterministic_across_processes(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(_synthetic_corpus(seed=1) + "\n" + MULTILINGUAL, encoding="utf-8")
     outputs = []
-    for seed in ("1", "2"):  # different string hashing, so set and dict orders differ between the runs
+    # different string hashing, so set and dict orders differ between the runs
+    for seed in ("1", "2"):
         out = tmp_path / f"vocab{seed}.txt"
-        subprocess.run([sys.executable, "wordpiece.py", "train", "--input", str(corpus), "--vocab-size", "900",
-                        "--output", str(out), "--cased"], cwd=ROOT, check=True, capture_output=True,
+        subprocess.run([sys.executable, "wordpiece.py", "train", "--input", str(corpus),
+                        "--vocab_size", "900", "--output", str(out), "--cased"],
+                       cwd=ROOT, check=True, capture_output=True,
                        env={**os.environ, "PYTHONHASHSEED": seed})
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
@@ -271,7 +290,8 @@ def test_adapter_trains_a_vocab_bert_can_load(tmp_path):
     wordpiece.write_vocab(vocab, tmp_path / "vocab.txt")
     from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
-    bert = BertTokenizerLegacy(vocab_file=str(tmp_path / "vocab.txt"))  # the Python one: Greek final sigma
+    # the Python one: Greek final sigma
+    bert = BertTokenizerLegacy(vocab_file=str(tmp_path / "vocab.txt"))
     text = corpus.read_text(encoding="utf-8")
     assert tok.encode(text) == bert.encode(text, add_special_tokens=False)
     assert tok.encode(text).count(tok.unk_id) == 0  # every training character is in the alphabet
@@ -306,7 +326,8 @@ def test_cli_compare_prints_both_tokenizations(capsys):
     assert str(legacy.tokenize(text)) in out
     assert str(bpe.gpt2_tokenizer().encode_ordinary(text)) in out
     assert "round trip: BPE True, WordPiece False" in out
-    wordpiece.main(["compare", "--vocab", str(VOCAB), "--file", str(FIXTURES / "wordpiece_multilingual.txt")])
+    wordpiece.main(["compare", "--vocab", str(VOCAB),
+                    "--file", str(FIXTURES / "wordpiece_multilingual.txt")])
     out = capsys.readouterr().out
     n_bpe = len(bpe.gpt2_tokenizer().encode_ordinary(MULTILINGUAL))
     n_wp = len(legacy.tokenize(MULTILINGUAL))
@@ -315,7 +336,9 @@ def test_cli_compare_prints_both_tokenizations(capsys):
 
 
 def test_cli_errors_are_clean(tmp_path):
-    result = subprocess.run([sys.executable, "wordpiece.py", "compare", "--vocab", str(tmp_path / "nope.txt"),
-                             "--text", "x"], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "error:" in result.stderr and "nope.txt" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "wordpiece.py", "compare",
+                             "--vocab", str(tmp_path / "nope.txt"), "--text", "x"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "nope.txt" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1  # one line
