@@ -408,16 +408,44 @@ def log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, mfu):
                 "tokens_per_sec": tokens_per_sec})
 
 
+def log_eval(logger, iter_num, losses):
+    """Print and log one evaluation: the train and val losses."""
+    print0(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+
+
+def log_hellaswag(logger, iter_num, result):
+    """Print and log one HellaSwag evaluation: acc and acc_norm."""
+    print0(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, "
+           f"acc_norm {result['acc_norm']:.4f}")
+    logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
+                "hellaswag_acc_norm": result["acc_norm"]})
+
+
+def wrap_model(raw_model, c, ddp, local_rank, device_type):
+    """The model that trains: raw_model, compiled if c.compile, inside DDP under torchrun.
+    Checkpoints save raw_model, whose state_dict has no `_orig_mod.` / `module.` prefixes."""
+    model = raw_model
+    if c.compile:
+        print0("compiling the model...")
+        model = torch.compile(model)
+    if ddp:
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    return model
+
+
 def train(c, config, ddp, rank, local_rank, world_size, device):
-    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step until max_iters."""
+    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step
+    until max_iters."""
     if c.gradient_accumulation_steps % world_size:
-        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple "
-                         f"of the number of processes ({world_size})")
+        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a "
+                         f"multiple of the number of processes ({world_size})")
     accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
     device_type = torch.device(device).type
     dtype = pick_dtype(device, c.dtype)
     ctx = autocast_context(device, dtype)
-    torch.manual_seed(c.seed + rank)  # model init (same on all ranks: seeded there) and dropout (per rank)
+    # model init (same on all ranks: seeded there) and dropout (per rank)
+    torch.manual_seed(c.seed + rank)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for any float32 work left
         torch.backends.cudnn.allow_tf32 = True
@@ -433,21 +461,18 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
     print0(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
     raw_model.to(device)
     splits = load_splits(data_dir, block_size)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 needs loss scaling
+    # fp16 needs loss scaling
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     optimizer = raw_model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
                                                device_type)
     if ckpt is not None:
         restore_state(ckpt, optimizer, scaler, rank, world_size, device)
         ckpt = None  # free the memory
-    model = raw_model  # raw_model's state_dict has no `_orig_mod.` / `module.` prefixes
-    if c.compile:
-        print0("compiling the model...")
-        model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    model = wrap_model(raw_model, c, ddp, local_rank, device_type)
 
     def batch(split, *keys):
-        return get_batch(splits[split], c.batch_size, block_size, device, batch_generator(c.seed, *keys))
+        return get_batch(splits[split], c.batch_size, block_size, device,
+                         batch_generator(c.seed, *keys))
     hellaswag_eval = hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device)
     if is_master():
         os.makedirs(c.out_dir, exist_ok=True)
@@ -461,23 +486,19 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         set_lr(optimizer, lr)
         if iter_num % c.eval_interval == 0 or iter_num == c.max_iters:
             losses = estimate_loss(model, batch, c.eval_iters, ctx, rank, world_size, device)
-            print0(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+            log_eval(logger, iter_num, losses)
             improved = losses["val"] < best_val_loss or c.always_save_checkpoint
             if improved and iter_num > 0 and not c.eval_only:
                 best_val_loss = min(best_val_loss, losses["val"])
-                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device)
+                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss,
+                         device)
         if hellaswag_eval and iter_num % c.hellaswag_interval == 0:
-            result = hellaswag_eval()
-            print0(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, "
-                   f"acc_norm {result['acc_norm']:.4f}")
-            logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
-                        "hellaswag_acc_norm": result["acc_norm"]})
+            log_hellaswag(logger, iter_num, hellaswag_eval())
         if c.eval_only or iter_num >= c.max_iters:
             break
         t0 = time.time()
-        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, c.grad_clip,
-                                   ctx, iter_num)
+        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank,
+                                   c.grad_clip, ctx, iter_num)
         if iter_num % c.log_interval == 0:
             loss = global_mean(loss_sum)  # waits for the device, so dt is the real step time
             dt = time.time() - t0
