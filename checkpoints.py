@@ -1,5 +1,5 @@
-"""Plumbing: the checkpoint file, `out_dir/ckpt.pt`, written by train.py and sft.py and read by
-every script.
+"""Plumbing: the checkpoint file, `out_dir/ckpt.pt`, written by train.py and sft.py
+and read by every script.
 
 One dict of plain values and tensors (never pickled objects), saved atomically and loaded with
 weights_only=True, so a crash never leaves half a checkpoint and loading one never runs code:

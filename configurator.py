@@ -29,8 +29,8 @@ import sys
 def apply_overrides(defaults, argv, verbose=None):
     """Return a copy of `defaults` updated by the config files and --key=value arguments in `argv`.
 
-    verbose: print each override; by default only on rank 0 (RANK unset or "0"), so torchrun
-    prints once."""
+    verbose: print each override; by default only on rank 0 (RANK unset or "0"),
+    so torchrun prints once."""
     if verbose is None:
         verbose = os.environ.get("RANK", "0") == "0"
     config = dict(defaults)

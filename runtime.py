@@ -53,8 +53,8 @@ def autocast_context(device, dtype):
 def setup_ddp(device, backend=None):
     """Join the process group when launched by torchrun (RANK is set), else a single process.
 
-    -> (ddp, rank, local_rank, world_size, device); on CUDA each process takes the GPU of its
-    local rank.
+    -> (ddp, rank, local_rank, world_size, device);
+    on CUDA each process takes the GPU of its local rank.
     backend: None picks nccl on CUDA, gloo on CPU."""
     if int(os.environ.get("RANK", -1)) == -1:
         return False, 0, 0, 1, device

@@ -89,9 +89,9 @@ def make_row(prompt, completion):
     """(prompt ids, completion ids) -> (inputs, targets),
     two lists of len(prompt) + len(completion) - 1.
 
-    completion is answer + [eot] (or an answer cut by max_length, without eot). inputs are the row
-    minus its last token; targets[i] = row[i + 1], with every target that is still a prompt token
-    ignored.
+    completion is answer + [eot] (or an answer cut by max_length, without eot). inputs are the
+    row minus its last token; targets[i] = row[i + 1], with every target that is still a prompt
+    token ignored.
     """
     row = prompt + completion
     return row[:-1], [IGNORE] * (len(prompt) - 1) + completion
@@ -218,9 +218,9 @@ def init_new_rows(model, new_ids, n_old):
     """Give the embedding rows of newly added tokens the mean of the first n_old rows, growing the
     matrix if needed.
 
-    A mean row is a neutral start: its logit is close to an average token's, so the new token
-    neither dominates nor vanishes from the softmax, and its input embedding looks like ordinary
-    text.
+    A mean row is a neutral start: its logit is close to an average token's, so the new
+    token neither dominates nor vanishes from the softmax, and its input embedding looks like
+    ordinary text.
     """
     need = max(new_ids) + 1
     heads = [model.transformer.wte] + ([] if model.config.tie_embeddings else [model.lm_head])
@@ -533,8 +533,8 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
 
 def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
               pad_id, device, autocast):
-    """The epoch's row: token-weighted mean training loss over all ranks, held-out loss,
-    tokens seen."""
+    """The epoch's row: token-weighted mean training loss over all ranks,
+    held-out loss, tokens seen."""
     if dist.is_initialized():
         counts = torch.tensor(counts, device=device)
         for t in (loss_sum, counts):

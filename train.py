@@ -6,8 +6,8 @@
     torchrun --standalone --nproc_per_node=2 train.py config/train_shakespeare_char.py --device=cpu
     torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py    # GPT-2 124M on 8 GPUs
 
-nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses the command
-line), made robust:
+nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses the
+command line), made robust:
 - every batch is a function of (seed, iteration, micro-step, rank): N processes see exactly the
   global batch that one process with N times the gradient accumulation sees, and a resumed run
   sees the batches it would have seen;
@@ -180,8 +180,8 @@ def get_batch(data, batch_size, block_size, device, generator=None):
     (1-D token ids, e.g. a uint16 np.memmap).
 
     -> x, y: (B, T) int64 on device, y = x shifted left by one (the next token at every position).
-    Every start 0 .. len(data) - block_size - 1 is possible (the window's last token is only
-    a target)."""
+    Every start 0 .. len(data) - block_size - 1 is possible
+    (the window's last token is only a target)."""
     n_starts = len(data) - block_size
     if n_starts < 1:
         raise ValueError(f"{len(data)} tokens of data are too few for block_size={block_size}: "
