@@ -2,20 +2,23 @@
 
     python train.py config/train_shakespeare_char.py --batch_size=32 --compile=False
 
-Arguments are applied left to right over a dict of defaults (train.py's DEFAULT_CONFIG, or sft.py's own):
+Arguments are applied left to right over the defaults (train.py's DEFAULT_CONFIG, or sft.py's own):
 - a bare argument is a Python config file, run with the config so far as its globals (so it can say
-  `lr_decay_iters = max_iters`); its top-level assignments override the defaults (names starting with `_`
-  are the file's own helpers and are ignored);
-- `--key=value` overrides one key; the value is a Python literal (`32`, `3e-4`, `False`, `'a b'`, `None`),
-  or, if it does not parse as one, the bare word as a string (`--device=cpu`). Everything after the first
-  `=` is the value, so values may contain `=`.
+  `lr_decay_iters = max_iters`); its top-level assignments override the defaults (names starting
+  with `_` are the file's own helpers and are ignored);
+- `--key=value` overrides one key; the value is a Python literal (`32`, `3e-4`, `False`, `'a b'`,
+  `None`), or, if it does not parse as one, the bare word as a string (`--device=cpu`). Everything
+  after the first `=` is the value, so values may contain `=`.
 
-Every key must already exist in the defaults, with the same type: a typo or `--batch_size=big` is an error
-naming the key and the expected type, not a silently ignored setting. An int is accepted where the default is
-a float, a None default accepts anything, and a str default takes the text as written (`--dataset=123`).
+Every key must already exist in the defaults, with the same type: a typo or `--batch_size=big` is
+an error naming the key and the expected type, not a silently ignored setting. An int is accepted
+where the default is a float, a None default accepts anything, and a str default takes the text as
+written (`--dataset=123`).
 
-    python train.py config/train_shakespeare_char_cpu.py --max_iters=10 --print_config  # the checked config
-    python configurator.py config/train_shakespeare_char_cpu.py    # only what the file itself sets
+    # the checked config
+    python train.py config/train_shakespeare_char_cpu.py --max_iters=10 --print_config
+    # only what the file itself sets
+    python configurator.py config/train_shakespeare_char_cpu.py
 """
 import ast
 import difflib
@@ -26,13 +29,16 @@ import sys
 def apply_overrides(defaults, argv, verbose=None):
     """Return a copy of `defaults` updated by the config files and --key=value arguments in `argv`.
 
-    verbose: print each override; by default only on rank 0 (RANK unset or "0"), so torchrun prints once."""
+    verbose: print each override; by default only on rank 0 (RANK unset or "0"),
+    so torchrun prints once."""
     if verbose is None:
         verbose = os.environ.get("RANK", "0") == "0"
     config = dict(defaults)
     for arg in argv:
-        if arg in ("-h", "--help"):  # the options are the defaults' keys: list them with their defaults
-            print(f"usage: python {os.path.basename(sys.argv[0])} [CONFIG_FILE.py ...] [--key=value ...]\n\n"
+        # the options are the defaults' keys: list them with their defaults
+        if arg in ("-h", "--help"):
+            print(f"usage: python {os.path.basename(sys.argv[0])} "
+                  "[CONFIG_FILE.py ...] [--key=value ...]\n\n"
                   "options, with their default values:")
             for key, value in defaults.items():
                 print(f"  --{key}={value!r}")
@@ -42,15 +48,18 @@ def apply_overrides(defaults, argv, verbose=None):
             raise SystemExit(0)
         if not arg.startswith("--"):  # a config file
             if not os.path.isfile(arg):
-                raise FileNotFoundError(f"config file {arg!r} not found (arguments are config files or --key=value)")
+                raise FileNotFoundError(f"config file {arg!r} not found "
+                                        "(arguments are config files or --key=value)")
             with open(arg) as f:
                 source = f.read()
-            scope = dict(config)  # the file may read the values so far, e.g. lr_decay_iters = max_iters
+            # the file may read the values so far, e.g. lr_decay_iters = max_iters
+            scope = dict(config)
             exec(compile(source, arg, "exec"), scope)  # a config file is plain Python
             if verbose:
                 print(f"Overriding config with {arg}")
             for key, value in scope.items():
-                if not key.startswith("_") and not (key in config and value is config[key]):  # assigned here
+                # assigned here
+                if not key.startswith("_") and not (key in config and value is config[key]):
                     _set(config, defaults, key, value, f"{arg}: ", verbose)
         else:
             key, eq, text = arg[2:].partition("=")
@@ -82,7 +91,8 @@ def _set(config, defaults, key, value, where, verbose):
         expected = type(default)
         if expected is float and type(value) is int:
             value = float(value)
-        elif type(value) is not expected:  # exact type: True is not accepted for an int, 1 not for a bool
+        # exact type: True is not accepted for an int, 1 not for a bool
+        elif type(value) is not expected:
             raise ValueError(f"{where}config key {key!r} expects {expected.__name__}, "
                              f"got {type(value).__name__} {value!r}")
     if verbose and config[key] != value:
@@ -91,8 +101,9 @@ def _set(config, defaults, key, value, where, verbose):
 
 
 def main(argv):
-    """Print the settings that config files and --key=value arguments make, before any script checks them
-    against its defaults (`python train.py ... --print_config` shows the whole checked config)."""
+    """Print the settings that config files and --key=value arguments make, before any script
+    checks them against its defaults (`python train.py ... --print_config` shows the whole
+    checked config)."""
     scope = {}
     for arg in argv:
         if arg.startswith("--"):

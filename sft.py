@@ -6,8 +6,9 @@
 
 Each example is one row: prompt + answer + <|endoftext|>, where
     prompt = "<|question|>\\n{question}\\n<|answer|>\\n"
-The model reads the whole row but is only taught the answer and the end-of-text token: every target
-inside the prompt is -100 (cross-entropy's ignore_index), so it learns to answer, not to ask, and to stop.
+The model reads the whole row but is only taught the answer and the end-of-text token: every
+target inside the prompt is -100 (cross-entropy's ignore_index), so it learns to answer, not to
+ask, and to stop.
 """
 import dataclasses
 import json
@@ -24,8 +25,8 @@ from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
 from model import GPT, GPTConfig, decode_generated, pad_vocab_size
-from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log, print0,
-                     rng_states, setup_ddp, teardown_ddp)
+from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
+                     print0, rng_states, setup_ddp, teardown_ddp)
 from token_lengths import recommend_length
 from train import get_lr, optimizer_step, set_lr
 
@@ -34,18 +35,19 @@ IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 DEFAULT_CONFIG = dict(
     # where to start and where to write
     out_dir="out-sft",
-    # scratch | resume (out_dir/ckpt.pt, which the result replaces) | gpt2* | DIR (a train.py out_dir or a HF GPT-2 dir)
+    # scratch | resume (out_dir/ckpt.pt, which the result replaces) | gpt2* |
+    # DIR (a train.py out_dir or a HF GPT-2 dir)
     init_from="scratch",
-    tokenizer="gpt2",  # scratch only: gpt2, a bpe.py model dir/file, or bpe:N (train an N-token BPE on train_file)
+    tokenizer="gpt2",  # scratch only: gpt2, a bpe.py model dir/file, or bpe:N (train N tokens here)
     # data
     train_file="data/sft/train.txt",  # <|question|>/<|answer|> blocks, or .jsonl
     val_file="",  # held-out pairs; "" holds out val_fraction of train_file
     val_fraction=0.1,
     question_field="question",  # JSONL field names
     answer_field="answer",
-    strict=False,  # a block or row without an answer is an error instead of a skipped, counted warning
-    special_tokens=False,  # <|question|>/<|answer|> as real tokens (new embedding rows) instead of plain text
-    max_length=0,  # tokens per row (prompt + answer + eot); 0: token_lengths.recommend_length (nothing cut)
+    strict=False,  # a block or row without an answer is an error, not a skipped, counted warning
+    special_tokens=False,  # <|question|>/<|answer|> as real tokens (new embedding rows), not text
+    max_length=0,  # tokens/row (prompt+answer+eot); 0: token_lengths.recommend_length (nothing cut)
     packing=False,  # rows of block_size holding several examples, block-diagonal causal mask
     show_example=-1,  # >= 0: print that tokenized example with its learned tokens marked, then exit
     # model, when init_from=scratch
@@ -54,7 +56,7 @@ DEFAULT_CONFIG = dict(
     n_embd=128,
     block_size=256,
     bias=True,
-    dropout=0.0,  # for every init_from, not only scratch: a checkpoint's or GPT-2's own dropout is replaced
+    dropout=0.0,  # every init_from, not only scratch: replaces a checkpoint's/GPT-2's own dropout
     # optimization
     epochs=3,
     batch_size=8,  # examples per step (packing: packed rows per step)
@@ -78,25 +80,29 @@ DEFAULT_CONFIG = dict(
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
     compile=False,
-    num_threads=0,  # CPU threads for torch; 0: torch's default. Tiny models on a busy machine run faster with 1
+    num_threads=0,  # CPU threads for torch; 0: torch's default (tiny models, busy machine: try 1)
 )
 
 
-# ----------------------------------------------------------------------------- rows, batches, packing
+# --------------------------------------------------------------------------- rows, batches, packing
 def make_row(prompt, completion):
-    """(prompt ids, completion ids) -> (inputs, targets), two lists of len(prompt) + len(completion) - 1.
+    """(prompt ids, completion ids) -> (inputs, targets),
+    two lists of len(prompt) + len(completion) - 1.
 
-    completion is answer + [eot] (or an answer cut by max_length, without eot). inputs are the row minus
-    its last token; targets[i] = row[i + 1], with every target that is still a prompt token ignored.
+    completion is answer + [eot] (or an answer cut by max_length, without eot). inputs are the
+    row minus its last token; targets[i] = row[i + 1], with every target that is still a prompt
+    token ignored.
     """
     row = prompt + completion
     return row[:-1], [IGNORE] * (len(prompt) - 1) + completion
 
 
 def pad_batch(rows, pad_id):
-    """rows: list of (inputs, targets) -> inputs, targets LongTensor [B, T], T = the longest row of THIS batch.
+    """rows: list of (inputs, targets) -> inputs, targets LongTensor [B, T],
+    T = the longest row of THIS batch.
 
-    Padding goes on the right: with a causal mask no real token can see it, and its targets are ignored.
+    Padding goes on the right: with a causal mask no real token can see it, and its targets
+    are ignored.
     """
     T = max(len(x) for x, _ in rows)
     inputs = torch.full((len(rows), T), pad_id, dtype=torch.long)
@@ -108,15 +114,18 @@ def pad_batch(rows, pad_id):
 
 
 def sft_batch(examples, eot_id, pad_id):
-    """examples: list of (prompt ids, answer ids) -> inputs, targets [B, T]; each row is prompt + answer + [eot]."""
+    """examples: list of (prompt ids, answer ids) -> inputs, targets [B, T];
+    each row is prompt + answer + [eot]."""
     return pad_batch([make_row(p, a + [eot_id]) for p, a in examples], pad_id)
 
 
 def pack(lengths, block_size):
-    """First fit: each example goes into the first row that still has room for it, else into a new row.
+    """First fit: each example goes into the first row that still has room for it,
+    else into a new row.
 
-    lengths: input tokens per example (each <= block_size). Returns a list of rows, each a list of indices.
-    Given the examples in random order, rows come out nearly full and different in every epoch.
+    lengths: input tokens per example (each <= block_size). Returns a list of rows, each a list
+    of indices. Given the examples in random order, rows come out nearly full and different in
+    every epoch.
     """
     rows, room = [], []
     for i, n in enumerate(lengths):
@@ -130,16 +139,19 @@ def pack(lengths, block_size):
 
 
 def packed_batch(packed_rows, pad_id):
-    """packed_rows: list of rows, each a list of (inputs, targets) -> inputs, targets, positions [B, T], mask [B, T, T].
+    """packed_rows: list of rows, each a list of (inputs, targets)
+    -> inputs, targets, positions [B, T], mask [B, T, T].
 
-    mask[b, i, j] is True when token i may attend to token j: same example and j <= i (block-diagonal
-    causal), so no example sees another; positions restart at 0 for every example, as if it were alone.
-    The padding at the end of a row is one more "example", so every query has something to attend to.
+    mask[b, i, j] is True when token i may attend to token j: same example and j <= i
+    (block-diagonal causal), so no example sees another; positions restart at 0 for every example,
+    as if it were alone. The padding at the end of a row is one more "example", so every query has
+    something to attend to.
     """
     flat = [(sum((x for x, _ in row), []), sum((y for _, y in row), [])) for row in packed_rows]
     inputs, targets = pad_batch(flat, pad_id)
     B, T = inputs.shape
-    segment = torch.full((B, T), -1, dtype=torch.long)  # which example each token belongs to; -1 = padding
+    # which example each token belongs to; -1 = padding
+    segment = torch.full((B, T), -1, dtype=torch.long)
     positions = torch.zeros((B, T), dtype=torch.long)
     for b, row in enumerate(packed_rows):
         start = 0
@@ -156,14 +168,16 @@ def packed_batch(packed_rows, pad_id):
 def truncate(examples, max_length):
     """Cut rows (prompt + completion) longer than max_length from the end of the answer.
 
-    examples: list of (prompt ids, completion ids), completion = answer + [eot]. A cut row loses its eot
-    too: it never ends, rather than teaching the model to stop mid-sentence. Returns (examples, number cut).
+    examples: list of (prompt ids, completion ids), completion = answer + [eot]. A cut row loses
+    its eot too: it never ends, rather than teaching the model to stop mid-sentence. Returns
+    (examples, number cut).
     """
     out, n_cut = [], 0
     for i, (prompt, completion) in enumerate(examples):
         if len(prompt) >= max_length:
-            raise ValueError(f"example {i}: its prompt alone is {len(prompt)} tokens, max_length={max_length} leaves "
-                             "no answer to learn; raise max_length or shorten the question")
+            raise ValueError(f"example {i}: its prompt alone is {len(prompt)} tokens, "
+                             f"max_length={max_length} leaves no answer to learn; "
+                             "raise max_length or shorten the question")
         if len(prompt) + len(completion) > max_length:
             completion, n_cut = completion[: max_length - len(prompt)], n_cut + 1
         out.append((prompt, completion))
@@ -172,34 +186,41 @@ def truncate(examples, max_length):
 
 # ----------------------------------------------------------------------------- tokenizer and model
 def encode_pairs(tok, pairs):
-    """(question, answer) strings -> (prompt ids, answer ids + [eot]); eot teaches the model to stop."""
+    """(question, answer) strings -> (prompt ids, answer ids + [eot]);
+    eot teaches the model to stop."""
     encode = lambda text: tok.encode(text, allowed_special="all")
     return [(encode(qa_prompt(q)), encode(a) + [tok.eot_id]) for q, a in pairs]
 
 
 def base_tokenizer(spec, train_text, special_tokens):
-    """A bpe.Tokenizer for a scratch model: "gpt2", a bpe.py model dir/file, or "bpe:N" (train N tokens here)."""
+    """A bpe.Tokenizer for a scratch model: "gpt2", a bpe.py model dir/file, or "bpe:N"
+    (train N tokens here)."""
     if spec.startswith("bpe:"):
         if not spec[4:].isdigit():
-            raise ValueError(f"tokenizer={spec!r}: write bpe:N with N the vocabulary size, e.g. bpe:1024")
+            raise ValueError(f"tokenizer={spec!r}: write bpe:N with N the vocabulary size, "
+                             "e.g. bpe:1024")
         specials = ["<|endoftext|>"] + ([QUESTION, ANSWER] if special_tokens else [])
         return bpe.train_bpe(train_text, int(spec[4:]), special_tokens=specials)
     return bpe.load_tokenizer(spec)
 
 
 def add_marker_tokens(tok):
-    """The same tokenizer with <|question|> and <|answer|> as special tokens (new ids after the last one)."""
+    """The same tokenizer with <|question|> and <|answer|> as special tokens
+    (new ids after the last one)."""
     specials = dict(tok.special_tokens)
     for marker in (QUESTION, ANSWER):
-        specials.setdefault(marker, max([tok.n_vocab - 1, *specials.values()]) + 1)  # n_vocab: max id + 1
+        # n_vocab: max id + 1
+        specials.setdefault(marker, max([tok.n_vocab - 1, *specials.values()]) + 1)
     return bpe.Tokenizer(tok.merges, tok.vocab, specials, tok.pattern)
 
 
 def init_new_rows(model, new_ids, n_old):
-    """Give the embedding rows of newly added tokens the mean of the first n_old rows, growing the matrix if needed.
+    """Give the embedding rows of newly added tokens the mean of the first n_old rows, growing the
+    matrix if needed.
 
-    A mean row is a neutral start: its logit is close to an average token's, so the new token neither
-    dominates nor vanishes from the softmax, and its input embedding looks like ordinary text.
+    A mean row is a neutral start: its logit is close to an average token's, so the new
+    token neither dominates nor vanishes from the softmax, and its input embedding looks like
+    ordinary text.
     """
     need = max(new_ids) + 1
     heads = [model.transformer.wte] + ([] if model.config.tie_embeddings else [model.lm_head])
@@ -208,18 +229,21 @@ def init_new_rows(model, new_ids, n_old):
         if need > W.size(0):
             W = torch.cat([W, W.new_zeros(need - W.size(0), W.size(1))])
             layer.weight = torch.nn.Parameter(W)
-            setattr(layer, "num_embeddings" if isinstance(layer, torch.nn.Embedding) else "out_features", need)
+            setattr(layer,
+                    "num_embeddings" if isinstance(layer, torch.nn.Embedding) else "out_features",
+                    need)
         W[new_ids] = W[:n_old].mean(dim=0)
     if model.config.tie_embeddings:
         model.lm_head.weight = model.transformer.wte.weight
     model.config.vocab_size = model.transformer.wte.weight.size(0)
 
 
-# ----------------------------------------------------------------------------- greedy answers and evaluation
+# -------------------------------------------------------------------- greedy answers and evaluation
 @torch.no_grad()
 def greedy_answers(model, tok, questions, max_new_tokens, device):
-    """Greedy answer text for each question, up to eot. Prompts of equal token length share one generate call
-    (no padding needed, so each answer is exactly what the model would say to that prompt alone)."""
+    """Greedy answer text for each question, up to eot. Prompts of equal token length share one
+    generate call (no padding needed, so each answer is exactly what the model would say to that
+    prompt alone)."""
     model.eval()
     prompts = [tok.encode(qa_prompt(q), allowed_special="all") for q in questions]
     answers = [None] * len(prompts)
@@ -227,18 +251,22 @@ def greedy_answers(model, tok, questions, max_new_tokens, device):
     for i, p in enumerate(prompts):
         by_length.setdefault(len(p), []).append(i)
     for n, idxs in by_length.items():
-        new = max(0, min(max_new_tokens, model.config.block_size - n))  # inside the context: no sliding window
+        # inside the context: no sliding window
+        new = max(0, min(max_new_tokens, model.config.block_size - n))
         x = torch.tensor([prompts[i] for i in idxs], dtype=torch.long, device=device)  # (G, n)
-        out = model.generate(x, new, temperature=0.0, eos_id=tok.eot_id)[:, n:].tolist()  # (G, <= new)
+        # (G, <= new)
+        out = model.generate(x, new, temperature=0.0, eos_id=tok.eot_id)[:, n:].tolist()
         for i, ids in zip(idxs, out):
             ids = ids[: ids.index(tok.eot_id)] if tok.eot_id in ids else ids
-            answers[i] = decode_generated(tok, ids).strip()  # an untrained model may pick a padding row
+            # an untrained model may pick a padding row
+            answers[i] = decode_generated(tok, ids).strip()
     return answers
 
 
 @torch.no_grad()
 def mean_loss(model, examples, batch_size, pad_id, device, autocast):
-    """Token-weighted mean cross-entropy over the learned tokens of all examples (not a mean of batch means)."""
+    """Token-weighted mean cross-entropy over the learned tokens of all examples
+    (not a mean of batch means)."""
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
@@ -251,7 +279,8 @@ def mean_loss(model, examples, batch_size, pad_id, device, autocast):
 
 
 def show_example(tok, examples, question, i):
-    """Print example i token by token, marking the tokens the loss learns (the targets that are not -100)."""
+    """Print example i token by token, marking the tokens the loss learns
+    (the targets that are not -100)."""
     prompt, completion = examples[i]
     inputs, targets = make_row(prompt, completion)
 
@@ -273,7 +302,8 @@ def show_example(tok, examples, question, i):
 
 
 def print_side_by_side(title, rows, width=150):
-    """Question, reference, before and after, one above the other (cut to width; answers.json has them whole)."""
+    """Question, reference, before and after, one above the other
+    (cut to width; answers.json has them whole)."""
     cut = lambda s: s if len(s) <= width else s[:width] + "..."
     print(f"\n=== {title}")
     for r in rows:
@@ -286,7 +316,8 @@ def print_side_by_side(title, rows, width=150):
 
 # ----------------------------------------------------------------------------- the run
 def load_start(cfg, train_text, device):
-    """-> (model on device, bpe.Tokenizer) to fine-tune, per init_from; markers added if special_tokens."""
+    """-> (model on device, bpe.Tokenizer) to fine-tune, per init_from;
+    markers added if special_tokens."""
     init = cfg["init_from"]
     ckpt_dir = cfg["out_dir"] if init == "resume" else init
     if init == "scratch":
@@ -298,16 +329,19 @@ def load_start(cfg, train_text, device):
         return model.to(device), tok
     path = os.path.join(ckpt_dir, "ckpt.pt")
     if init == "resume" and not os.path.isfile(path):
-        raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at the run to "
-                                "go on from, or start from scratch, gpt2 or a directory (--init_from=...)")
+        raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at "
+                                "the run to go on from, or start from scratch, gpt2 or a directory "
+                                "(--init_from=...)")
     if os.path.isfile(path):
         ckpt = load_checkpoint(path)
         spec = ckpt.get("tokenizer", {})
         if spec.get("kind") not in ("gpt2", "bpe"):
-            raise ValueError(f"{path} has tokenizer {spec.get('kind')!r}: sft needs a BPE tokenizer with "
-                             "<|endoftext|> (gpt2 or bpe), so the model can learn to stop")
+            raise ValueError(f"{path} has tokenizer {spec.get('kind')!r}: sft needs a BPE "
+                             "tokenizer with <|endoftext|> (gpt2 or bpe), so the model can "
+                             "learn to stop")
         tok = bpe.tokenizer_from_spec(spec)
-        ckpt["model_args"]["dropout"] = cfg["dropout"]  # fine-tuning picks its own, as for GPT-2 below
+        # fine-tuning picks its own, as for GPT-2 below
+        ckpt["model_args"]["dropout"] = cfg["dropout"]
         model = GPT.from_checkpoint(ckpt)
     else:
         model = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]})
@@ -322,7 +356,8 @@ def load_start(cfg, train_text, device):
 
 
 def epoch_plan(lengths, batch_size, packing, block_size, generator):
-    """One epoch's batches: each batch a list of rows, each row a list of example indices (one without packing)."""
+    """One epoch's batches: each batch a list of rows, each row a list of example indices
+    (one without packing)."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
     if packing:
         rows = [[order[j] for j in row] for row in pack([lengths[i] for i in order], block_size)]
@@ -332,12 +367,13 @@ def epoch_plan(lengths, batch_size, packing, block_size, generator):
 
 
 def rank_share(plans, rank, world_size):
-    """This rank's batches of each epoch's plan: every world_size-th one. A remainder that cannot go to all ranks
-    is dropped, so that all ranks take the same number of steps (DDP's all-reduce waits for every rank)."""
+    """This rank's batches of each epoch's plan: every world_size-th one. A remainder that cannot
+    go to all ranks is dropped, so that all ranks take the same number of steps (DDP's all-reduce
+    waits for every rank)."""
     shares = [plan[rank::world_size][: len(plan) // world_size] for plan in plans]
     if not all(shares):  # an epoch without steps would log 0/0 as its loss
-        raise ValueError(f"an epoch of {min(map(len, plans))} batch(es) gives no step to each of {world_size} "
-                         "process(es); lower batch_size or add data")
+        raise ValueError(f"an epoch of {min(map(len, plans))} batch(es) gives no step to each of "
+                         f"{world_size} process(es); lower batch_size or add data")
     return shares
 
 
@@ -347,7 +383,8 @@ def spread(n, k):
 
 
 def run(cfg):
-    """Fine-tune per cfg (DEFAULT_CONFIG with overrides); returns the answers.json dict on rank 0."""
+    """Fine-tune per cfg (DEFAULT_CONFIG with overrides);
+    returns the answers.json dict on rank 0."""
     device = pick_device(cfg["device"])
     ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"])
     try:
@@ -380,37 +417,40 @@ def read_data(cfg):
     for p in problems[:10]:
         print0(f"skipped: {p}")
     if problems:
-        print0(f"skipped {len(problems)} malformed example(s) in all (--strict=True makes this an error)")
+        print0(f"skipped {len(problems)} malformed example(s) in all "
+               "(--strict=True makes this an error)")
     if not pairs:
         raise ValueError(f"no question/answer pairs to train on in {cfg['train_file']}")
     return pairs, val_pairs
 
 
 def tokenize(cfg, tok, pairs, val_pairs, block_size):
-    """-> (examples, held-out examples, max_length): (prompt ids, answer ids + eot), cut to max_length."""
+    """-> (examples, held-out examples, max_length):
+    (prompt ids, answer ids + eot), cut to max_length."""
     if tok.eot_id is None:  # a bpe.py model trained without it: answers would have no end to learn
         where = "tokenizer" if cfg["init_from"] == "scratch" else "init_from"
-        raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, which ends "
-                         "every answer so that the model learns to stop; use gpt2, bpe:N, or a bpe.py "
-                         "model trained with <|endoftext|> as a special token")
+        raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, "
+                         "which ends every answer so that the model learns to stop; use gpt2, "
+                         "bpe:N, or a bpe.py model trained with <|endoftext|> as a special token")
     examples, val_examples = encode_pairs(tok, pairs), encode_pairs(tok, val_pairs)
     lengths = [len(p) + len(c) for p, c in examples]
     max_length = cfg["max_length"] or min(recommend_length(lengths), block_size + 1)
     if max_length > block_size + 1:
-        raise ValueError(f"max_length={max_length} is longer than the model's block_size={block_size} + 1 "
-                         f"(a row of max_length tokens feeds max_length - 1 inputs); use at most "
-                         f"{block_size + 1}")
+        raise ValueError(f"max_length={max_length} is longer than the model's "
+                         f"block_size={block_size} + 1 (a row of max_length tokens feeds "
+                         f"max_length - 1 inputs); use at most {block_size + 1}")
     examples, n_cut = truncate(examples, max_length)
     val_examples, n_cut_val = truncate(val_examples, max_length)
     how = "set" if cfg["max_length"] else "recommended by token_lengths.py"
-    print0(f"{len(examples)} training and {len(val_examples)} held-out pairs; max_length={max_length} "
-           f"tokens ({how}); truncated {n_cut} training and {n_cut_val} held-out example(s) from the end "
-           "of the answer")
+    print0(f"{len(examples)} training and {len(val_examples)} held-out pairs; "
+           f"max_length={max_length} tokens ({how}); truncated {n_cut} training and "
+           f"{n_cut_val} held-out example(s) from the end of the answer")
     return examples, val_examples, max_length
 
 
 def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autocast):
-    """One optimizer step on one batch -> (mean loss over its learned tokens, their count, positions)."""
+    """One optimizer step on one batch
+    -> (mean loss over its learned tokens, their count, positions)."""
     if cfg["packing"]:
         x, y, pos, mask = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
         pos, mask = pos.to(device), mask.to(device)
@@ -418,13 +458,15 @@ def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autoc
         (x, y), pos, mask = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
     x, y = x.to(device), y.to(device)
     with autocast:
-        _, loss = model(x, y, attn_mask=mask, positions=pos)  # mean over this batch's learned tokens
+        # mean over this batch's learned tokens
+        _, loss = model(x, y, attn_mask=mask, positions=pos)
     scaler.scale(loss).backward()
     optimizer_step(optimizer, scaler, model.parameters(), cfg["grad_clip"])
     return loss, (y != IGNORE).sum(), x.numel()
 
 
-def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world_size, device, dtype):
+def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world_size, device,
+                 dtype):
     """Every epoch: its steps, then the held-out loss, a log.jsonl row and ckpt.pt.
     -> (the trained model, the epoch rows, {steps, train_time_s, tokens_seen, positions_seen})."""
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
@@ -436,7 +478,8 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
              for _ in range(cfg["epochs"])]
     plans = rank_share(plans, dist.get_rank() if ddp else 0, world_size)
     total_iters = sum(len(plan) for plan in plans)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 needs loss scaling
+    # fp16 needs loss scaling
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"],
                                            (cfg["beta1"], cfg["beta2"]), device_type)
     raw_model = model
@@ -446,8 +489,9 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
     os.makedirs(cfg["out_dir"], exist_ok=True)
     logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), keep_before=0)  # a fresh log
-    print0(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} epochs, "
-           f"{total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), on {device}")
+    print0(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} "
+           f"epochs, {total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), "
+           f"on {device}")
     it, best_val, epoch_rows = 0, float("inf"), []
     stats = {"steps": total_iters, "train_time_s": 0.0, "tokens_seen": 0, "positions_seen": 0}
     log_time, log_tokens = 0.0, 0  # seconds spent in training steps (not in evaluation)
@@ -460,8 +504,8 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
             lr = get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
                 if cfg["decay_lr"] else cfg["learning_rate"]
             set_lr(optimizer, lr)
-            loss, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows, cfg, pad_id,
-                                                      device, autocast)
+            loss, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows, cfg,
+                                                      pad_id, device, autocast)
             n_real = sum(lengths[i] for row in batch for i in row)  # no padding
             loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
             counts = [counts[0] + n_real, counts[1] + n_positions]
@@ -470,12 +514,13 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
             log_time, log_tokens = log_time + dt, log_tokens + n_real
             if it % cfg["log_interval"] == 0 and is_master():  # tokens/s: this rank's x the ranks
                 ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
-                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, "
-                       f"{tps:.0f} tokens/s")
-                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms, "tokens_per_sec": tps})
+                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, "
+                       f"{ms:.0f} ms/iter, {tps:.0f} tokens/s")
+                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms,
+                            "tokens_per_sec": tps})
                 log_time, log_tokens = 0.0, 0
-        row = end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
-                        pad_id, device, autocast)
+        row = end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it,
+                        epoch, pad_id, device, autocast)
         best_val = min(best_val, row.get("val_loss", best_val))
         epoch_rows.append(row)
         if is_master():
@@ -486,9 +531,10 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
     return raw_model, epoch_rows, stats
 
 
-def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch, pad_id,
-              device, autocast):
-    """The epoch's row: token-weighted mean training loss over all ranks, held-out loss, tokens seen."""
+def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
+              pad_id, device, autocast):
+    """The epoch's row: token-weighted mean training loss over all ranks,
+    held-out loss, tokens seen."""
     if dist.is_initialized():
         counts = torch.tensor(counts, device=device)
         for t in (loss_sum, counts):
@@ -497,9 +543,11 @@ def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, st
     train_loss = (loss_sum[0] / loss_sum[1]).item()
     stats["tokens_seen"] += counts[0]
     stats["positions_seen"] += counts[1]
-    row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss, "tokens_seen": stats["tokens_seen"]}
+    row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss,
+           "tokens_seen": stats["tokens_seen"]}
     if val_examples:  # the held-out loss goes where train.py logs its val_loss
-        row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device, autocast)
+        row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device,
+                                    autocast)
     held_out = f", held-out loss {row['val_loss']:.4f}" if val_examples else ""
     print0(f"epoch {epoch + 1}: train loss {train_loss:.4f}{held_out}, "
            f"tokens seen {stats['tokens_seen']}")
@@ -507,8 +555,10 @@ def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, st
 
 
 def report(cfg, questions, refs, n_tr, n_val, before, after, epoch_rows, stats):
-    """Print the answers before and after, side by side, and the exact-match rates -> answers.json dict."""
-    rows_out = [{"question": q, "before": b, "after": a} | ({"reference": r} if r is not None else {})
+    """Print the answers before and after, side by side, and the exact-match rates
+    -> answers.json dict."""
+    rows_out = [{"question": q, "before": b, "after": a}
+                | ({"reference": r} if r is not None else {})
                 for q, b, a, r in zip(questions, before, after, refs)]
     exact = lambda which, part: sum(r[which] == r["reference"] for r in part) / max(len(part), 1)
     tr, va, free = rows_out[:n_tr], rows_out[n_tr : n_tr + n_val], rows_out[n_tr + n_val :]
@@ -524,46 +574,53 @@ def report(cfg, questions, refs, n_tr, n_val, before, after, epoch_rows, stats):
     print_side_by_side("held-out questions", va)
     print_side_by_side("free prompts", free)
     print(f"\nexact match on {n_tr} training answers: before {match_tr['before']:.1%}, "
-          f"after {match_tr['after']:.1%}; on {n_val} held-out answers: before {match_va['before']:.1%}, "
-          f"after {match_va['after']:.1%}")
+          f"after {match_tr['after']:.1%}; on {n_val} held-out answers: "
+          f"before {match_va['before']:.1%}, after {match_va['after']:.1%}")
     print(f"trained {stats['steps']} steps in {stats['train_time_s']:.1f}s: "
-          f"{result['tokens_per_sec']:.0f} tokens/s, padding {result['padding_share']:.1%} of positions")
+          f"{result['tokens_per_sec']:.0f} tokens/s, "
+          f"padding {result['padding_share']:.1%} of positions")
     return result
 
 
 def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
-    """The whole run in this process (one of world_size under torchrun): data, answers before, epochs,
-    answers after. Returns the answers.json dict on rank 0, else None."""
+    """The whole run in this process (one of world_size under torchrun): data, answers before,
+    epochs, answers after. Returns the answers.json dict on rank 0, else None."""
     check_config(cfg)
-    torch.manual_seed(cfg["seed"])  # the same on every rank: the same scratch weights and epoch plans
+    # the same on every rank: the same scratch weights and epoch plans
+    torch.manual_seed(cfg["seed"])
     pairs, val_pairs = read_data(cfg)
-    train_text = "<|endoftext|>".join(qa_prompt(q) + a for q, a in pairs)  # for a tokenizer trained here
+    # for a tokenizer trained here
+    train_text = "<|endoftext|>".join(qa_prompt(q) + a for q, a in pairs)
     model, tok = load_start(cfg, train_text, device)
     examples, val_examples, _ = tokenize(cfg, tok, pairs, val_pairs, model.config.block_size)
     if cfg["show_example"] >= 0:
         if not 0 <= cfg["show_example"] < len(examples):
-            raise ValueError(f"--show_example={cfg['show_example']}: the training data has examples "
-                             f"0..{len(examples) - 1}")
+            raise ValueError(f"--show_example={cfg['show_example']}: the training data has "
+                             f"examples 0..{len(examples) - 1}")
         if is_master():
             show_example(tok, examples, pairs[cfg["show_example"]][0], cfg["show_example"])
         return None
     dtype = pick_dtype(device, cfg["dtype"])
 
-    # the same questions before and after: training ones (for exact match), held-out ones, free prompts
+    # the same questions before and after:
+    # training ones (for exact match), held-out ones, free prompts
     train_idx = spread(len(pairs), cfg["eval_train"])
-    questions = [pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs] + list(cfg["free_prompts"])
-    refs = [pairs[i][1] for i in train_idx] + [a for _, a in val_pairs] + [None] * len(cfg["free_prompts"])
+    questions = ([pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs]
+                 + list(cfg["free_prompts"]))
+    refs = ([pairs[i][1] for i in train_idx] + [a for _, a in val_pairs]
+            + [None] * len(cfg["free_prompts"]))
     max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
     t0 = time.time()
     before = greedy_answers(model, tok, questions, max_new, device) if is_master() else None
     print0(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
 
-    model, epoch_rows, stats = train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank,
-                                            world_size, device, dtype)
+    model, epoch_rows, stats = train_epochs(cfg, model, tok, examples, val_examples, ddp,
+                                            local_rank, world_size, device, dtype)
     if not is_master():
         return None
     after = greedy_answers(model, tok, questions, max_new, device)
-    result = report(cfg, questions, refs, len(train_idx), len(val_pairs), before, after, epoch_rows, stats)
+    result = report(cfg, questions, refs, len(train_idx), len(val_pairs), before, after,
+                    epoch_rows, stats)
     path = os.path.join(cfg["out_dir"], "answers.json")
     atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
     print(f"wrote {path}, {cfg['out_dir']}/ckpt.pt and log.jsonl")

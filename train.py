@@ -6,16 +6,18 @@
     torchrun --standalone --nproc_per_node=2 train.py config/train_shakespeare_char.py --device=cpu
     torchrun --standalone --nproc_per_node=8 train.py config/train_gpt2.py    # GPT-2 124M on 8 GPUs
 
-nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses the command line), made robust:
-- every batch is a function of (seed, iteration, micro-step, rank): N processes see exactly the global batch that
-  one process with N times the gradient accumulation sees, and a resumed run sees the batches it would have seen;
-- checkpoints are written atomically and hold the RNG states, so `--init_from=resume` continues the identical
-  loss curve, and a run killed while saving keeps its previous checkpoint;
-- log lines: the loss averaged over the whole global batch, lr, time, tokens/s, MFU (CUDA); the same, without
-  MFU, as rows of `out_dir/log.jsonl`.
+nanoGPT's option names and behaviour (see DEFAULT_CONFIG; configurator.py parses the
+command line), made robust:
+- every batch is a function of (seed, iteration, micro-step, rank): N processes see exactly the
+  global batch that one process with N times the gradient accumulation sees, and a resumed run
+  sees the batches it would have seen;
+- checkpoints are written atomically and hold the RNG states, so `--init_from=resume` continues
+  the identical loss curve, and a run killed while saving keeps its previous checkpoint;
+- log lines: the loss averaged over the whole global batch, lr, time, tokens/s, MFU (CUDA); the
+  same, without MFU, as rows of `out_dir/log.jsonl`.
 
-The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints, JsonlLogger) are
-shared with sft.py and hellaswag.py; the training loop is `main(config)`.
+The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints,
+JsonlLogger) are shared with sft.py and hellaswag.py; the training loop is `main(config)`.
 """
 import math
 import os
@@ -36,8 +38,8 @@ from bpe import tokenizer_from_spec
 from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from model import GPT, GPTConfig, pad_vocab_size
-from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log, print0,
-                     rng_states, set_rng_states, setup_ddp, teardown_ddp)
+from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
+                     print0, rng_states, set_rng_states, setup_ddp, teardown_ddp)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -49,10 +51,10 @@ DEFAULT_CONFIG = dict(
     eval_iters=200,  # batches per split for each loss estimate
     eval_only=False,  # evaluate once, then exit
     always_save_checkpoint=True,  # save at every evaluation, not only when the val loss improved
-    init_from="scratch",  # "scratch", "resume" (out_dir/ckpt.pt), or GPT-2 weights: gpt2..gpt2-xl or a HF directory
+    init_from="scratch",  # scratch | resume (out_dir/ckpt.pt) | gpt2..gpt2-xl | a HF GPT-2 dir
     # data
-    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.pkl, or a path to such a directory
-    gradient_accumulation_steps=5 * 8,  # micro-steps per iteration over ALL ranks; divided among them
+    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.pkl, or a path to such a dir
+    gradient_accumulation_steps=5 * 8,  # micro-steps per iteration over ALL ranks; split among them
     batch_size=12,  # sequences per micro-step
     block_size=1024,
     # model (GPTConfig)
@@ -76,7 +78,7 @@ DEFAULT_CONFIG = dict(
     # system
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
     device=None,  # None: cuda, then mps, then cpu
-    dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler if bf16 is unsupported), float32 elsewhere
+    dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     compile=False,  # torch.compile the model (worth it on GPUs)
     seed=1337,
     # HellaSwag accuracy during training (hellaswag.py); 0 = never
@@ -87,10 +89,11 @@ DEFAULT_CONFIG = dict(
 )
 
 
-# ----------------------------------------------------------------------------------------------- the pieces
+# --------------------------------------------------------------------------------------- the pieces
 def get_lr(it, max_lr, min_lr, warmup_iters, decay_iters):
-    """Learning rate at iteration it: linear warmup from 0 to max_lr over warmup_iters, cosine decay from max_lr
-    to min_lr until decay_iters, then min_lr. Warmup keeps the first, noisy Adam steps small."""
+    """Learning rate at iteration it: linear warmup from 0 to max_lr over warmup_iters, cosine
+    decay from max_lr to min_lr until decay_iters, then min_lr. Warmup keeps the first, noisy Adam
+    steps small."""
     if it < warmup_iters:
         return max_lr * it / warmup_iters
     if it >= decay_iters:
@@ -100,10 +103,12 @@ def get_lr(it, max_lr, min_lr, warmup_iters, decay_iters):
 
 
 def clip_grad_norm(parameters, max_norm):
-    """Scale all gradients together so that their global L2 norm is at most max_norm; return the norm before.
+    """Scale all gradients together so that their global L2 norm is at most max_norm;
+    return the norm before.
 
     One rare huge gradient (a bad batch) then moves the weights no further than a normal step would.
-    Parameters without a gradient (frozen, unused) are skipped. Same result as torch.nn.utils.clip_grad_norm_."""
+    Parameters without a gradient (frozen, unused) are skipped.
+    Same result as torch.nn.utils.clip_grad_norm_."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
@@ -118,8 +123,9 @@ def clip_grad_norm(parameters, max_norm):
 def cross_entropy(logits, targets):
     """Mean of -log softmax(logits)[target]: logits (..., V), targets (...) -> scalar.
 
-    What F.cross_entropy computes, written out. Subtracting each row's max before exp() (log-sum-exp trick)
-    keeps it finite for huge logits: log softmax(z)_t = (z_t - max z) - log sum exp(z - max z)."""
+    What F.cross_entropy computes, written out. Subtracting each row's max before exp()
+    (log-sum-exp trick) keeps it finite for huge logits:
+    log softmax(z)_t = (z_t - max z) - log sum exp(z - max z)."""
     logits = logits.float().reshape(-1, logits.size(-1))  # (N, V)
     shifted = logits - logits.max(dim=-1, keepdim=True).values
     log_z = shifted.exp().sum(dim=-1).log()  # (N,)
@@ -129,13 +135,13 @@ def cross_entropy(logits, targets):
 class AdamW(torch.optim.Optimizer):
     """AdamW written out: Adam's update plus decoupled weight decay (Loshchilov & Hutter, 2019).
 
-    The same arithmetic as torch.optim.AdamW; train.py uses model.configure_optimizers (torch's fused kernel),
-    this class is the readable reference for it."""
+    The same arithmetic as torch.optim.AdamW; train.py uses model.configure_optimizers (torch's
+    fused kernel), this class is the readable reference for it."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
         if lr < 0 or eps < 0 or weight_decay < 0 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"AdamW needs lr, eps, weight_decay >= 0 and betas in [0, 1); got lr={lr}, eps={eps}, "
-                             f"weight_decay={weight_decay}, betas={betas}")
+            raise ValueError(f"AdamW needs lr, eps, weight_decay >= 0 and betas in [0, 1); "
+                             f"got lr={lr}, eps={eps}, weight_decay={weight_decay}, betas={betas}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
@@ -145,7 +151,8 @@ class AdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            lr, (beta1, beta2), eps, wd = (group["lr"], group["betas"], group["eps"],
+                                           group["weight_decay"])
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -153,12 +160,15 @@ class AdamW(torch.optim.Optimizer):
                 if not state:
                     state["step"] = 0
                     state["exp_avg"] = torch.zeros_like(p)  # m: running mean of gradients
-                    state["exp_avg_sq"] = torch.zeros_like(p)  # v: running mean of squared gradients
+                    # v: running mean of squared gradients
+                    state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
                 t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                p.mul_(1.0 - lr * wd)  # decay the weight itself, not through the gradient (the "W" in AdamW)
+                # decay the weight itself, not through the gradient (the "W" in AdamW)
+                p.mul_(1.0 - lr * wd)
                 m.lerp_(p.grad, 1.0 - beta1)  # m = beta1 m + (1 - beta1) g
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)  # v = beta2 v + (1 - beta2) g^2
+                # v = beta2 v + (1 - beta2) g^2
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1.0 - beta2)
                 # m and v start at 0, so early on they are biased towards 0: divide by (1 - beta^t)
                 denom = (v.sqrt() / math.sqrt(1.0 - beta2 ** t)).add_(eps)
                 p.addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** t))
@@ -166,26 +176,32 @@ class AdamW(torch.optim.Optimizer):
 
 
 def get_batch(data, batch_size, block_size, device, generator=None):
-    """batch_size windows at uniformly random starts of data (1-D token ids, e.g. a uint16 np.memmap).
+    """batch_size windows at uniformly random starts of data
+    (1-D token ids, e.g. a uint16 np.memmap).
 
     -> x, y: (B, T) int64 on device, y = x shifted left by one (the next token at every position).
-    Every start 0 .. len(data) - block_size - 1 is possible (the window's last token is only a target)."""
+    Every start 0 .. len(data) - block_size - 1 is possible
+    (the window's last token is only a target)."""
     n_starts = len(data) - block_size
     if n_starts < 1:
         raise ValueError(f"{len(data)} tokens of data are too few for block_size={block_size}: "
                          "use more data or a smaller block_size")
     ix = torch.randint(n_starts, (batch_size,), generator=generator).numpy()
-    windows = np.asarray(data)[ix[:, None] + np.arange(block_size + 1)]  # (B, T+1) gathered in one go
+    # (B, T+1) gathered in one go
+    windows = np.asarray(data)[ix[:, None] + np.arange(block_size + 1)]
     windows = torch.from_numpy(windows.astype(np.int64))
     x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
     if torch.device(device).type == "cuda":  # pinned memory lets the copy overlap with compute
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return (x.pin_memory().to(device, non_blocking=True),
+                y.pin_memory().to(device, non_blocking=True))
     return x.to(device), y.to(device)
 
 
 def batch_generator(seed, *keys):
-    """A torch.Generator seeded from (seed, *keys) non-negative ints, e.g. (seed, iteration, micro-step)."""
-    state = np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0]  # well-mixed 64 bits
+    """A torch.Generator seeded from (seed, *keys) non-negative ints,
+    e.g. (seed, iteration, micro-step)."""
+    # well-mixed 64 bits
+    state = np.random.SeedSequence([seed, *keys]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 
@@ -196,7 +212,8 @@ def load_meta(dataset):
         path = os.path.join(data_dir, f"{split}.bin")
         if not os.path.isfile(path):
             script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)), "prepare.py")
-            raise FileNotFoundError(f"{path} not found: prepare the dataset first (python {script})")
+            raise FileNotFoundError(f"{path} not found: prepare the dataset first "
+                                    f"(python {script})")
     meta_path = os.path.join(data_dir, "meta.pkl")
     if not os.path.isfile(meta_path):  # nanoGPT's openwebtext has none: GPT-2 tokens
         print(f"no {meta_path}: assuming GPT-2 tokens (vocab 50257)")
@@ -206,8 +223,9 @@ def load_meta(dataset):
 
 
 def optimizer_step(optimizer, scaler, parameters, grad_clip):
-    """One optimizer step on the accumulated gradients -> their global norm before clipping (None when
-    grad_clip is 0). Unscale first, so that clipping sees the true gradients, not the fp16-scaled ones."""
+    """One optimizer step on the accumulated gradients -> their global norm before clipping
+    (None when grad_clip is 0). Unscale first, so that clipping sees the true gradients, not the
+    fp16-scaled ones."""
     norm = None
     if grad_clip > 0.0:
         scaler.unscale_(optimizer)
@@ -223,12 +241,13 @@ def set_lr(optimizer, lr):
         group["lr"] = lr
 
 
-# ------------------------------------------------------------------------------------------------ training
+# ----------------------------------------------------------------------------------------- training
 def main(config):
-    """Train with a config dict (DEFAULT_CONFIG with overrides). Returns the last evaluation's losses."""
+    """Train with a config dict (DEFAULT_CONFIG with overrides).
+    Returns the last evaluation's losses."""
     c = SimpleNamespace(**config)
-    for key in ("max_iters", "eval_interval", "log_interval", "eval_iters", "gradient_accumulation_steps",
-                "batch_size", "block_size", "seed"):
+    for key in ("max_iters", "eval_interval", "log_interval", "eval_iters",
+                "gradient_accumulation_steps", "batch_size", "block_size", "seed"):
         if getattr(c, key) < (0 if key in ("max_iters", "seed") else 1):
             raise ValueError(f"{key}={getattr(c, key)} is out of range")
     ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(c.device), c.backend)
@@ -239,19 +258,22 @@ def main(config):
 
 
 def init_model(c, meta, rank):
-    """-> (model on the CPU, checkpoint dict or None): from scratch, out_dir/ckpt.pt, or GPT-2 weights."""
+    """-> (model on the CPU, checkpoint dict or None):
+    from scratch, out_dir/ckpt.pt, or GPT-2 weights."""
     if c.init_from == "scratch":
         torch.manual_seed(c.seed)  # identical initial weights on every rank
-        model = GPT(GPTConfig(block_size=c.block_size, vocab_size=pad_vocab_size(meta["vocab_size"]),
-                              n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout,
-                              bias=c.bias))
+        model = GPT(GPTConfig(block_size=c.block_size,
+                              vocab_size=pad_vocab_size(meta["vocab_size"]),
+                              n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd,
+                              dropout=c.dropout, bias=c.bias))
         torch.manual_seed(c.seed + rank)
         return model, None
     if c.init_from == "resume":
         path = os.path.join(c.out_dir, "ckpt.pt")
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"init_from=resume: no checkpoint at {path} (train with "
-                                    "init_from=scratch first, or point --out_dir at the run's directory)")
+            raise FileNotFoundError(f"init_from=resume: no checkpoint at {path} "
+                                    "(train with init_from=scratch first, or point --out_dir at "
+                                    "the run's directory)")
         print0(f"resuming from {path}")
         ckpt = load_checkpoint(path)
         return GPT.from_checkpoint(ckpt), ckpt
@@ -270,7 +292,8 @@ def init_model(c, meta, rank):
 
 
 def load_splits(data_dir, block_size):
-    """{"train", "val"}: the token files as read-only uint16 memmaps (nothing is read until sampled)."""
+    """{"train", "val"}: the token files as read-only uint16 memmaps
+    (nothing is read until sampled)."""
     splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r")
               for s in ("train", "val")}
     for split, data in splits.items():
@@ -281,26 +304,29 @@ def load_splits(data_dir, block_size):
 
 
 def restore_state(ckpt, optimizer, scaler, rank, world_size, device):
-    """Continue where the checkpoint stopped: optimizer moments, loss scale, this rank's RNG streams."""
+    """Continue where the checkpoint stopped:
+    optimizer moments, loss scale, this rank's RNG streams."""
     optimizer.load_state_dict(ckpt["optimizer"])
     if "scaler" in ckpt:
         scaler.load_state_dict(ckpt["scaler"])
     if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
         set_rng_states(ckpt["rng"][rank], device)
     else:
-        print0(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: dropout "
-               "masks will differ from the original run (the data order does not)")
+        print0(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: "
+               "dropout masks will differ from the original run (the data order does not)")
 
 
 @torch.no_grad()
 def estimate_loss(model, batch, eval_iters, ctx, rank, world_size, device):
-    """Mean loss over eval_iters fixed batches per split; the batches are shared out among the ranks."""
+    """Mean loss over eval_iters fixed batches per split;
+    the batches are shared out among the ranks."""
     model.eval()
     out = {}
     for s, split in enumerate(("train", "val")):
         total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
         for k in range(rank, eval_iters, world_size):
-            x, y = batch(split, 1 + s, k)  # stream 1 + s: evaluation batches, apart from training's 0
+            # stream 1 + s: evaluation batches, apart from training's 0
+            x, y = batch(split, 1 + s, k)
             with ctx:
                 _, loss = model(x, y)
             total += torch.stack((loss.float(), torch.ones((), device=device)))
@@ -320,13 +346,14 @@ def hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device):
 
     def evaluate():  # hellaswag.evaluate switches to eval mode (no dropout) and back itself
         with ctx:
-            return hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size, rank,
-                                      world_size)
+            return hellaswag.evaluate(raw_model, encode, examples, device, c.hellaswag_batch_size,
+                                      rank, world_size)
     return evaluate
 
 
 def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device):
-    """Write out_dir/ckpt.pt on rank 0, with every rank's RNG states (so resume continues all of them)."""
+    """Write out_dir/ckpt.pt on rank 0, with every rank's RNG states
+    (so resume continues all of them)."""
     rng = [rng_states(device)]
     if dist.is_initialized():
         rng = [None] * dist.get_world_size()
@@ -334,20 +361,23 @@ def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_l
     if not is_master():
         return
     extra = {"scaler": scaler.state_dict()} if scaler.is_enabled() else {}
-    checkpoint = make_checkpoint(raw_model, optimizer, asdict(raw_model.config), meta["tokenizer"], config,
-                                 iter_num, best_val_loss, rng, **extra)
+    checkpoint = make_checkpoint(raw_model, optimizer, asdict(raw_model.config), meta["tokenizer"],
+                                 config, iter_num, best_val_loss, rng, **extra)
     save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
     print0(f"saved checkpoint to {c.out_dir}/ckpt.pt")
 
 
-def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, grad_clip, ctx, iter_num):
+def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, grad_clip, ctx,
+                    iter_num):
     """accum micro-steps of forward and backward on this rank, then one optimizer step on the global
     batch -> this rank's mean loss (a tensor: reading it would wait for the device)."""
     ddp = isinstance(model, DDP)
     loss_sum = torch.zeros((), device=next(raw_model.parameters()).device)
     for micro in range(accum):
-        x, y = batch("train", 0, iter_num, rank * accum + micro)  # global micro-step rank * accum + micro
-        # DDP all-reduces gradients during backward; on all but the last micro-step there is no need to
+        # global micro-step rank * accum + micro
+        x, y = batch("train", 0, iter_num, rank * accum + micro)
+        # DDP all-reduces gradients during backward;
+        # on all but the last micro-step there is no need to
         last = micro == accum - 1
         with model.no_sync() if ddp and not last else nullcontext():
             with ctx:
@@ -360,7 +390,8 @@ def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, gra
 
 
 def global_mean(loss_sum):
-    """The loss of the whole global batch: the mean over ranks, as a float (waits for the device)."""
+    """The loss of the whole global batch: the mean over ranks, as a float
+    (waits for the device)."""
     if dist.is_initialized():
         dist.all_reduce(loss_sum)
         loss_sum /= dist.get_world_size()
@@ -377,16 +408,44 @@ def log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, mfu):
                 "tokens_per_sec": tokens_per_sec})
 
 
+def log_eval(logger, iter_num, losses):
+    """Print and log one evaluation: the train and val losses."""
+    print0(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+
+
+def log_hellaswag(logger, iter_num, result):
+    """Print and log one HellaSwag evaluation: acc and acc_norm."""
+    print0(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, "
+           f"acc_norm {result['acc_norm']:.4f}")
+    logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
+                "hellaswag_acc_norm": result["acc_norm"]})
+
+
+def wrap_model(raw_model, c, ddp, local_rank, device_type):
+    """The model that trains: raw_model, compiled if c.compile, inside DDP under torchrun.
+    Checkpoints save raw_model, whose state_dict has no `_orig_mod.` / `module.` prefixes."""
+    model = raw_model
+    if c.compile:
+        print0("compiling the model...")
+        model = torch.compile(model)
+    if ddp:
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    return model
+
+
 def train(c, config, ddp, rank, local_rank, world_size, device):
-    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step until max_iters."""
+    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step
+    until max_iters."""
     if c.gradient_accumulation_steps % world_size:
-        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a multiple "
-                         f"of the number of processes ({world_size})")
+        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a "
+                         f"multiple of the number of processes ({world_size})")
     accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
     device_type = torch.device(device).type
     dtype = pick_dtype(device, c.dtype)
     ctx = autocast_context(device, dtype)
-    torch.manual_seed(c.seed + rank)  # model init (same on all ranks: seeded there) and dropout (per rank)
+    # model init (same on all ranks: seeded there) and dropout (per rank)
+    torch.manual_seed(c.seed + rank)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for any float32 work left
         torch.backends.cudnn.allow_tf32 = True
@@ -402,21 +461,18 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
     print0(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
     raw_model.to(device)
     splits = load_splits(data_dir, block_size)
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16 needs loss scaling
+    # fp16 needs loss scaling
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
     optimizer = raw_model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
                                                device_type)
     if ckpt is not None:
         restore_state(ckpt, optimizer, scaler, rank, world_size, device)
         ckpt = None  # free the memory
-    model = raw_model  # raw_model's state_dict has no `_orig_mod.` / `module.` prefixes
-    if c.compile:
-        print0("compiling the model...")
-        model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    model = wrap_model(raw_model, c, ddp, local_rank, device_type)
 
     def batch(split, *keys):
-        return get_batch(splits[split], c.batch_size, block_size, device, batch_generator(c.seed, *keys))
+        return get_batch(splits[split], c.batch_size, block_size, device,
+                         batch_generator(c.seed, *keys))
     hellaswag_eval = hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device)
     if is_master():
         os.makedirs(c.out_dir, exist_ok=True)
@@ -430,23 +486,19 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         set_lr(optimizer, lr)
         if iter_num % c.eval_interval == 0 or iter_num == c.max_iters:
             losses = estimate_loss(model, batch, c.eval_iters, ctx, rank, world_size, device)
-            print0(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
-            logger.log({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"]})
+            log_eval(logger, iter_num, losses)
             improved = losses["val"] < best_val_loss or c.always_save_checkpoint
             if improved and iter_num > 0 and not c.eval_only:
                 best_val_loss = min(best_val_loss, losses["val"])
-                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device)
+                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss,
+                         device)
         if hellaswag_eval and iter_num % c.hellaswag_interval == 0:
-            result = hellaswag_eval()
-            print0(f"step {iter_num}: hellaswag acc {result['acc']:.4f}, "
-                   f"acc_norm {result['acc_norm']:.4f}")
-            logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
-                        "hellaswag_acc_norm": result["acc_norm"]})
+            log_hellaswag(logger, iter_num, hellaswag_eval())
         if c.eval_only or iter_num >= c.max_iters:
             break
         t0 = time.time()
-        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, c.grad_clip,
-                                   ctx, iter_num)
+        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank,
+                                   c.grad_clip, ctx, iter_num)
         if iter_num % c.log_interval == 0:
             loss = global_mean(loss_sum)  # waits for the device, so dt is the real step time
             dt = time.time() - t0
