@@ -120,6 +120,10 @@ def clip_grad_norm(parameters, max_norm):
     return total_norm
 
 
+# ----------------------------------------------------------------------- references, written out
+# The two pieces below are the by-hand references graded by tests/adapters.py (CS336's interface): the
+# training run itself uses torch's fused equivalents (F.cross_entropy in GPT.forward, torch.optim.AdamW
+# from GPT.configure_optimizers), which the tests prove equal to them.
 def cross_entropy(logits, targets):
     """Mean of -log softmax(logits)[target]: logits (..., V), targets (...) -> scalar.
 
