@@ -4,10 +4,10 @@ A frozen Linear layer y = x W^T (W: out x in) gets a low-rank update learned bes
 
     y = x W^T + (alpha / r) * (x A^T) B^T        A: r x in, B: out x r, r << in, out
 
-Only A and B train, so the optimizer holds moments for r * (in + out) numbers per layer instead of in * out,
-and the frozen weights need no gradients. B starts at zero: before the first step the model is exactly the
-pretrained one. Afterwards W + (alpha / r) B A is an ordinary weight again (`merge_lora`), so checkpoints
-and exports hold plain Linear layers that every other tool reads.
+Only A and B train, so the optimizer holds moments for r * (in + out) numbers per layer instead
+of in * out, and the frozen weights need no gradients. B starts at zero: before the first step the
+model is exactly the pretrained one. Afterwards W + (alpha / r) B A is an ordinary weight again
+(`merge_state_dict`), so checkpoints and exports hold plain Linear layers that every tool reads.
 
     python sft.py config/sft_demo_cpu.py --lora_rank=8 --lora_alpha=16 --lora_targets=attn,mlp
 """
@@ -26,13 +26,14 @@ class LoRALinear(nn.Module):
     def __init__(self, base, rank, alpha):
         super().__init__()
         if not 1 <= rank <= min(base.in_features, base.out_features):
-            raise ValueError(f"lora_rank={rank} must be in [1, {min(base.in_features, base.out_features)}] "
-                             f"for a {base.in_features} -> {base.out_features} layer")
+            most = min(base.in_features, base.out_features)
+            raise ValueError(f"lora_rank={rank} must be in [1, {most}] for a {base.in_features} -> "
+                             f"{base.out_features} layer")
         self.base = base.requires_grad_(False)
         self.scale = alpha / rank
         self.lora_A = nn.Parameter(base.weight.new_empty(rank, base.in_features))  # (r, in)
-        self.lora_B = nn.Parameter(base.weight.new_zeros(base.out_features, rank))  # (out, r): starts at 0
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # nn.Linear's own init, as the paper does
+        self.lora_B = nn.Parameter(base.weight.new_zeros(base.out_features, rank))  # (out, r), zero
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # nn.Linear's own init
 
     def forward(self, x):  # (..., in) -> (..., out)
         return self.base(x) + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scale
@@ -43,16 +44,17 @@ class LoRALinear(nn.Module):
 
 
 def target_names(targets):
-    """'attn,mlp' | 'attn' | 'mlp.c_fc,...' -> the layer suffixes to adapt; a name we do not know is an
-    error that lists the ones we do."""
+    """'attn,mlp' | 'attn' | 'mlp.c_fc,...' -> the layer suffixes to adapt; a name we do not know
+    is an error that lists the ones we do."""
     known = {name for names in TARGETS.values() for name in names}
     out = []
     for t in (t.strip() for t in targets.split(",") if t.strip()):
         if t not in TARGETS and t not in known:
-            raise ValueError(f"lora_targets: {t!r} is not one of {', '.join([*TARGETS, *sorted(known)])}")
+            names = ", ".join([*TARGETS, *sorted(known)])
+            raise ValueError(f"lora_targets: {t!r} is not one of {names}")
         out += TARGETS.get(t, (t,))
     if not out:
-        raise ValueError("lora_targets is empty: name attn, mlp, or single layers such as attn.c_attn")
+        raise ValueError("lora_targets is empty: name attn, mlp, or layers such as attn.c_attn")
     return tuple(out)
 
 
@@ -72,19 +74,20 @@ def apply_lora(model, rank, alpha, targets="attn,mlp"):
 
 
 @torch.no_grad()
-def merged_state_dict(model):
-    """model.state_dict() as the plain model would have it: every LoRALinear as its merged weight and
-    base bias under the original names, no lora_A/lora_B. What checkpoints and exports store."""
-    sd = {}
-    for name, module in model.named_modules():
-        if isinstance(module, LoRALinear):
-            sd[f"{name}.weight"] = module.merged_weight().detach().clone()
-            if module.base.bias is not None:
-                sd[f"{name}.bias"] = module.base.bias.detach().clone()
-    for key, value in model.state_dict().items():
-        if ".lora_" not in key and ".base." not in key:
-            sd[key] = value
-    return sd
+def merge_state_dict(sd, alpha):
+    """A state_dict of an adapted model -> the plain model's: each LoRALinear's base weight plus
+    (alpha / r) B A under the layer's own name, no lora_A/lora_B. What checkpoints and exports store
+    (it also works on a state_dict gathered from FSDP shards)."""
+    out = {}
+    for key, value in sd.items():
+        if key.endswith(".lora_A") or key.endswith(".lora_B"):
+            continue
+        layer, sep, rest = key.partition(".base.")
+        if sep and rest == "weight":
+            A, B = sd[f"{layer}.lora_A"], sd[f"{layer}.lora_B"]  # (r, in), (out, r)
+            value = value + (B.to(value.dtype) @ A.to(value.dtype)) * (alpha / A.size(0))
+        out[f"{layer}.{rest}" if sep else key] = value
+    return out
 
 
 def count_params(model):
