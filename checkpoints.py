@@ -13,17 +13,41 @@ weights_only=True, so a crash never leaves half a checkpoint and loading one nev
 import os
 
 import torch
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
 
 from files import atomic_write
 
+WHOLE = StateDictOptions(full_state_dict=True, cpu_offload=True)  # gathered, on the CPU, on rank 0
 
-def make_checkpoint(model, optimizer, model_args, tokenizer_spec, config, iter_num, best_val_loss,
-                    rng, **extra):
-    """The checkpoint dict of a run (the layout above); extra keys (scaler, epoch, ...) are
-    added as given."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "model_args": model_args, "tokenizer": tokenizer_spec, "config": config,
-            "iter_num": iter_num, "best_val_loss": best_val_loss, "rng": rng, **extra}
+
+def make_checkpoint(model_state, optimizer_state, model_args, tokenizer_spec, config, iter_num,
+                    best_val_loss, rng, **extra):
+    """The checkpoint dict of a run (the layout above), from gather_state's two state_dicts; extra
+    keys (scaler, epoch, ...) are added as given."""
+    return {"model": model_state, "optimizer": optimizer_state, "model_args": model_args,
+            "tokenizer": tokenizer_spec, "config": config, "iter_num": iter_num,
+            "best_val_loss": best_val_loss, "rng": rng, **extra}
+
+
+def gather_state(model, optimizer):
+    """-> (model state_dict, optimizer state_dict) whole, on the CPU, keyed by parameter name.
+
+    Under FSDP each rank holds a shard of every tensor: every rank must call this (it gathers), and
+    rank 0 gets the dicts one process would write, so any number of processes resumes from them."""
+    return (get_model_state_dict(model, options=WHOLE),
+            get_optimizer_state_dict(model, optimizer, options=WHOLE))
+
+
+def load_optimizer_state(model, optimizer, state):
+    """Continue AdamW from a checkpoint: ours (keyed by parameter name, written by any number of
+    processes; sharded again here under FSDP), or an older one keyed by position."""
+    if all(isinstance(k, int) for k in state["state"]):
+        optimizer.load_state_dict(state)
+    else:
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=state,
+                                 options=StateDictOptions(full_state_dict=True))
 
 
 def save_checkpoint(path, checkpoint):

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 from files import atomic_write
 
@@ -67,6 +68,18 @@ def setup_ddp(device, backend=None):
     return True, rank, local_rank, world_size, device
 
 
+def shard_model(model, blocks, device_type):
+    """FSDP2: shard the weights, gradients and AdamW state of each block, then of the rest
+    (embeddings, final norm), over all processes -> model, sharded in place. Each rank holds 1/N of
+    the model between uses; a block's weights are gathered just before its forward and backward.
+    On CUDA: bf16 weights and compute, gradients reduced in float32."""
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if device_type == "cuda" else MixedPrecisionPolicy()
+    for block in blocks:
+        fully_shard(block, mp_policy=mp)
+    return fully_shard(model, mp_policy=mp)
+
+
 def teardown_ddp():
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -105,8 +118,8 @@ class JsonlLogger:
     checkpoint's iteration on resume, so rows logged after that checkpoint by a killed run do not
     appear twice)."""
 
-    def __init__(self, path, keep_before=None):
-        self.path = path
+    def __init__(self, path, keep_before=None, wandb_run=None):
+        self.path, self.wandb_run = path, wandb_run  # wandb_run: start_wandb's, mirrors every row
         self.enabled = is_master()
         if self.enabled and keep_before is not None and os.path.isfile(path):
             with open(path) as f:
@@ -118,6 +131,21 @@ class JsonlLogger:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            if self.wandb_run is not None:
+                self.wandb_run.log(row, step=row.get("iter"))
+
+
+def start_wandb(project, run_name, config):
+    """A Weights & Biases run on rank 0 (None elsewhere), for JsonlLogger to mirror its rows to.
+    wandb is optional: only a run that asks for it (wandb_log=True) needs it installed."""
+    if not is_master():
+        return None
+    try:
+        import wandb
+    except ImportError:
+        raise ImportError("wandb_log=True needs the wandb package: pip install wandb (or leave "
+                          "wandb_log off: log.jsonl and loss.png hold the same rows)") from None
+    return wandb.init(project=project, name=run_name or None, config=config)
 
 
 _said_no_matplotlib = False
@@ -138,13 +166,19 @@ def plot_log(out_dir):
         return None
     with open(os.path.join(out_dir, "log.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    fig, ax = plt.subplots(figsize=(8, 5))
+    norms = [(r["iter"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
+    fig, axes = plt.subplots(2 if norms else 1, 1, figsize=(8, 7 if norms else 5), sharex=True,
+                             squeeze=False)
+    ax = axes[0, 0]
     for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
         points = [(r["iter"], r[key]) for r in rows if key in r]
         if points:
             ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
     ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
     ax.legend()
+    if norms:  # spikes here come before a loss blows up: the first thing to look at
+        axes[1, 0].plot(*zip(*norms), "-", color="tab:red", alpha=0.7)
+        axes[1, 0].set(xlabel="iteration", ylabel="gradient norm (before clipping)", yscale="log")
     path = os.path.join(out_dir, "loss.png")
     fig.savefig(path, dpi=120)
     plt.close(fig)

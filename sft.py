@@ -15,20 +15,22 @@ import json
 import os
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.distributed.fsdp import FSDPModule
 
 import bpe
-from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
+from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
 from model import GPT, GPTConfig, decode_generated, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
-                     print0, rng_states, setup_ddp, teardown_ddp)
+                     print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
+from lora import count_params, merge_state_dict
 from token_lengths import recommend_length
-from train import get_lr, optimizer_step, set_lr
+from train import check_scale_options, get_lr, optimizer_step, prepare_model, set_lr
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
@@ -80,6 +82,15 @@ DEFAULT_CONFIG = dict(
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
     compile=False,
+    # scale and memory: as in train.py
+    fsdp=False,  # under torchrun: shard weights, gradients and AdamW state over processes (FSDP2)
+    activation_checkpointing=False,  # recompute each block's activations in backward: less memory
+    lora_rank=0,  # > 0: train LoRA adapters of this rank (lora.py), every other weight frozen
+    lora_alpha=16.0,  # the adapters' scale is lora_alpha / lora_rank
+    lora_targets="attn,mlp",  # attn, mlp, or layers: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+    wandb_log=False,  # mirror log.jsonl's rows to Weights & Biases (pip install wandb)
+    wandb_project="scratchgpt",
+    wandb_run_name="",
     num_threads=0,  # CPU threads for torch; 0: torch's default (tiny models, busy machine: try 1)
 )
 
@@ -386,6 +397,7 @@ def run(cfg):
     """Fine-tune per cfg (DEFAULT_CONFIG with overrides);
     returns the answers.json dict on rank 0."""
     device = pick_device(cfg["device"])
+    check_scale_options(SimpleNamespace(**cfg))
     ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"])
     try:
         return fine_tune(cfg, ddp, rank, local_rank, world_size, device)
@@ -461,8 +473,8 @@ def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autoc
         # mean over this batch's learned tokens
         _, loss = model(x, y, attn_mask=mask, positions=pos)
     scaler.scale(loss).backward()
-    optimizer_step(optimizer, scaler, model.parameters(), cfg["grad_clip"])
-    return loss, (y != IGNORE).sum(), x.numel()
+    norm = optimizer_step(optimizer, scaler, model.parameters(), cfg["grad_clip"])
+    return loss, norm, (y != IGNORE).sum(), x.numel()
 
 
 def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world_size, device,
@@ -472,28 +484,26 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
     lengths = [len(x) for x, _ in rows]
     pad_id = tok.eot_id  # any valid id: padding is never attended to and its targets are ignored
-    autocast, device_type = autocast_context(device, dtype), torch.device(device).type
+    autocast = autocast_context(device, dtype)
     g = torch.Generator().manual_seed(cfg["seed"])
     plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], model.config.block_size, g)
              for _ in range(cfg["epochs"])]
     plans = rank_share(plans, dist.get_rank() if ddp else 0, world_size)
     total_iters = sum(len(plan) for plan in plans)
-    # fp16 needs loss scaling
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
-    optimizer = model.configure_optimizers(cfg["weight_decay"], cfg["learning_rate"],
-                                           (cfg["beta1"], cfg["beta2"]), device_type)
     raw_model = model
-    if cfg["compile"]:
-        model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    model, optimizer, scaler = prepare_model(raw_model, SimpleNamespace(**cfg), device, dtype, ddp,
+                                             local_rank)
     os.makedirs(cfg["out_dir"], exist_ok=True)
-    logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), keep_before=0)  # a fresh log
+    wandb_run = start_wandb(cfg["wandb_project"], cfg["wandb_run_name"], cfg) \
+        if cfg["wandb_log"] else None
+    logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), 0, wandb_run)  # a fresh log
     print0(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} "
            f"epochs, {total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), "
            f"on {device}")
     it, best_val, epoch_rows = 0, float("inf"), []
-    stats = {"steps": total_iters, "train_time_s": 0.0, "tokens_seen": 0, "positions_seen": 0}
+    trainable, total = count_params(raw_model)
+    stats = {"steps": total_iters, "train_time_s": 0.0, "tokens_seen": 0, "positions_seen": 0,
+             "trainable_params": trainable, "total_params": total}
     log_time, log_tokens = 0.0, 0  # seconds spent in training steps (not in evaluation)
     for epoch, plan in enumerate(plans):
         model.train()
@@ -504,8 +514,8 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
             lr = get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
                 if cfg["decay_lr"] else cfg["learning_rate"]
             set_lr(optimizer, lr)
-            loss, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows, cfg,
-                                                      pad_id, device, autocast)
+            loss, norm, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows,
+                                                            cfg, pad_id, device, autocast)
             n_real = sum(lengths[i] for row in batch for i in row)  # no padding
             loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
             counts = [counts[0] + n_real, counts[1] + n_positions]
@@ -514,21 +524,35 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
             log_time, log_tokens = log_time + dt, log_tokens + n_real
             if it % cfg["log_interval"] == 0 and is_master():  # tokens/s: this rank's x the ranks
                 ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
-                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, lr {lr:.2e}, "
-                       f"{ms:.0f} ms/iter, {tps:.0f} tokens/s")
-                logger.log({"iter": it, "loss": loss.item(), "lr": lr, "dt_ms": ms,
-                            "tokens_per_sec": tps})
+                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, grad_norm "
+                       f"{norm.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s")
+                logger.log({"iter": it, "loss": loss.item(), "grad_norm": norm.item(), "lr": lr,
+                            "dt_ms": ms, "tokens_per_sec": tps})
                 log_time, log_tokens = 0.0, 0
         row = end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it,
                         epoch, pad_id, device, autocast)
         best_val = min(best_val, row.get("val_loss", best_val))
         epoch_rows.append(row)
-        if is_master():
-            logger.log(row)
-            save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), make_checkpoint(
-                raw_model, optimizer, dataclasses.asdict(raw_model.config), bpe.tokenizer_spec(tok),
-                dict(cfg), it, best_val, [rng_states(device)]))
+        logger.log(row)
+        model_state = save_sft(cfg, raw_model, optimizer, tok, it, best_val, device)
+    if isinstance(raw_model, FSDPModule) and is_master():  # answers come from one whole model
+        raw_model = GPT(raw_model.config).to(device)
+        raw_model.load_state_dict(model_state)
     return raw_model, epoch_rows, stats
+
+
+def save_sft(cfg, raw_model, optimizer, tok, it, best_val, device):
+    """Write out_dir/ckpt.pt (merged LoRA weights, gathered FSDP shards) on rank 0 -> the model's
+    state_dict there (every rank must call: FSDP gathers)."""
+    model_state, optimizer_state = gather_state(raw_model, optimizer)
+    if not is_master():
+        return None
+    if cfg["lora_rank"]:
+        model_state = merge_state_dict(model_state, cfg["lora_alpha"])
+    save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), make_checkpoint(
+        model_state, optimizer_state, dataclasses.asdict(raw_model.config),
+        bpe.tokenizer_spec(tok), dict(cfg), it, best_val, [rng_states(device)]))
+    return model_state
 
 
 def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
@@ -568,6 +592,7 @@ def report(cfg, questions, refs, n_tr, n_val, before, after, epoch_rows, stats):
               "train_time_s": stats["train_time_s"], "steps": stats["steps"],
               "tokens_per_sec": stats["tokens_seen"] / stats["train_time_s"],
               "padding_share": 1 - stats["tokens_seen"] / max(stats["positions_seen"], 1),
+              "trainable_params": stats["trainable_params"], "total_params": stats["total_params"],
               "train": tr, "heldout": va, "free": free}
     shown = [tr[i] for i in spread(n_tr, cfg["show_train"])]
     print_side_by_side(f"training questions ({len(shown)} of the {n_tr} scored)", shown)

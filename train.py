@@ -31,15 +31,20 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import hellaswag
 from bpe import tokenizer_from_spec
-from checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
+from checkpoints import (gather_state, load_checkpoint, load_optimizer_state, make_checkpoint,
+                         save_checkpoint)
 from configurator import apply_overrides
+from lora import apply_lora, count_params, merge_state_dict
 from model import GPT, GPTConfig, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
-                     print0, rng_states, set_rng_states, setup_ddp, teardown_ddp)
+                     print0, rng_states, set_rng_states, setup_ddp, shard_model, start_wandb,
+                     teardown_ddp)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -81,6 +86,15 @@ DEFAULT_CONFIG = dict(
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     compile=False,  # torch.compile the model (worth it on GPUs)
     seed=1337,
+    # scale and memory
+    fsdp=False,  # under torchrun: shard weights, gradients and AdamW state over processes (FSDP2)
+    activation_checkpointing=False,  # recompute each block's activations in backward: less memory
+    lora_rank=0,  # > 0: train LoRA adapters of this rank (lora.py), every other weight frozen
+    lora_alpha=16.0,  # the adapters' scale is lora_alpha / lora_rank
+    lora_targets="attn,mlp",  # attn, mlp, or layers: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+    wandb_log=False,  # mirror log.jsonl's rows to Weights & Biases (pip install wandb)
+    wandb_project="scratchgpt",
+    wandb_run_name="",
     # HellaSwag accuracy during training (hellaswag.py); 0 = never
     hellaswag_interval=0,
     hellaswag_path="data/hellaswag/hellaswag_val.jsonl",
@@ -102,6 +116,20 @@ def get_lr(it, max_lr, min_lr, warmup_iters, decay_iters):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
 
 
+def grad_norm(grads):
+    """The global L2 norm of a list of gradients (a float32 tensor: no GPU->CPU sync).
+
+    Under FSDP each gradient is a DTensor of which this rank holds one shard: each rank adds up the
+    squares of its shards and one all-reduce adds the ranks' sums."""
+    local = [g.to_local() if isinstance(g, DTensor) else g for g in grads]
+    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in local])
+    if not any(isinstance(g, DTensor) for g in grads):
+        return torch.linalg.vector_norm(norms)
+    squares = norms.square().sum()
+    dist.all_reduce(squares)
+    return squares.sqrt()
+
+
 def clip_grad_norm(parameters, max_norm):
     """Scale all gradients together so that their global L2 norm is at most max_norm;
     return the norm before.
@@ -112,18 +140,18 @@ def clip_grad_norm(parameters, max_norm):
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
-    norms = torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
-    total_norm = torch.linalg.vector_norm(norms)
+    total_norm = grad_norm(grads)
     scale = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)  # a tensor: no GPU->CPU sync
     for g in grads:
+        g = g.to_local() if isinstance(g, DTensor) else g
         g.detach().mul_(scale.to(g.dtype))
     return total_norm
 
 
 # ----------------------------------------------------------------------- references, written out
-# The two pieces below are the by-hand references graded by tests/adapters.py (CS336's interface): the
-# training run itself uses torch's fused equivalents (F.cross_entropy in GPT.forward, torch.optim.AdamW
-# from GPT.configure_optimizers), which the tests prove equal to them.
+# The two pieces below are the by-hand references graded by tests/adapters.py (CS336's interface):
+# the training run itself uses torch's fused equivalents (F.cross_entropy in GPT.forward,
+# torch.optim.AdamW from GPT.configure_optimizers), which the tests prove equal to them.
 def cross_entropy(logits, targets):
     """Mean of -log softmax(logits)[target]: logits (..., V), targets (...) -> scalar.
 
@@ -227,13 +255,14 @@ def load_meta(dataset):
 
 
 def optimizer_step(optimizer, scaler, parameters, grad_clip):
-    """One optimizer step on the accumulated gradients -> their global norm before clipping
-    (None when grad_clip is 0). Unscale first, so that clipping sees the true gradients, not the
-    fp16-scaled ones."""
-    norm = None
+    """One optimizer step on the accumulated gradients -> their global norm before clipping (a
+    tensor). Unscaled first, so that the norm and clipping see the true gradients, not fp16-scaled
+    ones; watching the norm shows whether training is stable (spikes come before a blow-up)."""
+    scaler.unscale_(optimizer)
     if grad_clip > 0.0:
-        scaler.unscale_(optimizer)
         norm = clip_grad_norm(parameters, grad_clip)
+    else:
+        norm = grad_norm([p.grad for p in parameters if p.grad is not None] or [torch.zeros(1)])
     scaler.step(optimizer)  # skipped by the scaler if a float16 gradient overflowed
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
@@ -254,11 +283,52 @@ def main(config):
                 "gradient_accumulation_steps", "batch_size", "block_size", "seed"):
         if getattr(c, key) < (0 if key in ("max_iters", "seed") else 1):
             raise ValueError(f"{key}={getattr(c, key)} is out of range")
+    check_scale_options(c)
     ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(c.device), c.backend)
     try:
         return train(c, config, ddp, rank, local_rank, world_size, device)
     finally:
         teardown_ddp()
+
+
+def check_scale_options(c):
+    """Clear errors for FSDP and LoRA settings that cannot work, before any process group starts."""
+    if c.fsdp and "RANK" not in os.environ:
+        raise ValueError("fsdp=True shards the model over processes: launch with torchrun, e.g. "
+                         "torchrun --standalone --nproc_per_node=2 train.py ... --fsdp=True")
+    if c.fsdp and c.dtype == "float16":
+        raise ValueError("fsdp=True computes in bfloat16 on CUDA (float32 elsewhere); float16 "
+                         "would need a sharded loss scaler: use --dtype=bfloat16")
+    if c.lora_rank < 0:
+        raise ValueError(f"lora_rank={c.lora_rank} must be >= 1 (or 0: no LoRA, every weight "
+                         "trains)")
+
+
+def prepare_model(raw_model, c, device, dtype, ddp, local_rank):
+    """LoRA adapters (lora_rank > 0), the device, FSDP shards (fsdp) or DDP (under torchrun),
+    torch.compile, and AdamW over what trains -> (the model to call, the optimizer, the fp16 loss
+    scaler). raw_model stays the module whose state is checkpointed (no wrapper prefixes)."""
+    device_type = torch.device(device).type
+    lora = ""
+    if c.lora_rank:
+        n = apply_lora(raw_model, c.lora_rank, c.lora_alpha, c.lora_targets)
+        lora = f" (LoRA rank {c.lora_rank} on {n} layers)"
+    trainable, total = count_params(raw_model)
+    print0(f"trainable_params {trainable:,} of total_params {total:,}{lora}")
+    raw_model.to(device)
+    raw_model.activation_checkpointing = c.activation_checkpointing
+    if c.fsdp:
+        shard_model(raw_model, raw_model.transformer.h, device_type)
+    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")  # fp16: loss scaling
+    optimizer = raw_model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
+                                               device_type)
+    model = raw_model
+    if c.compile:
+        print0("compiling the model...")
+        model = torch.compile(model)
+    if ddp and not c.fsdp:
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    return model, optimizer, scaler
 
 
 def init_model(c, meta, rank):
@@ -307,10 +377,14 @@ def load_splits(data_dir, block_size):
     return splits
 
 
-def restore_state(ckpt, optimizer, scaler, rank, world_size, device):
+def restore_state(ckpt, raw_model, optimizer, scaler, rank, world_size, device):
     """Continue where the checkpoint stopped:
     optimizer moments, loss scale, this rank's RNG streams."""
-    optimizer.load_state_dict(ckpt["optimizer"])
+    if any(".lora_" in n for n, _ in raw_model.named_parameters()):  # the weights hold the merge
+        print0("LoRA resumes with new adapters on the merged weights (the model is unchanged); "
+               "their AdamW moments start again")
+    else:
+        load_optimizer_state(raw_model, optimizer, ckpt["optimizer"])
     if "scaler" in ckpt:
         scaler.load_state_dict(ckpt["scaler"])
     if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
@@ -362,11 +436,14 @@ def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_l
     if dist.is_initialized():
         rng = [None] * dist.get_world_size()
         dist.all_gather_object(rng, rng_states(device))
+    model_state, optimizer_state = gather_state(raw_model, optimizer)  # every rank: FSDP gathers
     if not is_master():
         return
+    if c.lora_rank:  # an ordinary model for every other tool: W + (alpha / r) B A
+        model_state = merge_state_dict(model_state, c.lora_alpha)
     extra = {"scaler": scaler.state_dict()} if scaler.is_enabled() else {}
-    checkpoint = make_checkpoint(raw_model, optimizer, asdict(raw_model.config), meta["tokenizer"],
-                                 config, iter_num, best_val_loss, rng, **extra)
+    checkpoint = make_checkpoint(model_state, optimizer_state, asdict(raw_model.config),
+                                 meta["tokenizer"], config, iter_num, best_val_loss, rng, **extra)
     save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
     print0(f"saved checkpoint to {c.out_dir}/ckpt.pt")
 
@@ -374,8 +451,8 @@ def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_l
 def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, grad_clip, ctx,
                     iter_num):
     """accum micro-steps of forward and backward on this rank, then one optimizer step on the global
-    batch -> this rank's mean loss (a tensor: reading it would wait for the device)."""
-    ddp = isinstance(model, DDP)
+    batch -> (this rank's mean loss, the gradient norm): tensors (reading them waits)."""
+    ddp, fsdp = isinstance(model, DDP), isinstance(raw_model, FSDPModule)
     loss_sum = torch.zeros((), device=next(raw_model.parameters()).device)
     for micro in range(accum):
         # global micro-step rank * accum + micro
@@ -383,14 +460,16 @@ def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, gra
         # DDP all-reduces gradients during backward;
         # on all but the last micro-step there is no need to
         last = micro == accum - 1
+        if fsdp:  # FSDP reduce-scatters gradients in backward: likewise only on the last
+            raw_model.set_requires_gradient_sync(last)
         with model.no_sync() if ddp and not last else nullcontext():
             with ctx:
                 _, loss = model(x, y)
                 loss = loss / accum  # gradients add up over micro-steps: scale to the mean
             scaler.scale(loss).backward()
         loss_sum += loss.detach()
-    optimizer_step(optimizer, scaler, raw_model.parameters(), grad_clip)
-    return loss_sum
+    norm = optimizer_step(optimizer, scaler, raw_model.parameters(), grad_clip)
+    return loss_sum, norm
 
 
 def global_mean(loss_sum):
@@ -402,13 +481,14 @@ def global_mean(loss_sum):
     return loss_sum.item()
 
 
-def log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, mfu):
-    """Print and log one iteration: loss, learning rate, time, tokens/s, and MFU (printed only)."""
+def log_iteration(logger, iter_num, loss, norm, lr, dt, tokens_per_iter, mfu):
+    """Print and log one iteration: loss, gradient norm, learning rate, time, tokens/s, and MFU
+    (printed only)."""
     tokens_per_sec = tokens_per_iter / dt
     mfu_text = f"{mfu * 100:.2f}%" if mfu >= 0 else "n/a"
-    print0(f"iter {iter_num}: loss {loss:.4f}, lr {lr:.2e}, time {dt * 1000:.2f}ms, "
-           f"{tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
-    logger.log({"iter": iter_num, "loss": loss, "lr": lr, "dt_ms": dt * 1000,
+    print0(f"iter {iter_num}: loss {loss:.4f}, grad_norm {norm:.4f}, lr {lr:.2e}, "
+           f"time {dt * 1000:.2f}ms, {tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
+    logger.log({"iter": iter_num, "loss": loss, "grad_norm": norm, "lr": lr, "dt_ms": dt * 1000,
                 "tokens_per_sec": tokens_per_sec})
 
 
@@ -424,18 +504,6 @@ def log_hellaswag(logger, iter_num, result):
            f"acc_norm {result['acc_norm']:.4f}")
     logger.log({"iter": iter_num, "hellaswag_acc": result["acc"],
                 "hellaswag_acc_norm": result["acc_norm"]})
-
-
-def wrap_model(raw_model, c, ddp, local_rank, device_type):
-    """The model that trains: raw_model, compiled if c.compile, inside DDP under torchrun.
-    Checkpoints save raw_model, whose state_dict has no `_orig_mod.` / `module.` prefixes."""
-    model = raw_model
-    if c.compile:
-        print0("compiling the model...")
-        model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
-    return model
 
 
 def train(c, config, ddp, rank, local_rank, world_size, device):
@@ -463,16 +531,11 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         print0(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
     tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * block_size
     print0(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
-    raw_model.to(device)
     splits = load_splits(data_dir, block_size)
-    # fp16 needs loss scaling
-    scaler = torch.amp.GradScaler(device_type, enabled=dtype == "float16")
-    optimizer = raw_model.configure_optimizers(c.weight_decay, c.learning_rate, (c.beta1, c.beta2),
-                                               device_type)
+    model, optimizer, scaler = prepare_model(raw_model, c, device, dtype, ddp, local_rank)
     if ckpt is not None:
-        restore_state(ckpt, optimizer, scaler, rank, world_size, device)
+        restore_state(ckpt, raw_model, optimizer, scaler, rank, world_size, device)
         ckpt = None  # free the memory
-    model = wrap_model(raw_model, c, ddp, local_rank, device_type)
 
     def batch(split, *keys):
         return get_batch(splits[split], c.batch_size, block_size, device,
@@ -480,7 +543,8 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
     hellaswag_eval = hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device)
     if is_master():
         os.makedirs(c.out_dir, exist_ok=True)
-    logger = JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), keep_before=iter_num)
+    wandb_run = start_wandb(c.wandb_project, c.wandb_run_name, config) if c.wandb_log else None
+    logger = JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), iter_num, wandb_run)
 
     # evaluate and checkpoint every eval_interval iterations, step in between
     losses, running_mfu, local_iter = None, -1.0, 0
@@ -501,15 +565,16 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         if c.eval_only or iter_num >= c.max_iters:
             break
         t0 = time.time()
-        loss_sum = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank,
-                                   c.grad_clip, ctx, iter_num)
+        loss_sum, norm = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank,
+                                         c.grad_clip, ctx, iter_num)
         if iter_num % c.log_interval == 0:
             loss = global_mean(loss_sum)  # waits for the device, so dt is the real step time
             dt = time.time() - t0
             mfu = raw_model.estimate_mfu(c.batch_size * accum, dt) if local_iter >= 3 else None
             if mfu is not None:
                 running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
-            log_iteration(logger, iter_num, loss, lr, dt, tokens_per_iter, running_mfu)
+            log_iteration(logger, iter_num, loss, norm.item(), lr, dt, tokens_per_iter,
+                          running_mfu)
         iter_num += 1
         local_iter += 1
     if is_master() and os.path.isfile(logger.path):
