@@ -113,8 +113,8 @@ def bench_1gb(text: str, threads: int, path: Path) -> None:
                 f.write(text + EOT)
     size = path.stat().st_size
     out = Path(tempfile.mkdtemp(prefix="bpe_1gb_tok_"))
-    cmd = [sys.executable, str(ROOT / "bpe.py"), "train", "--input", str(path), "--vocab-size", "10000",
-           "--special", EOT, "--out", str(out), "--num-proc", str(threads)]
+    cmd = [sys.executable, str(ROOT / "bpe.py"), "train", "--input", str(path), "--vocab_size", "10000",
+           "--special", EOT, "--out", str(out), "--num_proc", str(threads)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0

@@ -41,6 +41,20 @@ def get_tokenizer(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], sp
 # ---------------------------------------------------------------- end bpe.py
 
 
+# ---------------------------------------------------------------- bpe.py real tokenizers (issue 14)
+def get_hf_tokenizer(path: str | os.PathLike):
+    """-> an object with encode(text) -> list[int] (special tokens in the text become their ids)
+    and decode(ids) -> str, for a directory holding a tokenizer.json, a tokenizer.json, or a .gguf."""
+    import bpe
+    from functools import partial
+    from types import SimpleNamespace
+
+    tok = bpe.load_tokenizer(path)
+    return SimpleNamespace(encode=partial(tok.encode, allowed_special="all"), decode=tok.decode,
+                           tokenizer=tok)
+# ---------------------------------------------------------------- end bpe.py real tokenizers
+
+
 # ---------------------------------------------------------------- wordpiece.py (issue 3)
 def run_train_wordpiece(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str]) -> list[str]:
     import files

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import regex
 import tiktoken
 
 import bpe
-from tests.adapters import get_tokenizer, run_train_bpe
+from tests.adapters import get_hf_tokenizer, get_tokenizer, run_train_bpe
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "fixtures" / "bpe_sample.txt"
@@ -525,6 +526,357 @@ def test_constructor_rejects_inconsistent_input():
         bpe.Tokenizer({}, vocab, pattern="(")
 
 
+# ----------------------------------------------------------------------------- real tokenizers
+# Peers: tokenizers (tokenizer.json files trained here, in each pre-tokenizer shape) and
+# transformers (SmolLM2's GGUF). Our encode() is their encode with add_special_tokens=False.
+SPECIALS = [EOT, "<|im_start|>", "<|im_end|>"]
+CHAT = "<|im_start|>user\nWhat is 12345 + 678?<|im_end|>\n<|im_start|>assistant\n1 2  3   4"
+REAL_TEXTS = MULTILINGUAL + [CHAT, "x   4567  \n\n 89 a\t\t1 \u00a0\u00a02", "e\u0301 \u212b \ufb01"]
+
+
+def unicode_texts(seed: int, n: int) -> list[str]:
+    """Random text over letters, digits, marks, CJK, emoji and runs of whitespace."""
+    rng = random.Random(seed)
+    pools = [range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x370), range(0xAC00, 0xAC40),
+             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650), range(0x30, 0x3A), range(0x660, 0x66A),
+             [9, 10, 13, 32, 32, 32, 0x3000, 0x200D, 0xA0]]
+    return ["".join(chr(rng.choice(rng.choice(pools))) for _ in range(rng.randint(0, 40)))
+            for _ in range(n)]
+
+
+HF_SHAPES = {  # name -> (pre_tokenizer, normalizer) as the tokenizer.json files of these models say
+    "gpt2": lambda pt, nz, Regex: (pt.ByteLevel(add_prefix_space=False, use_regex=True), None),
+    "llama3": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Split(Regex(bpe.LLAMA3_SPLIT_PATTERN), behavior="isolated"),
+        pt.ByteLevel(add_prefix_space=False, use_regex=False)]), None),
+    "qwen2": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Split(Regex(bpe.QWEN2_SPLIT_PATTERN), behavior="isolated"),
+        pt.ByteLevel(add_prefix_space=False, use_regex=False)]), nz.NFC()),
+    "smollm2": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Digits(individual_digits=True),
+        pt.ByteLevel(add_prefix_space=False, use_regex=True)]), None),
+}
+
+
+@pytest.fixture(scope="module")
+def hf_trained():
+    """{shape: a tokenizers.Tokenizer trained here}, one per pre-tokenizer shape of HF_SHAPES."""
+    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, normalizers
+    from tokenizers import pre_tokenizers, trainers
+
+    corpus = SAMPLE.read_text(encoding="utf-8").replace(EOT, "\n") + "\n".join(MULTILINGUAL[:-3])
+    out = {}
+    for name, shape in HF_SHAPES.items():
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer, normalizer = shape(pre_tokenizers, normalizers, Regex)
+        if normalizer is not None:
+            hf.normalizer = normalizer
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=SPECIALS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        hf.train_from_iterator([corpus], trainer)
+        out[name] = hf
+    return out
+
+
+def hf_ids(hf, text: str) -> list[int]:
+    return hf.encode(text, add_special_tokens=False).ids
+
+
+@pytest.mark.parametrize("shape", list(HF_SHAPES))
+def test_tokenizer_json_ids_equal_tokenizers(hf_trained, shape):
+    hf = hf_trained[shape]
+    tok = bpe.from_hf_json(json.loads(hf.to_str()))
+    assert tok.special_tokens == {s: hf.token_to_id(s) for s in SPECIALS}
+    for t in REAL_TEXTS + unicode_texts(1, 300):
+        ids = tok.encode(t, allowed_special="all")
+        assert ids == hf_ids(hf, t), (shape, t)
+        assert tok.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+    # merges written as "a b" strings (older files) load the same tokenizer
+    spec = json.loads(hf.to_str())
+    spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
+    assert bpe.from_hf_json(spec).merges == tok.merges
+
+
+def test_tokenizer_json_directory_with_config(hf_trained, tmp_path):
+    hf = hf_trained["llama3"]
+    hf.save(str(tmp_path / "tokenizer.json"))
+    template = "{% for m in messages %}<|im_start|>{{ m['role'] }}...{% endfor %}"
+    config = {"eos_token": {"content": "<|im_end|>"}, "chat_template": template}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    for spec in (tmp_path, tmp_path / "tokenizer.json"):
+        tok = bpe.load_tokenizer(str(spec))
+        assert tok.eot_id == hf.token_to_id("<|im_end|>") and tok.chat_template == template
+        assert tok.encode(CHAT, allowed_special="all") == hf_ids(hf, CHAT)
+    # without a config: <|endoftext|>, as GPT-2's files have it
+    (tmp_path / "tokenizer_config.json").unlink()
+    assert bpe.load_tokenizer(str(tmp_path)).eot_id == hf.token_to_id(EOT)
+    peer = get_hf_tokenizer(tmp_path)
+    assert peer.encode(CHAT) == hf_ids(hf, CHAT) and peer.decode(peer.encode(CHAT)) == CHAT
+
+
+def test_ignore_merges_as_in_tokenizers():
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
+
+    # merges b+c, a+b, ab+c: BPE on "abc" stops at [a, bc]; ignore_merges takes the whole token
+    chars = bpe.byte_level_chars()
+    vocab = {chars[b]: i for i, b in enumerate(bpe.bytes_to_unicode_order())}
+    vocab |= {"bc": 256, "ab": 257, "abc": 258}
+    for ignore in (False, True):
+        hf = HFTokenizer(models.BPE(vocab, [("b", "c"), ("a", "b"), ("ab", "c")],
+                                    ignore_merges=ignore))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok = bpe.from_hf_json(json.loads(hf.to_str()))
+        assert tok.ignore_merges == ignore
+        for t in ["abc", "abc abcabc xabc", "ab bc"]:
+            assert tok.encode(t) == hf_ids(hf, t), (ignore, t)
+        back = bpe.Tokenizer.loads(tok.dumps())
+        assert back.encode("abc") == hf_ids(hf, "abc")
+
+
+def test_split_steps_keep_every_character():
+    # a step's unmatched text is a piece too (Hugging Face's Split "Isolated"), so nothing is lost
+    from tokenizers import Regex, pre_tokenizers
+
+    steps = [r"\p{N}", r"[a-z]+"]
+    hf = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(p), behavior="isolated") for p in steps])
+    for t in ["ab12 cd!!3", "", "  ", "x9y"] + unicode_texts(3, 100):
+        assert bpe.pretokenize(t, steps) == [p for p, _ in hf.pre_tokenize_str(t)], t
+    assert bpe.pretokenize("a  12", [bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN]) == ["a", "  ", "1", "2"]
+
+
+# -- SmolLM2's GGUF file against transformers
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def smollm2_path():
+    from files import cache_dir
+
+    path = cache_dir() / SMOLLM2
+    if not path.is_file():
+        pytest.fail(f"{SMOLLM2} missing at {path}: the install step downloads it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_path):
+    return bpe.load_gguf_tokenizer(smollm2_path)
+
+
+@pytest.fixture(scope="module")
+def hf_smollm2(smollm2_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_path.parent), gguf_file=smollm2_path.name)
+
+
+@pytest.fixture(scope="module")
+def smollm2_rule(hf_smollm2):
+    """transformers' SmolLM2 tokenizer with SmolLM2's own pre-tokenizer put back.
+
+    transformers' GGUF loader gives every byte-level GGUF GPT-2's ByteLevel pre-tokenizer; the
+    file's tokenizer.ggml.pre "smollm" (SmolLM2's tokenizer.json; llama.cpp's llama-vocab.cpp)
+    puts every digit alone first."""
+    from tokenizers import Tokenizer as HFTokenizer, pre_tokenizers
+
+    hf = HFTokenizer.from_str(hf_smollm2.backend_tokenizer.to_str())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return hf
+
+
+def test_smollm2_gguf_ids_equal_transformers(smollm2, hf_smollm2, smollm2_rule):
+    assert smollm2.n_vocab == len(hf_smollm2) and smollm2.eot_id == hf_smollm2.eos_token_id
+    for s in SPECIALS:
+        assert smollm2.special_tokens[s] == hf_smollm2.convert_tokens_to_ids(s)
+    assert smollm2.chat_template == hf_smollm2.chat_template
+    differ = 0
+    for t in REAL_TEXTS + unicode_texts(4, 300) + ["a\x04b \x7f\x00 caf\xe9"]:
+        ids = smollm2.encode(t, allowed_special="all")
+        assert ids == hf_ids(smollm2_rule, t), t
+        if regex.search(r"\s\p{N}", t):  # whitespace before a digit: the two rules may differ
+            differ += ids != hf_smollm2.encode(t, add_special_tokens=False)
+        else:
+            assert ids == hf_smollm2.encode(t, add_special_tokens=False), t
+        if "\x04" not in t:  # a byte SmolLM2's vocab lacks: dropped, as transformers drops it
+            assert smollm2.decode(ids) == t == hf_smollm2.decode(ids)
+    assert differ > 5
+
+
+def test_smollm2_render_chat_equals_apply_chat_template(smollm2, hf_smollm2):
+    conversations = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+         {"role": "user", "content": "안녕\n\nand 🤗?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ""}],
+        [{"role": "assistant", "content": "first"}, {"role": "system", "content": "late"}],
+    ]
+    for messages in conversations:
+        for prompt in (True, False):
+            text = smollm2.render_chat(messages, add_generation_prompt=prompt)
+            want = hf_smollm2.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=prompt)
+            assert text == want
+            ids = hf_smollm2.apply_chat_template(messages, add_generation_prompt=prompt,
+                                                 return_dict=False)
+            assert smollm2.encode(text, allowed_special="all") == ids
+    # the template's own default system message, read from its text
+    assert "SmolLM" in bpe.chatml_default_system(smollm2.chat_template)
+    with pytest.raises(ValueError, match="'role' and a 'content'"):
+        smollm2.render_chat([{"role": "user"}])
+    with pytest.raises(ValueError, match="no messages"):
+        smollm2.render_chat([])
+
+
+def test_smollm2_dumps_loads_and_hf_json(smollm2, smollm2_rule):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    back = bpe.tokenizer_from_spec(bpe.tokenizer_spec(smollm2))
+    assert back.split_steps == (bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN)
+    assert (back.eot_id, back.chat_template) == (smollm2.eot_id, smollm2.chat_template)
+    exported = HFTokenizer.from_str(json.dumps(smollm2.to_hf_json()))
+    for t in REAL_TEXTS + unicode_texts(5, 100) + ["a\x04b"]:
+        want = hf_ids(smollm2_rule, t)
+        assert back.encode(t, allowed_special="all") == want == hf_ids(exported, t)
+
+
+# -- GGUF files written here, one per tokenizer.ggml.pre of the table
+def write_gguf(path: Path, hf, pre: str, model: str = "gpt2", eos: str = "<|im_end|>") -> Path:
+    """A GGUF file holding only hf's tokenizer, as llama.cpp's converter writes one."""
+    import gguf
+
+    spec = json.loads(hf.to_str())
+    added = {t["id"] for t in spec["added_tokens"]}
+    tokens = [hf.id_to_token(i) for i in range(hf.get_vocab_size())]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model(model)
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if i in added else 1 for i in range(len(tokens))])
+    writer.add_token_merges([" ".join(m) for m in spec["model"]["merges"]])
+    writer.add_eos_token_id(hf.token_to_id(eos))
+    writer.add_chat_template("<|im_start|>{{ messages[0]['content'] }}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("pre,shape", [("gpt2", "gpt2"), ("smollm", "smollm2"),
+                                       ("llama-bpe", "llama3"), ("qwen2", "qwen2")])
+def test_gguf_pre_table_equals_tokenizers(hf_trained, tmp_path, pre, shape):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer.from_str(hf_trained[shape].to_str())
+    hf.normalizer = None  # llama.cpp does not normalize (Qwen2's tokenizer.json asks for NFC)
+    if pre == "llama-bpe":  # llama.cpp's Llama 3 rule, as Llama 3's tokenizer.json has it
+        spec = json.loads(hf.to_str())
+        spec["model"]["ignore_merges"] = True
+        hf = HFTokenizer.from_str(json.dumps(spec))
+    path = write_gguf(tmp_path / "tok.gguf", hf, pre)
+    tok = bpe.load_tokenizer(str(path))
+    assert tok.ignore_merges == (pre == "llama-bpe")
+    assert tok.eot_id == hf.token_to_id("<|im_end|>")
+    for t in REAL_TEXTS + unicode_texts(6, 200):
+        assert tok.encode(t, allowed_special="all") == hf_ids(hf, t), (pre, t)
+    assert get_hf_tokenizer(path).encode(CHAT) == hf_ids(hf, CHAT)
+
+
+# -- to_hf_json
+def test_to_hf_json_round_trip(gpt2, tiktoken_gpt2, hf_trained):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    texts = REAL_TEXTS + [SAMPLE.read_text(encoding="utf-8")]
+    exported = HFTokenizer.from_str(json.dumps(gpt2.to_hf_json()))
+    for t in texts:
+        assert hf_ids(exported, t) == tiktoken_gpt2.encode(t, allowed_special="all"), t
+    # ours, trained with GPT-4's pattern (possessive quantifiers) and with split steps
+    for pattern in (bpe.GPT4_SPLIT_PATTERN, (bpe.DIGITS_SPLIT, bpe.GPT4_SPLIT_PATTERN)):
+        tok = bpe.train_bpe(real_text(), 800, SPECIALS, pattern)
+        exported = HFTokenizer.from_str(json.dumps(tok.to_hf_json()))
+        for t in texts + unicode_texts(7, 200):
+            assert hf_ids(exported, t) == tok.encode(t, allowed_special="all"), t
+    # loaded from tokenizer.json and written back: the same tokenizer, the same ids
+    for shape, hf in hf_trained.items():
+        tok = bpe.from_hf_json(json.loads(hf.to_str()))
+        again = bpe.from_hf_json(tok.to_hf_json())
+        assert (again.vocab, again.merges, again.special_tokens, again.pattern) == \
+            (tok.vocab, tok.merges, tok.special_tokens, tok.pattern)
+        exported = HFTokenizer.from_str(json.dumps(tok.to_hf_json()))
+        for t in REAL_TEXTS + unicode_texts(8, 100):
+            assert hf_ids(exported, t) == hf_ids(hf, t), (shape, t)
+
+
+# -- the new state saves and loads
+def test_eot_id_is_settable_and_saved(tmp_path):
+    tok = bpe.train_bpe("low lower lowest " * 5, 270, SPECIALS)
+    assert tok.eot_id == tok.special_tokens[EOT]
+    tok.eot_id = tok.special_tokens["<|im_end|>"]
+    tok.chat_template = "{{ '<|im_start|>' }}\n"
+    back = bpe.Tokenizer.load(tok.save(tmp_path / "tok"))
+    assert back.eot_id == tok.special_tokens["<|im_end|>"] and back.chat_template == tok.chat_template
+    tok.eot_id = None  # no end-of-text token at all, though <|endoftext|> is one
+    assert bpe.Tokenizer.loads(tok.dumps()).eot_id is None
+    with pytest.raises(ValueError, match="eot_id=99999 is not a token id"):
+        tok.eot_id = 99999
+
+
+def test_reads_the_old_format():
+    # written by bpe.py before eot, chat template and split steps were saved (format 1)
+    old = bpe.Tokenizer.load(ROOT / "tests" / "fixtures" / "bpe_v1.bpe")
+    text = SAMPLE.read_text(encoding="utf-8")
+    new = bpe.train_bpe(text, 256 + 1 + 40, [EOT])
+    assert old.merges == new.merges and old.eot_id == new.special_tokens[EOT]
+    assert old.encode(text, allowed_special="all") == new.encode(text, allowed_special="all")
+
+
+# -- clear errors
+def test_tokenizer_json_errors():
+    from tokenizers import Tokenizer as HFTokenizer, models, normalizers, pre_tokenizers
+
+    wordpiece = HFTokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    unigram = HFTokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0))
+    for hf, kind in ((wordpiece, "WordPiece"), (unigram, "Unigram")):
+        with pytest.raises(ValueError, match=f"model.type is '{kind}'"):
+            bpe.from_hf_json(json.loads(hf.to_str()))
+    base = HFTokenizer(models.BPE({c: i for i, c in enumerate(bpe.byte_level_chars().values())}, []))
+    base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    cases = [("pre_tokenizer", pre_tokenizers.ByteLevel(add_prefix_space=True), "add_prefix_space"),
+             ("pre_tokenizer", pre_tokenizers.Metaspace(), "does not end with ByteLevel"),
+             ("pre_tokenizer", pre_tokenizers.Sequence([
+                 pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False)]),
+              "step 'Whitespace' is not supported"),
+             ("normalizer", normalizers.Lowercase(), "normalizer 'Lowercase'")]
+    for field, value, message in cases:
+        hf = HFTokenizer.from_str(base.to_str())
+        setattr(hf, field, value)
+        with pytest.raises(ValueError, match=message):
+            bpe.from_hf_json(json.loads(hf.to_str()))
+    spec = json.loads(base.to_str())
+    spec["model"]["byte_fallback"] = True
+    with pytest.raises(ValueError, match="model.byte_fallback"):
+        bpe.from_hf_json(spec)
+
+
+def test_gguf_errors(hf_trained, tmp_path, monkeypatch):
+    hf = hf_trained["gpt2"]
+    with pytest.raises(ValueError, match="tokenizer.ggml.pre 'made-up' is not in bpe.GGUF_PRE"):
+        bpe.load_tokenizer(str(write_gguf(tmp_path / "pre.gguf", hf, "made-up")))
+    with pytest.raises(ValueError, match="'llama' \\(a sentencepiece tokenizer\\)"):
+        bpe.load_tokenizer(str(write_gguf(tmp_path / "spm.gguf", hf, "default", model="llama")))
+    (tmp_path / "text.gguf").write_text("not a model", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        bpe.load_tokenizer(str(tmp_path / "text.gguf"))
+    with pytest.raises(FileNotFoundError, match="none.gguf"):
+        bpe.load_tokenizer(str(tmp_path / "none.gguf"))
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed: import fails
+    with pytest.raises(ImportError, match="pip install gguf"):
+        bpe.load_tokenizer(str(tmp_path / "pre.gguf"))
+
+
 # ----------------------------------------------------------------------------- command line
 def run_cli(*args):
     return subprocess.run([sys.executable, str(ROOT / "bpe.py"), *args], capture_output=True, text=True, cwd=ROOT)
@@ -532,8 +884,8 @@ def run_cli(*args):
 
 def test_cli_train_and_encode(tmp_path, tiktoken_gpt2):
     out = tmp_path / "tok"
-    r = run_cli("train", "--input", str(SAMPLE), "--vocab-size", "400", "--special", EOT, "--out", str(out),
-                "--num-proc", "1")
+    r = run_cli("train", "--input", str(SAMPLE), "--vocab_size", "400", "--special", EOT, "--out", str(out),
+                "--num_proc", "1")
     assert r.returncode == 0, r.stderr
     tok = bpe.Tokenizer.load(out)
     assert len(tok.vocab) == 400 and tok.merges == bpe.train_bpe(SAMPLE, 400, [EOT]).merges
@@ -548,10 +900,40 @@ def test_cli_errors_are_clean(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok\xff")
     for args, message in [
-        (["train", "--input", str(tmp_path / "none.txt"), "--vocab-size", "300", "--out", str(tmp_path)], "not found"),
-        (["train", "--input", str(bad), "--vocab-size", "300", "--out", str(tmp_path)], "byte offset 2"),
-        (["train", "--input", str(SAMPLE), "--vocab-size", "10", "--out", str(tmp_path)], "too small"),
+        (["train", "--input", str(tmp_path / "none.txt"), "--vocab_size", "300", "--out", str(tmp_path)], "not found"),
+        (["train", "--input", str(bad), "--vocab_size", "300", "--out", str(tmp_path)], "byte offset 2"),
+        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", str(tmp_path)], "too small"),
         (["encode", "--model", str(tmp_path / "nothing"), "--text", "x"], "no tokenizer at"),
     ]:
         r = run_cli(*args)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_cli_decode_and_encode_file(tmp_path, tiktoken_gpt2):
+    text = f"Hello world! 안녕{EOT}"
+    path = tmp_path / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    ids = tiktoken_gpt2.encode(text, allowed_special="all")
+    r = run_cli("encode", "--model", "gpt2", "--file", str(path))
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == str(ids), r.stderr
+    r = run_cli("decode", "--model", "gpt2", "--ids", str(ids))  # as `encode` printed them
+    assert r.returncode == 0 and r.stdout == tiktoken_gpt2.decode(ids) + "\n", r.stderr
+    assert bpe._parse_ids(",".join(map(str, ids))) == ids == bpe._parse_ids(str(ids))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    model = bpe.train_bpe("low lower lowest", 260).save(tmp_path / "tok")
+    for args, message in [
+        (["decode", "--model", "gpt2", "--ids", "1,x"], "--ids '1,x'"),
+        (["decode", "--model", str(model), "--ids", "99999"], "cannot decode id 99999"),
+        (["decode", "--model", "gpt2"], "--ids"),
+        (["encode", "--model", "gpt2", "--text", "x", "--file", "f.txt"], "not allowed with"),
+        (["encode", "--model", "gpt2"], "--text --file"),
+        (["encode", "--model", "gpt2", "--file", str(tmp_path / "none.txt")], "none.txt"),
+        (["encode", "--model", str(tmp_path / "x.gguf"), "--text", "x"], "x.gguf"),
+        (["train", "--input", str(SAMPLE), "--vocab-size", "300", "--out", str(tmp_path)],
+         "--vocab_size"),
+    ]:
+        r = run_cli(*args)
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
