@@ -1,5 +1,7 @@
-"""bpe.py against its peers: tiktoken (GPT-2 ids), Hugging Face tokenizers (BpeTrainer merges, BPE encoding),
-and its own naive reference trainer. No network: GPT-2's rank table comes from the install step's cache."""
+"""bpe.py against its peers: tiktoken (GPT-2 ids), Hugging Face tokenizers (BpeTrainer merges, BPE
+encoding, tokenizer.json files), transformers (SmolLM2's GGUF tokenizer and chat template), and its
+own naive reference trainer. No network: GPT-2's rank table and SmolLM2's GGUF file come from the
+install step's cache."""
 import base64
 import itertools
 import json
@@ -30,7 +32,8 @@ MULTILINGUAL = [
     "numbers 0 7 42 1000 65535 3.5e10 -12 +7 1,234,567.89 ½ ² Ⅻ ١٢٣ ४२",
     "   leading spaces, trailing spaces   ",
     " \t \n\n\n  \u00a0\u3000 \u2003mixed\u00a0whitespace \r\n\r\n ",
-    "العربية من اليمين إلى اليسار. हिन्दी भी। ภาษาไทย Ελληνικά Русский",
+    "العربية من اليمين إلى اليسار. हिन्दी भी। "
+    "ภาษาไทย Ελληνικά Русский",
     f"special {EOT} in the middle, {EOT}{EOT} twice, and at the end{EOT}",
     "a" * 300 + " " + "ab" * 200 + " " * 50 + "\n" * 20 + "1" * 40,
     "\x00\x01\x7f control \ufffd replacement \U0010ffff max",
@@ -57,13 +60,15 @@ def gpt2():
 
 @pytest.fixture(scope="module")
 def tiktoken_gpt2():
-    return tiktoken.Encoding(name="gpt2_offline", pat_str=bpe.GPT2_SPLIT_PATTERN, mergeable_ranks=gpt2_ranks(),
-                             special_tokens={EOT: 50256})
+    return tiktoken.Encoding(name="gpt2_offline", pat_str=bpe.GPT2_SPLIT_PATTERN,
+                             mergeable_ranks=gpt2_ranks(), special_tokens={EOT: 50256})
 
 
 def random_text(rng: random.Random, n: int) -> str:
-    """Random text over an alphabet that stresses BPE: repeats, non-ASCII, whitespace runs, contractions."""
-    alphabet = ["a", "b", "ab", "aa", " ", "  ", "\n", "\t", "é", "한", "字", "😀", "'s", "!", "1", "23", "e\u0301"]
+    """Random text over an alphabet that stresses BPE: repeats, non-ASCII, whitespace runs,
+    contractions."""
+    alphabet = ["a", "b", "ab", "aa", " ", "  ", "\n", "\t", "é", "한", "字", "😀", "'s", "!", "1",
+                "23", "e\u0301"]
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
@@ -116,12 +121,12 @@ def test_fast_trainer_equals_naive_on_real_text():
 
 
 def test_default_tie_break_prefers_greater_bytes():
-    # pre-tokens "ab", " cd", " ab", " cd": (a, b), ( , c), (c, d) all count 2; (c, d) has the greatest bytes.
-    # Then (a, b) and ( , cd) count 2: b"a" > b" ", so (a, b).
+    # pre-tokens "ab", " cd", " ab", " cd": (a, b), ( , c), (c, d) all count 2; (c, d) has the
+    # greatest bytes. Then (a, b) and ( , cd) count 2: b"a" > b" ", so (a, b).
     tok = bpe.train_bpe("ab cd ab cd", 258)
     assert [tok.vocab[i] for i in sorted(tok.vocab)[256:]] == [b"cd", b"ab"]
-    # with tie_break="hf" the smaller ids in GPT-2's byte order win: ' ' (id 220) is after the letters
-    # (ids 64..89), so (a, b) = (64, 65) beats (c, d) = (66, 67)
+    # with tie_break="hf" the smaller ids in GPT-2's byte order win: ' ' (id 220) is after the
+    # letters (ids 64..89), so (a, b) = (64, 65) beats (c, d) = (66, 67)
     tok = bpe.train_bpe("ab cd ab cd", 258, tie_break="hf")
     assert [tok.vocab[i] for i in sorted(tok.vocab)[256:]] == [b"ab", b"cd"]
 
@@ -131,29 +136,33 @@ def hf_train(text: str, vocab_size: int, specials: list[str]):
 
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     hf.train_from_iterator([text], trainer)
     return hf
 
 
 def hf_unicode_to_byte() -> dict[str, int]:
-    """Hugging Face's ByteLevel shows byte b as one printable character; GPT-2's bytes_to_unicode."""
+    """Hugging Face's ByteLevel shows byte b as one printable character: GPT-2's
+    bytes_to_unicode."""
     order = bpe.bytes_to_unicode_order()
-    printable = [b for b in order if b in range(33, 127) or b in range(161, 173) or b in range(174, 256)]
+    printable = [b for b in order
+                 if b in range(33, 127) or b in range(161, 173) or b in range(174, 256)]
     rest = order[len(printable):]
     return {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(rest)}}
 
 
 def real_text() -> str:
-    """Real text without a data download: our fixture plus the standard library's argparse source."""
+    """Real text without a data download: our fixture plus the standard library's argparse
+    source."""
     import argparse
     return SAMPLE.read_text(encoding="utf-8") + Path(argparse.__file__).read_text(encoding="utf-8")
 
 
 def test_hf_tie_break_equals_tokenizers_bpe_trainer():
-    # HF's trainer counts special tokens in the text as ordinary text ("<|", "endoftext", "|>"), we cut them
-    # out (CS336's rule), so the text given to both holds none.
+    # HF's trainer counts special tokens in the text as ordinary text ("<|", "endoftext", "|>"), we
+    # cut them out (CS336's rule), so the text given to both holds none.
     text, vocab_size = real_text().replace(EOT, "\n"), 1500
     hf = hf_train(text, vocab_size, [EOT])
     u2b = hf_unicode_to_byte()
@@ -176,7 +185,8 @@ def run_train_bpe_text(text, vocab_size, specials, **kwargs):
 
 
 def test_trained_tokenizer_encodes_like_hf_bpe():
-    """Encoding with our merges == Hugging Face's BPE model given the same merges (merge-rank semantics)."""
+    """Encoding with our merges == Hugging Face's BPE model given the same merges (merge-rank
+    semantics)."""
     from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
 
     text = real_text()
@@ -203,14 +213,16 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
     # tiny chunks force many cuts, at special tokens; two worker processes
     assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=512, num_proc=2) == want
     # a special token that holds a '\n' turns the line cuts off (it could straddle one)
-    assert bpe.count_pretokens_in_file(path, ["\nLine"], chunk_bytes=512) == bpe.count_pretokens(text, ["\nLine"])
+    assert (bpe.count_pretokens_in_file(path, ["\nLine"], chunk_bytes=512)
+            == bpe.count_pretokens(text, ["\nLine"]))
     # without special tokens the cuts fall at line starts; counts equal the whole text's
     plain = "\n".join(SAMPLE.read_text(encoding="utf-8").replace(EOT, "") for _ in range(3))
     path.write_text(plain, encoding="utf-8")
     assert bpe.count_pretokens_in_file(path, chunk_bytes=300) == bpe.count_pretokens(plain)
     assert len(bpe._chunk_boundaries(path, [], 300)) > 10
     # a special token the file lacks must not make it one chunk: the line cuts remain
-    assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=300) == bpe.count_pretokens(plain, [EOT])
+    assert (bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=300)
+            == bpe.count_pretokens(plain, [EOT]))
     assert len(bpe._chunk_boundaries(path, [EOT], 300)) > 10
     tok_file = bpe.train_bpe(path, 600, num_proc=2)
     assert tok_file.merges == bpe.train_bpe(plain, 600).merges
@@ -229,7 +241,8 @@ def test_gpt4_pattern_matches_tiktoken_cl100k_pattern(gpt2):
                             mergeable_ranks=gpt2_ranks(), special_tokens={EOT: 50256})
     import inspect
     import tiktoken_ext.openai_public as openai_public
-    assert bpe.GPT4_SPLIT_PATTERN in inspect.getsource(openai_public.cl100k_base)  # cl100k's, verbatim
+    # cl100k's, verbatim
+    assert bpe.GPT4_SPLIT_PATTERN in inspect.getsource(openai_public.cl100k_base)
     assert bpe.GPT2_SPLIT_PATTERN == openai_public.r50k_pat_str
     tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, bpe.GPT4_SPLIT_PATTERN)
     for t in MULTILINGUAL:
@@ -240,7 +253,8 @@ def test_gpt4_pattern_matches_tiktoken_cl100k_pattern(gpt2):
 def test_ascii_fast_split_equals_regex(pattern):
     import regex
     rng = random.Random(11)
-    pieces = [chr(c) for c in range(128)] + ["word", " ", "   ", "'s", "'LL", "\r\n", "\n\n", "12345", "\x1c"]
+    pieces = [chr(c) for c in range(128)] + ["word", " ", "   ", "'s", "'LL", "\r\n", "\n\n",
+                                             "12345", "\x1c"]
     for _ in range(2000):
         t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 50)))
         assert bpe.pretokenize(t, pattern) == regex.findall(pattern, t), repr(t)
@@ -249,10 +263,12 @@ def test_ascii_fast_split_equals_regex(pattern):
 
 @pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
 def test_mostly_ascii_split_equals_regex(pattern):
-    # mostly ASCII text is cut between lines, and only the lines with other characters go through `regex`
+    # mostly ASCII text is cut between lines, and only the lines with other characters go through
+    # `regex`
     import regex
     rng = random.Random(12)
-    ascii_pieces = [chr(c) for c in range(128)] + ["word", " ", "'s", "\n", "\n", "\r\n", "\n\n", "x\ny", "9\n7"]
+    ascii_pieces = [chr(c) for c in range(128)] + ["word", " ", "'s", "\n", "\n", "\r\n", "\n\n",
+                                                   "x\ny", "9\n7"]
     others = ["\u2019", "é", "한", "\u00a0", "\u2028", "\x85", "\u3000", "١"]
     cut = 0
     for _ in range(1000):
@@ -278,15 +294,16 @@ def test_gpt2_parity_multilingual(gpt2, tiktoken_gpt2):
 def test_gpt2_parity_random_unicode(gpt2, tiktoken_gpt2):
     rng = random.Random(0)
     pools = [range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x370), range(0xAC00, 0xAC40),
-             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650), [9, 10, 13, 32, 32, 32, 0x3000, 0x200D]]
+             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650),
+             [9, 10, 13, 32, 32, 32, 0x3000, 0x200D]]
     for _ in range(300):
         t = "".join(chr(rng.choice(rng.choice(pools))) for _ in range(rng.randint(0, 40)))
         assert gpt2.encode_ordinary(t) == tiktoken_gpt2.encode_ordinary(t), repr(t)
 
 
 def test_gpt2_every_token_alone_matches_tiktoken(gpt2, tiktoken_gpt2):
-    # tiktoken returns a whole token without running BPE, and so do we for learned merges: BPE on the token's
-    # bytes must give the token, else the shortcut would change ids
+    # tiktoken returns a whole token without running BPE, and so do we for learned merges: BPE on
+    # the token's bytes must give the token, else the shortcut would change ids
     texts = {i: bpe.readable(t) for i, t in gpt2.vocab.items() if i != 50256}
     texts = {i: t for i, t in texts.items() if isinstance(t, str)}
     assert len(texts) > 45_000
@@ -298,7 +315,8 @@ def test_gpt2_every_token_alone_matches_tiktoken(gpt2, tiktoken_gpt2):
 def test_whole_token_shortcut_only_where_bpe_gets_there():
     from tokenizers import Tokenizer as HFTokenizer, models
 
-    # merges b+c, a+b, ab+c: "abc" is a token, but BPE on "abc" merges b+c first and stops at [a, bc]
+    # merges b+c, a+b, ab+c: "abc" is a token, but BPE on "abc" merges b+c first and stops at
+    # [a, bc]
     merges = [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]
     vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
     tok = bpe.Tokenizer(merges, vocab)
@@ -307,21 +325,26 @@ def test_whole_token_shortcut_only_where_bpe_gets_there():
                                 [("b", "c"), ("a", "b"), ("ab", "c")]))
     assert hf.encode("abc").tokens == ["a", "bc"]  # Hugging Face's BPE agrees
     tt = tiktoken.Encoding(name="toy", pat_str=r"\S+", special_tokens={},
-                           mergeable_ranks={bytes([i]): i for i in range(256)} | {b"bc": 256, b"ab": 257, b"abc": 258})
+                           mergeable_ranks={bytes([i]): i for i in range(256)}
+                           | {b"bc": 256, b"ab": 257, b"abc": 258})
     assert tt.encode("abc") == [258]  # tiktoken's whole-token rule would differ here
 
 
 @pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
 def test_trained_tokens_are_reached_by_bpe(pattern):
-    # why the whole-token rule is exact for trained vocabularies: BPE on a token's own bytes ends at the token
+    # why the whole-token rule is exact for trained vocabularies: BPE on a token's own bytes ends
+    # at the token
     rng = random.Random(7)
     texts = [random_text(rng, 400) for _ in range(20)] + [SAMPLE.read_text(encoding="utf-8")]
     for text in texts:
         tok = bpe.train_bpe(text, 256 + 200, [EOT], pattern)
-        tokens = {i: bpe.readable(t) for i, t in tok.vocab.items() if i not in tok.special_tokens.values()}
-        tokens = {i: t for i, t in tokens.items() if isinstance(t, str)}  # half a character is never a pre-token
+        tokens = {i: bpe.readable(t) for i, t in tok.vocab.items()
+                  if i not in tok.special_tokens.values()}
+        # half a character is never a pre-token
+        tokens = {i: t for i, t in tokens.items() if isinstance(t, str)}
         assert len(tokens) > 100 and all(tok._bpe(t) == (i,) for i, t in tokens.items())
-        assert all(tok.encode_ordinary(t) == [i] for i, t in tokens.items() if bpe.pretokenize(t, pattern) == [t])
+        assert all(tok.encode_ordinary(t) == [i] for i, t in tokens.items()
+                   if bpe.pretokenize(t, pattern) == [t])
 
 
 def test_gpt2_decode_matches_tiktoken_on_invalid_utf8(gpt2, tiktoken_gpt2):
@@ -334,7 +357,8 @@ def test_gpt2_decode_matches_tiktoken_on_invalid_utf8(gpt2, tiktoken_gpt2):
 
 def test_load_tokenizer_gpt2(gpt2):
     assert bpe.load_tokenizer("gpt2") is gpt2  # cached per process
-    assert gpt2.special_tokens == {EOT: 50256} and gpt2.encode(EOT, allowed_special="all") == [50256]
+    assert gpt2.special_tokens == {EOT: 50256}
+    assert gpt2.encode(EOT, allowed_special="all") == [50256]
 
 
 def test_gpt2_cache_is_verified(tmp_path, monkeypatch):
@@ -344,7 +368,8 @@ def test_gpt2_cache_is_verified(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="download-gpt2"):
         bpe.gpt2_tokenizer.__wrapped__()  # uncached: no file in the new cache dir
     (tmp_path / "gpt2.tiktoken").write_bytes(data)
-    assert bpe.download_gpt2() == tmp_path / "gpt2.tiktoken"  # already there and verified: no download
+    # already there and verified: no download
+    assert bpe.download_gpt2() == tmp_path / "gpt2.tiktoken"
     (tmp_path / "gpt2.tiktoken").write_bytes(data[:-10])
     for fn in (bpe.download_gpt2, bpe.gpt2_tokenizer.__wrapped__):
         with pytest.raises(ValueError, match="sha256"):
@@ -384,7 +409,8 @@ def test_overlapping_special_tokens_match_longest_first():
 def test_training_never_merges_across_special_tokens():
     tok = bpe.train_bpe(f"ab{EOT}ab{EOT}ab", 256 + 1 + 10, [EOT])
     merged = [v for i, v in tok.vocab.items() if i >= 256 and i not in tok.special_tokens.values()]
-    assert merged == [b"ab"]  # "ab" three times, nothing else: no merge reaches into "<|endoftext|>"
+    # "ab" three times, nothing else: no merge reaches into "<|endoftext|>"
+    assert merged == [b"ab"]
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -393,11 +419,12 @@ def test_save_load_round_trip(tmp_path):
     rng = random.Random(3)
     text = specials[1].join(random_text(rng, 200) for _ in range(10))
     tok = bpe.train_bpe(text, 256 + 3 + 150, specials, pattern=bpe.GPT4_SPLIT_PATTERN)
-    assert any(isinstance(bpe.readable(v), bytes) for v in tok.vocab.values())  # some are partial characters
+    # some are partial characters
+    assert any(isinstance(bpe.readable(v), bytes) for v in tok.vocab.values())
     model = tok.save(tmp_path / "tok")
     assert model.name == "tokenizer.bpe" and (tmp_path / "tok" / "vocab.txt").is_file()
-    for back in (bpe.Tokenizer.load(tmp_path / "tok"), bpe.Tokenizer.load(model), bpe.Tokenizer.loads(tok.dumps()),
-                 bpe.load_tokenizer(str(tmp_path / "tok"))):
+    for back in (bpe.Tokenizer.load(tmp_path / "tok"), bpe.Tokenizer.load(model),
+                 bpe.Tokenizer.loads(tok.dumps()), bpe.load_tokenizer(str(tmp_path / "tok"))):
         assert back.vocab == tok.vocab and back.merges == tok.merges
         assert list(back.merges) == list(tok.merges)  # merge order is the model
         assert back.special_tokens == tok.special_tokens and back.pattern == tok.pattern
@@ -418,7 +445,8 @@ def test_encode_iterable_equals_encode(gpt2, pattern, tmp_path):
     tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, pattern)
     rng = random.Random(5)
     lines = MULTILINGUAL + SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines += [random_text(rng, rng.randint(0, 30)) + rng.choice(["\n", " \n", "\n\n", "", " "]) for _ in range(400)]
+    lines += [random_text(rng, rng.randint(0, 30)) + rng.choice(["\n", " \n", "\n\n", "", " "])
+              for _ in range(400)]
     text = "".join(lines)
     want = tok.encode(text, allowed_special="all")
     # a small buffer forces hundreds of cuts; a file object is an iterable of lines
@@ -439,7 +467,7 @@ def test_encode_iterable_is_lazy(gpt2):
     assert first[:len(one) * 10] == one * 10
 
 
-# ----------------------------------------------------------------------------- adapters (CS336 semantics)
+# ----------------------------------------------------------------------- adapters (CS336 semantics)
 def test_adapters(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
@@ -495,8 +523,10 @@ def test_corrupt_or_foreign_model_files(tmp_path):
         "foreign.json": (json.dumps({"model": {"type": "BPE"}}), "not a scratchgpt BPE model"),
         "truncated.bpe": (good[: good.index("\nmerge ") + 9], "corrupt at line"),
         "badbase64.bpe": (good.replace("token 97 YQ==", "token 97 Y!=="), "corrupt at line"),
-        "badmerge.bpe": (good.replace(f"merge {next(iter(tok.merges))[0]} ", "merge 98 ", 1), "corrupt"),
-        "nopattern.bpe": ("\n".join(l for l in good.split("\n") if not l.startswith("pattern")), "no 'pattern'"),
+        "badmerge.bpe": (good.replace(f"merge {next(iter(tok.merges))[0]} ", "merge 98 ", 1),
+                         "corrupt"),
+        "nopattern.bpe": ("\n".join(l for l in good.split("\n") if not l.startswith("pattern")),
+                          "no 'pattern'"),
         "nobytes.bpe": (good.replace("token 97 YQ==\n", ""), "corrupt"),
     }
     for name, (content, message) in cases.items():
@@ -531,7 +561,8 @@ def test_constructor_rejects_inconsistent_input():
 # transformers (SmolLM2's GGUF). Our encode() is their encode with add_special_tokens=False.
 SPECIALS = [EOT, "<|im_start|>", "<|im_end|>"]
 CHAT = "<|im_start|>user\nWhat is 12345 + 678?<|im_end|>\n<|im_start|>assistant\n1 2  3   4"
-REAL_TEXTS = MULTILINGUAL + [CHAT, "x   4567  \n\n 89 a\t\t1 \u00a0\u00a02", "e\u0301 \u212b \ufb01"]
+REAL_TEXTS = MULTILINGUAL + [CHAT, "x   4567  \n\n 89 a\t\t1 \u00a0\u00a02",
+                             "e\u0301 \u212b \ufb01"]
 
 
 def unicode_texts(seed: int, n: int) -> list[str]:
@@ -592,6 +623,10 @@ def test_tokenizer_json_ids_equal_tokenizers(hf_trained, shape):
         ids = tok.encode(t, allowed_special="all")
         assert ids == hf_ids(hf, t), (shape, t)
         assert tok.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+    # cut where the split steps cut anyway, a stream encodes as the whole text does
+    lines = "\n".join(REAL_TEXTS).splitlines(keepends=True)
+    streamed = tok.encode_iterable(lines, allowed_special="all", buffer_chars=32)
+    assert list(streamed) == hf_ids(hf, "".join(lines))
     # merges written as "a b" strings (older files) load the same tokenizer
     spec = json.loads(hf.to_str())
     spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
@@ -639,10 +674,12 @@ def test_split_steps_keep_every_character():
     from tokenizers import Regex, pre_tokenizers
 
     steps = [r"\p{N}", r"[a-z]+"]
-    hf = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(p), behavior="isolated") for p in steps])
+    hf = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(p), behavior="isolated")
+                                  for p in steps])
     for t in ["ab12 cd!!3", "", "  ", "x9y"] + unicode_texts(3, 100):
         assert bpe.pretokenize(t, steps) == [p for p, _ in hf.pre_tokenize_str(t)], t
-    assert bpe.pretokenize("a  12", [bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN]) == ["a", "  ", "1", "2"]
+    digits_first = bpe.pretokenize("a  12", [bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN])
+    assert digits_first == ["a", "  ", "1", "2"] != bpe.pretokenize("a  12")
 
 
 # -- SmolLM2's GGUF file against transformers
@@ -817,7 +854,8 @@ def test_eot_id_is_settable_and_saved(tmp_path):
     tok.eot_id = tok.special_tokens["<|im_end|>"]
     tok.chat_template = "{{ '<|im_start|>' }}\n"
     back = bpe.Tokenizer.load(tok.save(tmp_path / "tok"))
-    assert back.eot_id == tok.special_tokens["<|im_end|>"] and back.chat_template == tok.chat_template
+    assert back.eot_id == tok.special_tokens["<|im_end|>"]
+    assert back.chat_template == tok.chat_template
     tok.eot_id = None  # no end-of-text token at all, though <|endoftext|> is one
     assert bpe.Tokenizer.loads(tok.dumps()).eot_id is None
     with pytest.raises(ValueError, match="eot_id=99999 is not a token id"):
@@ -842,7 +880,8 @@ def test_tokenizer_json_errors():
     for hf, kind in ((wordpiece, "WordPiece"), (unigram, "Unigram")):
         with pytest.raises(ValueError, match=f"model.type is '{kind}'"):
             bpe.from_hf_json(json.loads(hf.to_str()))
-    base = HFTokenizer(models.BPE({c: i for i, c in enumerate(bpe.byte_level_chars().values())}, []))
+    alphabet = {c: i for i, c in enumerate(bpe.byte_level_chars().values())}
+    base = HFTokenizer(models.BPE(alphabet, []))
     base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     cases = [("pre_tokenizer", pre_tokenizers.ByteLevel(add_prefix_space=True), "add_prefix_space"),
              ("pre_tokenizer", pre_tokenizers.Metaspace(), "does not end with ByteLevel"),
@@ -879,13 +918,14 @@ def test_gguf_errors(hf_trained, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- command line
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "bpe.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, str(ROOT / "bpe.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT)
 
 
 def test_cli_train_and_encode(tmp_path, tiktoken_gpt2):
     out = tmp_path / "tok"
-    r = run_cli("train", "--input", str(SAMPLE), "--vocab_size", "400", "--special", EOT, "--out", str(out),
-                "--num_proc", "1")
+    r = run_cli("train", "--input", str(SAMPLE), "--vocab_size", "400", "--special", EOT,
+                "--out", str(out), "--num_proc", "1")
     assert r.returncode == 0, r.stderr
     tok = bpe.Tokenizer.load(out)
     assert len(tok.vocab) == 400 and tok.merges == bpe.train_bpe(SAMPLE, 400, [EOT]).merges
@@ -900,9 +940,12 @@ def test_cli_errors_are_clean(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok\xff")
     for args, message in [
-        (["train", "--input", str(tmp_path / "none.txt"), "--vocab_size", "300", "--out", str(tmp_path)], "not found"),
-        (["train", "--input", str(bad), "--vocab_size", "300", "--out", str(tmp_path)], "byte offset 2"),
-        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", str(tmp_path)], "too small"),
+        (["train", "--input", str(tmp_path / "none.txt"), "--vocab_size", "300",
+          "--out", str(tmp_path)], "not found"),
+        (["train", "--input", str(bad), "--vocab_size", "300", "--out", str(tmp_path)],
+         "byte offset 2"),
+        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", str(tmp_path)],
+         "too small"),
         (["encode", "--model", str(tmp_path / "nothing"), "--text", "x"], "no tokenizer at"),
     ]:
         r = run_cli(*args)
@@ -935,5 +978,6 @@ def test_cli_errors_are_one_line(tmp_path):
          "--vocab_size"),
     ]:
         r = run_cli(*args)
-        assert r.returncode == 1 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+        assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
+        assert message in r.stderr, r.stderr
         assert r.stderr.count("\n") == 1, r.stderr
