@@ -626,6 +626,9 @@ class Tokenizer:
 
     @property
     def eot_id(self) -> int | None:
+        """The id that ends a document or an answer, or None.
+
+        A property, so that setting it checks the id is one of this tokenizer's."""
         return self._eot_id
 
     @eot_id.setter
@@ -1390,6 +1393,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one `error: ...` line and exit status 1, like the others."""
 
     def error(self, message):
+        """Never returns: the usage error as one line, exit status 1 (argparse's would be 2)."""
         _fail(message)
 
 
