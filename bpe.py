@@ -1,15 +1,20 @@
-"""Byte-level BPE by hand: the algorithm, a fast trainer, and GPT-2's exact tokenizer.
+"""Byte-level BPE by hand: the algorithm, a fast trainer, GPT-2's exact tokenizer, real tokenizers.
 
 Read top to bottom:
 1. the teaching core: `get_stats` counts adjacent pairs, `merge` replaces a pair by a new id;
 2. `train_bpe_naive`: recount every pair after every merge (slow, obviously right: the reference);
-3. `train_bpe`: the same merges, fast: count each distinct pre-token once, keep a pair -> words index and a
-   heap, and after a merge touch only the words that contained the merged pair;
+3. `train_bpe`: the same merges, fast: count each distinct pre-token once, keep a pair -> words
+   index and a heap, and after a merge touch only the words that contained the merged pair;
 4. `Tokenizer`: encode / decode with tiktoken's semantics, save / load in a small text format;
 5. GPT-2: download and verify its rank table, rebuild its 50,000 merges, `gpt2_tokenizer()`;
-6. the command line: `python bpe.py train|encode|download-gpt2`.
+6. real tokenizers: a Hugging Face tokenizer.json or the tokenizer inside a GGUF file, with the
+   same ids as Hugging Face's (`load_tokenizer_json`, `load_gguf_tokenizer`), and back to a
+   tokenizer.json (`Tokenizer.to_hf_json`);
+7. chat: ChatML written out by hand (`render_chat`);
+8. the command line: `python bpe.py train|encode|decode|download-gpt2`.
 
-A pre-token is one regex match of the split pattern (GPT-2's by default): merges never cross one, and text
+A pre-token is one piece of the split: GPT-2's regex by default, or a list of split steps applied
+in turn (SmolLM2: every digit alone, then GPT-2's regex). Merges never cross a pre-token, and text
 is split on special tokens before that, so no merge crosses a special token either.
 """
 from __future__ import annotations
@@ -22,27 +27,40 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from itertools import chain, groupby, repeat
 from multiprocessing import Pool
 from pathlib import Path
 
 import regex
+import tiktoken.load
 from tqdm import tqdm
 
-from files import archive_files, atomic_write, cache_dir, pypi_file
+from files import archive_files, atomic_write, cache_dir, pypi_file, read_text
 
-# tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's original
-# `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
-# GPT-4's (cl100k): case-insensitive contractions, numbers in groups of at most 3, newlines kept apart.
-GPT4_SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+# tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's
+# original `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
+GPT2_SPLIT_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++"""
+                      r"""|\s++$|\s+(?!\S)|\s""")
+# GPT-4's (cl100k): case-insensitive contractions, numbers in groups of at most 3, newlines apart.
+GPT4_SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+"""
+                      r"""| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""")
 PATTERNS = {"gpt2": GPT2_SPLIT_PATTERN, "gpt4": GPT4_SPLIT_PATTERN}
+# Llama 3's and Qwen2's patterns as their tokenizer.json files spell them: GPT-4's rules without
+# possessive quantifiers; Qwen2 keeps every digit alone.
+LLAMA3_SPLIT_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"""
+                        r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+QWEN2_SPLIT_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"""
+                       r"""| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
+DIGITS_SPLIT = r"\p{N}"  # Hugging Face's Digits(individual_digits=True): every digit a piece alone
+Split = str | Sequence[str]  # one split regex, or split steps applied in turn (see pretokenize)
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
-GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"  # tiktoken's source
+# tiktoken's source of the rank table
+GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
 # the PyPI sdist that ships the same file: our offline source, pinned by its own sha256
 GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
                     "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
@@ -53,7 +71,9 @@ INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see READM
 
 # ----------------------------------------------------------------------------- the teaching core
 def get_stats(ids: list[int], counts: dict | None = None) -> dict[tuple[int, int], int]:
-    """Count adjacent pairs: [1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}. Updates `counts` in place."""
+    """Count adjacent pairs: [1, 2, 3, 1, 2] -> {(1, 2): 2, (2, 3): 1, (3, 1): 1}.
+
+    Updates `counts` in place, so that the pairs of many pre-tokens add up in one dict."""
     counts = {} if counts is None else counts
     for pair in zip(ids, ids[1:]):
         counts[pair] = counts.get(pair, 0) + 1
@@ -61,7 +81,9 @@ def get_stats(ids: list[int], counts: dict | None = None) -> dict[tuple[int, int
 
 
 def merge(ids: list[int], pair: tuple[int, int], idx: int) -> list[int]:
-    """Replace every occurrence of `pair`, left to right, by `idx`: merge([1, 2, 1, 2], (1, 2), 9) -> [9, 9]."""
+    """Replace every occurrence of `pair`, left to right, by `idx`.
+
+    merge([1, 2, 1, 2], (1, 2), 9) -> [9, 9]; merge([5, 5, 5], (5, 5), 7) -> [7, 5]."""
     out, i, n = [], 0, len(ids)
     a, b = pair
     while i < n:
@@ -74,22 +96,40 @@ def merge(ids: list[int], pair: tuple[int, int], idx: int) -> list[int]:
     return out
 
 
+# The bytes GPT-2 shows as themselves: printable Latin-1, without the space and the soft hyphen.
+PRINTABLE_BYTES = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                   *range(ord("®"), ord("ÿ") + 1)]
+
+
 def bytes_to_unicode_order() -> list[int]:
     """GPT-2's byte order: printable bytes first ('!' is 0), then the rest (space is 220).
 
-    GPT-2's byte-level ids, and the ids Hugging Face's ByteLevel BPE trainer gives the 256 bytes, follow it."""
-    order = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    return order + [b for b in range(256) if b not in order]
+    GPT-2's byte-level ids, and the ids Hugging Face's ByteLevel BPE trainer gives the 256 bytes,
+    follow it."""
+    return PRINTABLE_BYTES + [b for b in range(256) if b not in PRINTABLE_BYTES]
+
+
+def byte_level_chars() -> dict[int, str]:
+    """{byte: the character that stands for it}: a printable byte for itself, the n-th other byte
+    for chr(256 + n) (space is "Ġ"). GPT-2's bytes_to_unicode: how tokenizer.json and GGUF files
+    write a token's bytes as text."""
+    chars = {b: chr(b) for b in PRINTABLE_BYTES}
+    others = [b for b in range(256) if b not in chars]
+    return chars | {b: chr(256 + n) for n, b in enumerate(others)}
 
 
 # ----------------------------------------------------------------------------- pre-tokenization
 def _asciify(pattern: str) -> re.Pattern:
-    r"""The same pattern for pure-ASCII text, with its Unicode classes spelled out for the standard library's
-    `re`, which splits ASCII about twice as fast as `regex`. (regex's \s is [\t\n\v\f\r ] in ASCII; re's
-    would add \x1c-\x1f.) Only for the two patterns above: rewriting any pattern blindly is not safe."""
+    r"""The same pattern for pure-ASCII text, with its Unicode classes spelled out for `re`.
+
+    The standard library's `re` splits ASCII about twice as fast as `regex`. (regex's \s is
+    [\t\n\v\f\r ] in ASCII; re's would add \x1c-\x1f.) Only for the two patterns above: rewriting
+    any pattern blindly is not safe."""
     ws = r"\t\n\x0b\x0c\r "
-    classes = [(r"[^\s\p{L}\p{N}]", rf"[^{ws}A-Za-z0-9]"), (r"[^\r\n\p{L}\p{N}]", r"[^\r\nA-Za-z0-9]"),
-               (r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\S", rf"[^{ws}]"), (r"\s", rf"[{ws}]")]
+    classes = [(r"[^\s\p{L}\p{N}]", rf"[^{ws}A-Za-z0-9]"),
+               (r"[^\r\n\p{L}\p{N}]", r"[^\r\nA-Za-z0-9]"),
+               (r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\S", rf"[^{ws}]"),
+               (r"\s", rf"[{ws}]")]
     for unicode_class, ascii_class in classes:  # classes inside [...] first, then the bare ones
         pattern = pattern.replace(unicode_class, ascii_class)
     return re.compile(pattern)
@@ -97,39 +137,70 @@ def _asciify(pattern: str) -> re.Pattern:
 
 ASCII_SPLITTERS = {p: _asciify(p) for p in PATTERNS.values()}
 UNICODE_SPLITTERS = {p: regex.compile(p) for p in PATTERNS.values()}
-# Between two lines, where a '\n' sits between two visible ASCII characters: both patterns end a pre-token
-# there and never look across it, so the text on either side splits exactly as the whole does.
-# ((?<=\n) first: a quick test that rejects most positions.)
+# Between two lines, where a '\n' sits between two visible ASCII characters: both patterns end a
+# pre-token there and never look across it, so the text on either side splits exactly as the
+# whole does. ((?<=\n) first: a quick test that rejects most positions.)
 LINE_CUT = re.compile(r"(?<=\n)(?<=[\x21-\x7e]\n)(?=[\x21-\x7e])")
 
 
-def pretokenize(text: str, pattern: str = GPT2_SPLIT_PATTERN) -> list[str]:
-    """Split text into pre-tokens: "Hello  world!" -> ["Hello", " ", " world", "!"]."""
+def pretokenize(text: str, pattern: str | Sequence[str] = GPT2_SPLIT_PATTERN) -> list[str]:
+    """Split text into pre-tokens: "Hello  world!" -> ["Hello", " ", " world", "!"].
+
+    `pattern` is one regex, or a list of split steps applied in turn, each splitting every piece
+    of the step before: SmolLM2's [DIGITS_SPLIT, GPT2_SPLIT_PATTERN] puts every digit alone first,
+    so "a  12" gives ["a", "  ", "1", "2"], where GPT-2's regex alone gives ["a", " ", " 12"]."""
+    if not isinstance(pattern, str):
+        pieces = [text]
+        for step in pattern:
+            pieces = [p for piece in pieces for p in pretokenize(piece, step)]
+        return pieces
     ascii_splitter = ASCII_SPLITTERS.get(pattern)
     if ascii_splitter is None:
-        return regex.findall(pattern, text)
+        return split_isolated(regex.compile(pattern), text)  # `regex` caches compiled patterns
     if text.isascii():  # isascii() is O(1): str knows it
         return ascii_splitter.findall(text)
     unicode_splitter = UNICODE_SPLITTERS[pattern]
-    if len(text.encode("utf-8")) > 1.05 * len(text):  # much non-ASCII text: cutting it would not pay
+    if len(text.encode("utf-8")) > 1.05 * len(text):  # much non-ASCII text: cutting would not pay
         return unicode_splitter.findall(text)
-    # Mostly ASCII text (curly quotes, a few accents) need not go all through `regex`: cut it between lines,
-    # then runs of pure-ASCII lines take the fast splitter and the others `regex`.
+    # Mostly ASCII text (curly quotes, a few accents) need not go all through `regex`: cut it
+    # between lines, then runs of pure-ASCII lines take the fast splitter and the others `regex`.
     out = []
     for is_ascii, lines in groupby(LINE_CUT.split(text), str.isascii):
         out += (ascii_splitter if is_ascii else unicode_splitter).findall("".join(lines))
     return out
 
 
+def split_isolated(pattern: regex.Pattern, text: str) -> list[str]:
+    """The matches of `pattern` in text and the text between them, in order: nothing is dropped.
+
+    Hugging Face's Split(behavior="Isolated"). For GPT-2's and GPT-4's patterns, which match every
+    character, this is just findall."""
+    pieces, end = [], 0
+    for m in pattern.finditer(text):
+        if m.start() > end:
+            pieces.append(text[end:m.start()])
+        if m.end() > m.start():
+            pieces.append(m.group())
+        end = m.end()
+    if end < len(text):
+        pieces.append(text[end:])
+    return pieces
+
+
 def _special_regex(special_tokens) -> regex.Pattern | None:
-    """One alternation of the special tokens, longest first, so overlapping ones match the longest."""
+    """One alternation of the special tokens, longest first, or None if there are none.
+
+    Longest first, so that of two overlapping special tokens the longer one matches."""
     if not special_tokens:
         return None
-    return regex.compile("|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True)))
+    ordered = sorted(special_tokens, key=len, reverse=True)
+    return regex.compile("|".join(regex.escape(s) for s in ordered))
 
 
-def count_pretokens(text: str, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN) -> Counter:
-    """{pre-token: count} of a text; special tokens are cut out first and never counted."""
+def count_pretokens(text: str, special_tokens=(), pattern: Split = GPT2_SPLIT_PATTERN) -> Counter:
+    """{pre-token: count} of a text.
+
+    Special tokens are cut out first and never counted: no merge may reach into one."""
     special_re, counts = _special_regex(special_tokens), Counter()
     for part in special_re.split(text) if special_re else [text]:
         counts.update(pretokenize(part, pattern))
@@ -137,7 +208,9 @@ def count_pretokens(text: str, special_tokens=(), pattern: str = GPT2_SPLIT_PATT
 
 
 def _count_file_chunk(job) -> Counter:
-    """Worker: read bytes [start, end) of a file, decode, count pre-tokens."""
+    """{pre-token: count} of bytes [start, end) of a file.
+
+    A worker process's job: it reads its own chunk, so only offsets travel between processes."""
     path, start, end, special_tokens, pattern = job
     with open(path, "rb") as f:
         f.seek(start)
@@ -145,22 +218,27 @@ def _count_file_chunk(job) -> Counter:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text: invalid byte {data[e.start:e.start + 1]!r} at byte offset "
-                         f"{start + e.start}; convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
+        raise ValueError(f"{path} is not UTF-8 text: invalid byte {data[e.start:e.start + 1]!r} at "
+                         f"byte offset {start + e.start}; convert the file to UTF-8 "
+                         "(e.g. `iconv -f latin1 -t utf-8`)") from None
     return count_pretokens(text, special_tokens, pattern)
 
 
 def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]:
-    """Cut a file every ~chunk_bytes, moving each cut forward to where a special token starts or to the start
-    of a line where '\\n' sits between two visible ASCII characters: both cuts are where GPT-2's and GPT-4's
-    patterns cut anyway, so counting chunks apart changes nothing. (Line cuts only if no special token holds
-    a '\\n': then none can straddle one. A file with few special tokens still gets cut every ~chunk_bytes.)"""
+    """Byte offsets that cut a file about every chunk_bytes, first 0 and last its size.
+
+    Each cut moves forward to where a special token starts or to the start of a line where '\\n'
+    sits between two visible ASCII characters: both are where GPT-2's and GPT-4's patterns (and a
+    digits step before them) cut anyway, so counting chunks apart changes nothing. (Line cuts only
+    if no special token holds a '\\n': then none can straddle one. A file with few special tokens
+    still gets cut every ~chunk_bytes.)"""
     size = path.stat().st_size
     cuts = [regex.escape(s.encode("utf-8")) for s in special_tokens]
     if not any("\n" in s for s in special_tokens):
         cuts.append(rb"(?<=[\x21-\x7e]\n)[\x21-\x7e]")
     cut = regex.compile(b"|".join(cuts))
-    keep = max([2] + [len(s.encode("utf-8")) for s in special_tokens])  # bytes a cut may need before a block
+    # bytes a cut may need before a block
+    keep = max([2] + [len(s.encode("utf-8")) for s in special_tokens])
     bounds = [0]
     with open(path, "rb") as f:
         for target in range(chunk_bytes, size, chunk_bytes):
@@ -185,17 +263,20 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
     return bounds + [size]
 
 
-def count_pretokens_in_file(path, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN, num_proc: int = 1,
-                            chunk_bytes: int | None = None, progress: bool = False) -> Counter:
-    """{pre-token: count} of a file of any size: chunks are counted in `num_proc` worker processes, so memory
-    holds a few chunks and the counts, never the whole text. Chunks are about 4 MB (a chunk's list of
-    pre-tokens costs ~15x its size; each ends at the first safe cut after that, see _chunk_boundaries) and,
-    with several workers, small enough to give each ~4 of them."""
+def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT_PATTERN,
+                            num_proc: int = 1, chunk_bytes: int | None = None,
+                            progress: bool = False) -> Counter:
+    """{pre-token: count} of a file of any size, counted chunk by chunk in `num_proc` processes.
+
+    Memory holds a few chunks and the counts, never the whole text. Chunks are about 4 MB (a
+    chunk's list of pre-tokens costs ~15x its size; each ends at the first safe cut after that, see
+    _chunk_boundaries) and, with several workers, small enough to give each ~4 of them."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
     if not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc={num_proc!r}: give at least 1 worker process (num_proc=1 counts in this one)")
+        raise ValueError(f"num_proc={num_proc!r}: give at least 1 worker process "
+                         "(num_proc=1 counts in this one)")
     if chunk_bytes is None:
         per_worker = path.stat().st_size // (4 * num_proc)
         chunk_bytes = 4 << 20 if num_proc == 1 else min(4 << 20, max(1 << 18, per_worker))
@@ -221,20 +302,25 @@ TIE_BREAKS = ("bytes", "hf")
 
 
 def _check_train_args(vocab_size: int, special_tokens, tie_break: str) -> int:
-    """Validate, and return the number of merges to learn."""
+    """The number of merges to learn, after checking the arguments.
+
+    vocab_size must hold the 256 bytes and the special tokens; the rest are merges."""
     if tie_break not in TIE_BREAKS:
         raise ValueError(f"tie_break={tie_break!r} is unknown; use one of {TIE_BREAKS}")
     if len(set(special_tokens)) != len(special_tokens) or any(not s for s in special_tokens):
-        raise ValueError(f"special tokens {list(special_tokens)!r} must be distinct non-empty strings")
+        raise ValueError(f"special tokens {list(special_tokens)!r} must be distinct non-empty "
+                         "strings")
     n_merges = vocab_size - 256 - len(special_tokens)
     if n_merges < 0:
-        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold the 256 bytes and the "
-                         f"{len(special_tokens)} special token(s), so use at least {256 + len(special_tokens)}")
+        raise ValueError(f"vocab_size={vocab_size} is too small: it must hold the 256 bytes and "
+                         f"the {len(special_tokens)} special token(s), so use at least "
+                         f"{256 + len(special_tokens)}")
     return n_merges
 
 
-def _finish(merges: list[tuple[int, int]], special_tokens, pattern: str) -> "Tokenizer":
-    """Vocab: bytes 0..255 (id b is byte b), then the merges in creation order, then the special tokens."""
+def _finish(merges: list[tuple[int, int]], special_tokens, pattern: Split) -> Tokenizer:
+    """The trained Tokenizer: bytes 0..255 (id b is byte b), the merges in creation order, then
+    the special tokens."""
     vocab = {i: bytes([i]) for i in range(256)}
     merge_ids = {}
     for i, (a, b) in enumerate(merges):
@@ -244,20 +330,24 @@ def _finish(merges: list[tuple[int, int]], special_tokens, pattern: str) -> "Tok
     return Tokenizer(merge_ids, vocab, specials, pattern, learned=True)
 
 
-def train_bpe_naive(text: str, vocab_size: int, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN,
-                    tie_break: str = "bytes") -> "Tokenizer":
-    """The reference trainer: every pre-token occurrence as a list of byte ids, recount all pairs after
-    each merge, merge the most frequent. Equal counts: the greater (bytes_a, bytes_b) wins, or with
-    tie_break="hf" the pair with the smaller ids in GPT-2's byte order (Hugging Face's rule)."""
+def train_bpe_naive(text: str, vocab_size: int, special_tokens=(),
+                    pattern: Split = GPT2_SPLIT_PATTERN, tie_break: str = "bytes") -> Tokenizer:
+    """The reference trainer: every pre-token occurrence as a list of byte ids, recount all pairs
+    after each merge, merge the most frequent.
+
+    Equal counts: the greater (bytes_a, bytes_b) wins, or with tie_break="hf" the pair with the
+    smaller ids in GPT-2's byte order (Hugging Face's rule)."""
     special_tokens = list(special_tokens)
     n_merges = _check_train_args(vocab_size, special_tokens, tie_break)
     special_re = _special_regex(special_tokens)
     parts = special_re.split(text) if special_re else [text]
     chunks = [list(piece.encode("utf-8")) for part in parts for piece in pretokenize(part, pattern)]
     if not chunks:
-        raise ValueError("the training corpus is empty (no text outside special tokens); give it some text")
+        raise ValueError("the training corpus is empty (no text outside special tokens); "
+                         "give it some text")
     vocab = {i: bytes([i]) for i in range(256)}
-    hf_rank = {b: r for r, b in enumerate(bytes_to_unicode_order())}  # new ids get 256, 257, ...: also theirs
+    # new ids get 256, 257, ...: in Hugging Face's numbering too
+    hf_rank = {b: r for r, b in enumerate(bytes_to_unicode_order())}
     merges = []
     for i in range(n_merges):
         stats = {}
@@ -266,7 +356,8 @@ def train_bpe_naive(text: str, vocab_size: int, special_tokens=(), pattern: str 
         if not stats:
             break  # every pre-token is a single token: nothing left to merge
         if tie_break == "hf":
-            pair = max(stats, key=lambda p: (stats[p], -hf_rank.get(p[0], p[0]), -hf_rank.get(p[1], p[1])))
+            pair = max(stats, key=lambda p: (stats[p], -hf_rank.get(p[0], p[0]),
+                                             -hf_rank.get(p[1], p[1])))
         else:
             pair = max(stats, key=lambda p: (stats[p], vocab[p[0]], vocab[p[1]]))
         idx = 256 + i
@@ -280,29 +371,31 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
                 progress: bool = False) -> list[tuple[int, int]]:
     """The fast trainer's core: the same merges as train_bpe_naive, from {pre-token: count}.
 
-    A heap holds (-count, tie key, pair), so the top is the winner, ties included, in O(log n). Counts
-    change after every merge; instead of updating heap entries we leave stale ones in and check on pop:
-    a popped entry whose count is no longer the pair's count is pushed back with the right count (counts
-    of existing pairs only go down, so the first up-to-date top is the true winner, as in HF's trainer)."""
-    vocab = [bytes([i]) for i in range(256)]
+    A heap holds (-count, tie key, pair), so the top is the winner, ties included, in O(log n).
+    Counts change after every merge; instead of updating heap entries we leave stale ones in and
+    check on pop: a popped entry whose count is no longer the pair's count is pushed back with the
+    right count (counts of existing pairs only go down, so the first up-to-date top is the true
+    winner, as in HF's trainer)."""
     if tie_break == "hf":
         rank = [0] * 256
         for r, b in enumerate(bytes_to_unicode_order()):
             rank[b] = r
         tie_key = lambda p: (rank[ord(p[0])], rank[ord(p[1])])  # smaller ids win
     else:
-        # To make a min-heap prefer the greater bytes, map each byte c to chr(255 - c) and end every token
-        # with chr(256), greater than any mapped byte: then key(x) < key(y) exactly when x > y (a prefix of a
-        # token is smaller than the token, so its key, ending early with chr(256), must be greater).
+        # To make a min-heap prefer the greater bytes, map each byte c to chr(255 - c) and end every
+        # token with chr(256), greater than any mapped byte: then key(x) < key(y) exactly when
+        # x > y (a prefix of a token is smaller than the token, so its key, ending early with
+        # chr(256), must be greater).
         inv = [chr(255 - i) + chr(256) for i in range(256)]
         tie_key = lambda p: inv[ord(p[0])] + inv[ord(p[1])]
 
-    # A word is a str with one character per token, chr(id): str.find and str.replace then scan and merge in C,
-    # and a pair is a 2-character str, a cheap dict key. (str.replace is `merge`: left to right, no overlap.)
+    # A word is a str with one character per token, chr(id): str.find and str.replace then scan and
+    # merge in C, and a pair is a 2-character str, a cheap dict key. (str.replace is `merge`: left
+    # to right, no overlap.)
     words = [w.encode("utf-8").decode("latin-1") for w in word_counts]  # chr(byte) per byte
     counts = list(word_counts.values())
     pair_counts = defaultdict(int)
-    where = defaultdict(list)  # pair -> indices of the words that hold it (maybe stale or repeated: checked)
+    where = defaultdict(list)  # pair -> indices of the words that hold it (maybe stale: checked)
     for wi, (w, c) in enumerate(zip(words, counts)):
         for i in range(len(w) - 1):
             pair_counts[w[i:i + 2]] += c
@@ -322,40 +415,12 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
         a, b = ord(pair[0]), ord(pair[1])
         idx = 256 + len(merges)
         merges.append((a, b))
-        vocab.append(vocab[a] + vocab[b])
         if tie_break == "hf":
             rank.append(idx)  # HF numbers new tokens in creation order too
         else:
             inv.append(inv[a][:-1] + inv[b])  # mapped bytes of a, of b, one terminator
-        # Rewrite each word that holds the pair, and note what changed around each occurrence x a b y:
-        # pairs (x, a) and (b, y) are lost, (x, idx) and (idx, y) are born ("a b a b" gives one (idx, idx)).
-        C = chr(idx)
-        CC = C + C
-        born = defaultdict(int)
-        for wi in where.pop(pair):
-            w, c = words[wi], counts[wi]
-            i, end = w.find(pair), -1
-            if i < 0:
-                continue  # a stale index entry: an earlier merge already took the pair apart
-            while i >= 0:
-                if i == end:  # right after the previous occurrence: the pair (idx, idx) is born
-                    born[CC] += c
-                    where[CC].append(wi)
-                elif i:
-                    pair_counts[w[i - 1:i + 1]] -= c  # (x, a) is lost
-                    xc = w[i - 1] + C
-                    born[xc] += c
-                    where[xc].append(wi)
-                end = i + 2
-                if end < len(w):
-                    pair_counts[w[i + 1:i + 3]] -= c  # (b, y) is lost
-                    if not w.startswith(pair, end):  # else the next occurrence counts (idx, idx)
-                        cy = C + w[end]
-                        born[cy] += c
-                        where[cy].append(wi)
-                i = w.find(pair, end)
-            words[wi] = w.replace(pair, C)
-        del pair_counts[pair]  # every occurrence is gone (counts of lost pairs may reach 0: left in, harmless)
+        born = _merge_words(pair, chr(idx), words, counts, pair_counts, where)
+        del pair_counts[pair]  # every occurrence is gone (lost pairs may reach 0: harmless)
         for p, c in born.items():  # new pairs (they hold idx): the only counts that go up
             pair_counts[p] = c
             heapq.heappush(heap, (-c, tie_key(p), p))
@@ -365,21 +430,59 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
     return merges
 
 
-def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(), pattern: str = GPT2_SPLIT_PATTERN,
-              tie_break: str = "bytes", num_proc: int = 1, progress: bool = False) -> "Tokenizer":
+def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_counts: dict,
+                 where: dict) -> dict[str, int]:
+    """{pair: count} of the pairs a merge gives birth to, after rewriting every word that holds
+    `pair` with the new token C and taking the pairs it breaks off pair_counts.
+
+    Around each occurrence x a b y, pairs (x, a) and (b, y) are lost, (x, C) and (C, y) are born
+    ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs."""
+    CC = C + C
+    born = defaultdict(int)
+    for wi in where.pop(pair):
+        w, c = words[wi], counts[wi]
+        i, end = w.find(pair), -1
+        if i < 0:
+            continue  # a stale index entry: an earlier merge already took the pair apart
+        while i >= 0:
+            if i == end:  # right after the previous occurrence: the pair (C, C) is born
+                born[CC] += c
+                where[CC].append(wi)
+            elif i:
+                pair_counts[w[i - 1:i + 1]] -= c  # (x, a) is lost
+                xc = w[i - 1] + C
+                born[xc] += c
+                where[xc].append(wi)
+            end = i + 2
+            if end < len(w):
+                pair_counts[w[i + 1:i + 3]] -= c  # (b, y) is lost
+                if not w.startswith(pair, end):  # else the next occurrence counts (C, C)
+                    cy = C + w[end]
+                    born[cy] += c
+                    where[cy].append(wi)
+            i = w.find(pair, end)
+        words[wi] = w.replace(pair, C)
+    return born
+
+
+def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),
+              pattern: Split = GPT2_SPLIT_PATTERN, tie_break: str = "bytes", num_proc: int = 1,
+              progress: bool = False) -> Tokenizer:
     """The fast trainer. `source` is the text itself (a str) or a file (a Path / os.PathLike).
 
-    vocab_size counts the 256 bytes, the merges and the special tokens. Fewer merges are learned if every
-    pre-token is already a single token. Same result as train_bpe_naive, merge for merge."""
+    vocab_size counts the 256 bytes, the merges and the special tokens. Fewer merges are learned if
+    every pre-token is already a single token. Same result as train_bpe_naive, merge for merge."""
     special_tokens = list(special_tokens)
     n_merges = _check_train_args(vocab_size, special_tokens, tie_break)
-    if isinstance(source, str) and "\n" not in source and len(source) < 4096 and os.path.isfile(source):
-        raise ValueError(f"train_bpe got the str {source!r}, which names a file: a str is trained on as text; "
-                         "pass Path(...) to train on the file")
+    if (isinstance(source, str) and "\n" not in source and len(source) < 4096
+            and os.path.isfile(source)):
+        raise ValueError(f"train_bpe got the str {source!r}, which names a file: a str is trained "
+                         "on as text; pass Path(...) to train on the file")
     if isinstance(source, str):
         word_counts = count_pretokens(source, special_tokens, pattern)
     else:
-        word_counts = count_pretokens_in_file(source, special_tokens, pattern, num_proc, progress=progress)
+        word_counts = count_pretokens_in_file(source, special_tokens, pattern, num_proc,
+                                              progress=progress)
     if not word_counts:
         where = "the training text" if isinstance(source, str) else f"training file {source}"
         raise ValueError(f"{where} is empty (no text outside special tokens); give it some text")
@@ -388,32 +491,99 @@ def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(), pat
 
 
 # ----------------------------------------------------------------------------- the tokenizer
-FORMAT_HEADER = "scratchgpt-bpe 1"
+FORMAT_HEADER = "scratchgpt-bpe 2"
+OLD_HEADERS = ("scratchgpt-bpe 1",)  # one pattern line, eot implied by <|endoftext|>: still read
+NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicodedata names them
 
 
 class Tokenizer:
     """A byte-level BPE tokenizer.
 
-    merges: {(id_a, id_b): new_id} in the order they were learned (earlier merges apply first), or a list of
-        (bytes_a, bytes_b) pairs (new id: the id of bytes_a + bytes_b in vocab).
-    vocab: {id: bytes}; must hold every single byte. Ids are whatever it says (GPT-2's are permuted).
+    merges: {(id_a, id_b): new_id} in the order they were learned (earlier merges apply first), or
+        a list of (bytes_a, bytes_b) pairs (new id: the id of bytes_a + bytes_b in vocab).
+    vocab: {id: bytes}; must hold every single byte (unless drop_missing_bytes). Ids are whatever
+        it says (GPT-2's are permuted).
     special_tokens: {text: id}; an id missing from vocab is added with the token's UTF-8 bytes.
-    learned: the merges are a BPE trainer's, in the order it learned them (ours, or GPT-2's rank table). Then a
-        pre-token that is a whole token is known to encode to that token (see _whole below); else it is checked.
+    pattern: the split regex, or a list of split steps applied in turn (see pretokenize).
+    learned: the merges are a BPE trainer's, in the order it learned them (ours, or GPT-2's rank
+        table). Then a pre-token that is a whole token is known to encode to that token (see _whole
+        below); else it is checked.
+    ignore_merges: a pre-token that is a whole token is that token, even where BPE would not get
+        there (Hugging Face's ignore_merges: Llama 3 has it).
+    normalizer: None, or the Unicode normal form ("NFC", ...) text is put in before splitting
+        (Qwen2's tokenizer.json asks for NFC); special tokens are matched before it.
+    eot_id: the id that ends a document or an answer (sample.py stops there, sft.py appends it);
+        default: <|endoftext|>'s, if that is a special token. Settable: `tok.eot_id = 2`.
+    chat_template: the source's chat template text (a Jinja template), kept, never run: see
+        render_chat.
+    drop_missing_bytes: a byte the vocab has no token for is dropped from the text, as Hugging
+        Face (with no unk_token) and llama.cpp do: SmolLM2's vocab lacks 21 bytes text hardly holds
+        (some control characters, bytes UTF-8 never uses). Else such a vocab is refused.
     """
 
-    def __init__(self, merges, vocab: dict[int, bytes], special_tokens: dict[str, int] | None = None,
-                 pattern: str = GPT2_SPLIT_PATTERN, learned: bool = False):
+    def __init__(self, merges, vocab: dict[int, bytes],
+                 special_tokens: dict[str, int] | None = None, pattern: Split = GPT2_SPLIT_PATTERN,
+                 learned: bool = False, *, ignore_merges: bool = False,
+                 normalizer: str | None = None, eot_id: int | None = None,
+                 chat_template: str | None = None, drop_missing_bytes: bool = False):
         self.vocab = dict(vocab)
         if not self.vocab:
-            raise ValueError("the vocab is empty; a byte-level vocab needs at least the 256 single-byte tokens")
+            raise ValueError("the vocab is empty; a byte-level vocab needs at least the 256 "
+                             "single-byte tokens")
         self.special_tokens = dict(special_tokens or {})
         for s, i in self.special_tokens.items():
+            if not isinstance(s, str) or not s:
+                raise ValueError(f"special token {s!r} (id {i}) must be a non-empty string")
             if self.vocab.setdefault(i, s.encode("utf-8")) != s.encode("utf-8"):
-                raise ValueError(f"special token {s!r} has id {i}, which the vocab already uses for "
-                                 f"{self.vocab[i]!r}; give it an unused id")
+                raise ValueError(f"special token {s!r} has id {i}, which the vocab already uses "
+                                 f"for {self.vocab[i]!r}; give it an unused id")
+        self.merges = self._merge_ids(merges)
+        self.n_vocab = max(self.vocab) + 1
+        if min(self.vocab) < 0 or self.n_vocab > sys.maxunicode:
+            raise ValueError(f"token ids must be in 0..{sys.maxunicode}, got "
+                             f"{min(self.vocab)}..{self.n_vocab - 1}")
+        self.eot_id = self.special_tokens.get(GPT2_EOT) if eot_id is None else eot_id
+        self.pattern = self._check_pattern(pattern)
+        if normalizer not in (None, *NORMALIZERS):
+            raise ValueError(f"normalizer={normalizer!r}; use None or one of {NORMALIZERS}")
+        self.normalizer, self.ignore_merges = normalizer, bool(ignore_merges)
+        self.chat_template, self.drop_missing_bytes = chat_template, bool(drop_missing_bytes)
+        single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
+        missing = [b for b in range(256) if b not in single]
+        if missing and not drop_missing_bytes:
+            raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte "
+                             f"{missing[0]}; a byte-level vocab needs all 256 to encode any text")
+        # As in the fast trainer, a token sequence is a str of chr(id), a pair a 2-character str:
+        # the BPE loop below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as
+        # chr(id of bytes([b])); a missing byte maps to None, which str.translate deletes.
+        self._byte_chars = {b: chr(single[b]) if b in single else None for b in range(256)}
+        # earlier merge = lower rank
+        self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}
+        self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
+        self._special_re = _special_regex(self.special_tokens)
+        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: text repeats its words
+        # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule,
+        # and about half of a text's distinct words are whole GPT-2 tokens. For learned merges BPE
+        # gets there anyway: training made token t from a word in which no merge crossed t's
+        # edges, so t's bytes alone merge the same way, in the same order, up to t. Any merge list
+        # need not: with merges b+c, a+b, ab+c, "abc" is [a, bc]. So unless the merges are learned
+        # (or ignore_merges says to take whole tokens anyway), each token is checked once, here
+        # (~7 us a token).
+        self._whole: dict[str, int] = {}
+        specials = set(self.special_tokens.values())
+        trusted = learned or self.ignore_merges
+        for i, token in self.vocab.items():
+            text = readable(token)
+            if i not in specials and isinstance(text, str) and (trusted or self._bpe(text) == (i,)):
+                self._whole[text] = i
+
+    def _merge_ids(self, merges) -> dict[tuple[int, int], int]:
+        """{(id_a, id_b): new_id} in merge order, checked against the vocab.
+
+        Merges given as (bytes_a, bytes_b) pairs find their ids by bytes (special tokens aside)."""
         if not isinstance(merges, dict):
-            by_bytes = {v: i for i, v in self.vocab.items()}
+            specials = set(self.special_tokens.values())
+            by_bytes = {v: i for i, v in self.vocab.items() if i not in specials}
             ids = {}
             for n, (x, y) in enumerate(merges):
                 for t in (x, y, x + y):
@@ -422,53 +592,63 @@ class Tokenizer:
                                          "merges and vocab must come from the same training run")
                 ids[(by_bytes[x], by_bytes[y])] = by_bytes[x + y]
             merges = ids
-        self.merges = dict(merges)
-        for (a, b), i in self.merges.items():
-            if a not in self.vocab or b not in self.vocab or self.vocab.get(i) != self.vocab[a] + self.vocab[b]:
-                raise ValueError(f"merge ({a}, {b}) -> {i} does not match the vocab (id {i} must be the "
-                                 "bytes of a followed by those of b); merges and vocab must belong together")
-        self.pattern = pattern
-        self.n_vocab = max(self.vocab) + 1
-        self.eot_id = self.special_tokens.get(GPT2_EOT)  # ends every document and answer, if present
-        if min(self.vocab) < 0 or self.n_vocab > sys.maxunicode:
-            raise ValueError(f"token ids must be in 0..{sys.maxunicode}, got {min(self.vocab)}..{self.n_vocab - 1}")
-        single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
-        missing = [b for b in range(256) if b not in single]
-        if missing:
-            raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte {missing[0]}; a "
-                             "byte-level vocab needs all 256 to encode any text")
-        # As in the fast trainer, a token sequence is a str of chr(id), a pair a 2-character str: the BPE loop
-        # below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as chr(id of bytes([b])).
-        self._byte_chars = {b: chr(single[b]) for b in range(256)}
-        self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}  # earlier merge = lower rank
-        self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
-        try:  # a bad pattern fails here, not at the first encode
-            regex.compile(pattern)
-        except (regex.error, TypeError) as e:
-            raise ValueError(f"split pattern {pattern!r} is not a valid regex ({e}); use bpe.GPT2_SPLIT_PATTERN "
-                             "or bpe.GPT4_SPLIT_PATTERN") from None
-        self._special_re = _special_regex(self.special_tokens)
-        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: real text repeats its words a lot
-        # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule, and about half
-        # of a text's distinct words are whole GPT-2 tokens. For learned merges BPE gets there anyway: training
-        # made token t from a word in which no merge crossed t's edges, so t's bytes alone merge the same way,
-        # in the same order, up to t. Any merge list need not: with merges b+c, a+b, ab+c, "abc" is [a, bc].
-        # So unless the merges are learned, each token is checked once, here (~7 us a token).
-        self._whole: dict[str, int] = {}
-        specials = set(self.special_tokens.values())
-        for i, token in self.vocab.items():
-            text = readable(token)
-            if i not in specials and isinstance(text, str) and (learned or self._bpe(text) == (i,)):
-                self._whole[text] = i
+        for (a, b), i in merges.items():
+            if (a not in self.vocab or b not in self.vocab
+                    or self.vocab.get(i) != self.vocab[a] + self.vocab[b]):
+                raise ValueError(f"merge ({a}, {b}) -> {i} does not match the vocab (id {i} must "
+                                 "be the bytes of a followed by those of b); merges and vocab "
+                                 "must belong together")
+        return dict(merges)
+
+    @staticmethod
+    def _check_pattern(pattern: Split) -> Split:
+        """The pattern as stored: one regex as a str, several split steps as a tuple.
+
+        Each is compiled once here, so that a bad one fails now, not at the first encode."""
+        steps = [pattern] if isinstance(pattern, str) else list(pattern)
+        if not steps:
+            raise ValueError("pattern is an empty list; give a split regex, e.g. "
+                             "bpe.GPT2_SPLIT_PATTERN")
+        for step in steps:
+            try:
+                regex.compile(step)
+            except (regex.error, TypeError) as e:
+                raise ValueError(f"split pattern {step!r} is not a valid regex ({e}); use "
+                                 "bpe.GPT2_SPLIT_PATTERN or bpe.GPT4_SPLIT_PATTERN") from None
+        return steps[0] if len(steps) == 1 else tuple(steps)
+
+    @property
+    def split_steps(self) -> tuple[str, ...]:
+        """The split regexes in the order they apply.
+
+        One, unless the source splits digits first (SmolLM2) or the like."""
+        return (self.pattern,) if isinstance(self.pattern, str) else self.pattern
+
+    @property
+    def eot_id(self) -> int | None:
+        """The id that ends a document or an answer, or None.
+
+        A property, so that setting it checks the id is one of this tokenizer's."""
+        return self._eot_id
+
+    @eot_id.setter
+    def eot_id(self, i: int | None) -> None:
+        if i is not None and i not in self.vocab:
+            raise ValueError(f"eot_id={i!r} is not a token id of this tokenizer "
+                             f"(0..{self.n_vocab - 1}); give an id of its vocab, or None")
+        self._eot_id = i
 
     # -- encoding
     def _bpe(self, piece: str) -> tuple[int, ...]:
-        """Ids of one pre-token: start from its bytes, merge the pair with the earliest-learned merge
-        (leftmost first), repeat. One merge at a time gives what `merge`-ing every occurrence would: a pair
-        born from a merge always ranks after it, so all occurrences go before anything else does."""
+        """Ids of one pre-token: start from its bytes, merge the pair with the earliest-learned
+        merge (leftmost first), repeat.
+
+        One merge at a time gives what `merge`-ing every occurrence would: a pair born from a merge
+        always ranks after it, so all occurrences go before anything else does."""
         parts = list(piece.encode("utf-8").decode("latin-1").translate(self._byte_chars))
         rank_of, merged = self._rank.get, self._merged
-        ranks = list(map(rank_of, map(str.__add__, parts[:-1], parts[1:]), repeat(INF)))  # ranks[i]: parts i, i+1
+        # ranks[i]: the rank of the pair (parts[i], parts[i + 1])
+        ranks = list(map(rank_of, map(str.__add__, parts[:-1], parts[1:]), repeat(INF)))
         while ranks:
             best = min(ranks)
             if best == INF:
@@ -484,7 +664,9 @@ class Tokenizer:
         return tuple(map(ord, parts))  # a tuple: chain() joins tuples faster than lists
 
     def encode_ordinary(self, text: str) -> list[int]:
-        """Encode, treating special tokens as plain text."""
+        """The ids of text, special tokens in it treated as plain text."""
+        if self.normalizer:
+            text = unicodedata.normalize(self.normalizer, text)
         pieces, cache = pretokenize(text, self.pattern), self._cache
         try:  # every piece seen before: one pass in C
             return list(chain.from_iterable(map(cache.__getitem__, pieces)))
@@ -501,9 +683,10 @@ class Tokenizer:
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
-        """Encode with tiktoken's rules for special tokens in the text:
+        """The ids of text, with tiktoken's rules for special tokens in it:
         "none_raise" (default): raise if one is present; "none": encode them as plain text;
-        "all": each becomes its id; a set of names: those become ids, any other one present raises."""
+        "all": each becomes its id; a set of names: those become ids, any other one present raises.
+        Nothing is added around the text (no BOS): Hugging Face's add_special_tokens=False."""
         if allowed_special == "all":
             allowed = set(self.special_tokens)
         elif allowed_special in ("none", "none_raise"):
@@ -512,18 +695,20 @@ class Tokenizer:
             allowed = set(allowed_special)
             unknown = allowed - set(self.special_tokens)
             if unknown:
-                raise ValueError(f"allowed_special names unknown special token(s) {sorted(unknown)}; "
-                                 f"this tokenizer has {sorted(self.special_tokens)}")
+                raise ValueError(f"allowed_special names unknown special token(s) "
+                                 f"{sorted(unknown)}; this tokenizer has "
+                                 f"{sorted(self.special_tokens)}")
         else:
-            raise ValueError(f"allowed_special={allowed_special!r}; use 'all', 'none', 'none_raise' or a set")
+            raise ValueError(f"allowed_special={allowed_special!r}; use 'all', 'none', "
+                             "'none_raise' or a set")
         if self._special_re is None or allowed_special == "none":
             return self.encode_ordinary(text)
         matches = list(self._special_re.finditer(text))
         for m in matches:
             if m.group() not in allowed:
                 raise ValueError(f"the text contains the special token {m.group()!r} at character "
-                                 f"{m.start()}; pass allowed_special='all' (or a set naming it) to encode it "
-                                 "as one token, or 'none' to encode it as plain text")
+                                 f"{m.start()}; pass allowed_special='all' (or a set naming it) to "
+                                 "encode it as one token, or 'none' to encode it as plain text")
         out, start = [], 0
         for m in matches:
             out += self.encode_ordinary(text[start:m.start()])
@@ -533,10 +718,10 @@ class Tokenizer:
 
     def encode_iterable(self, lines: Iterable[str], allowed_special="none_raise",
                         buffer_chars: int = 1 << 16) -> Iterator[int]:
-        """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text at a time.
+        """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text.
 
-        Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the ids are
-        exactly encode()'s."""
+        Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the
+        ids are exactly encode()'s."""
         buf, threshold = "", buffer_chars
         for line in lines:
             buf += line
@@ -546,18 +731,22 @@ class Tokenizer:
                     yield from self.encode(buf[:cut], allowed_special)
                     buf, threshold = buf[cut:], buffer_chars
                 else:
-                    threshold = 2 * len(buf)  # no safe cut yet (one endless pre-token?): look again later
+                    # no safe cut yet (one endless pre-token?): look again later
+                    threshold = 2 * len(buf)
         if buf:
             yield from self.encode(buf, allowed_special)
 
-    # A cut is safe before " <letter>" after a visible character, and at the start of a line that follows a
-    # single '\n' after a visible character: GPT-2's and GPT-4's patterns end a pre-token there and never look
-    # back across it, so both halves split exactly as the whole does. (A custom pattern may not.)
+    # A cut is safe before " <letter>" after a visible character, and at the start of a line that
+    # follows a single '\n' after a visible character: GPT-2's, GPT-4's, Llama 3's and Qwen2's
+    # patterns (and a digits step) end a pre-token there and never look back across it, so both
+    # halves split exactly as the whole does. (A custom pattern may not.)
     _CUT_RE = regex.compile(r"(?<=[^\s]) (?=\p{L})|(?<=[^\s]\n)(?=[^\s])")
 
     def _safe_cut(self, text: str) -> int:
-        """The last safe cut in text, not inside a special token and not in the last len(longest special)
-        characters (a special token there may be only half read), or 0 if there is none."""
+        """The last safe cut in text, or 0 if there is none.
+
+        Not inside a special token and not in the last len(longest special) characters, where a
+        special token may be only half read."""
         limit = len(text) - max(map(len, self.special_tokens), default=1)
         spans = [m.span() for m in self._special_re.finditer(text)] if self._special_re else []
         lo = limit
@@ -572,43 +761,64 @@ class Tokenizer:
 
     # -- decoding
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of the ids, joined.
+
+        Bytes, because a token may be half of a UTF-8 character: decode() makes text of them."""
         ids = list(ids)
         try:
             return b"".join(map(self.vocab.__getitem__, ids))
         except (KeyError, TypeError):
             bad = next(i for i in ids if not isinstance(i, int) or i not in self.vocab)
-            raise ValueError(f"cannot decode id {bad!r}: this tokenizer's ids are 0..{self.n_vocab - 1} "
-                             f"({len(self.vocab)} in use); was it encoded with another tokenizer?") from None
+            raise ValueError(f"cannot decode id {bad!r}: this tokenizer's ids are "
+                             f"0..{self.n_vocab - 1} ({len(self.vocab)} in use); was it encoded "
+                             "with another tokenizer?") from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Ids -> text; bytes that are not valid UTF-8 (a multi-byte character cut in half) become U+FFFD."""
+        """The text of the ids; bytes that are not valid UTF-8 (a character cut in half) become
+        U+FFFD, as tiktoken and Hugging Face do."""
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     # -- saving and loading
     def dumps(self) -> str:
-        """The model as UTF-8 text: every token's bytes in base64, merges as ids, specials as JSON strings
-        (so any bytes and any special token, spaces included, round-trip)."""
-        lines = [FORMAT_HEADER, "pattern " + json.dumps(self.pattern)]
+        """The model as UTF-8 text: a record per line, every token's bytes in base64, merges as ids,
+        strings (patterns, special tokens, the chat template) as JSON.
+
+        So any bytes and any string, spaces and newlines included, round-trip."""
+        lines = [FORMAT_HEADER] + ["pattern " + json.dumps(p) for p in self.split_steps]
+        lines.append(f"eot {json.dumps(self.eot_id)}")  # null: no end-of-text token
+        if self.normalizer:
+            lines.append(f"normalizer {json.dumps(self.normalizer)}")
+        if self.ignore_merges:
+            lines.append("ignore_merges true")
+        if self.chat_template is not None:
+            lines.append(f"chat_template {json.dumps(self.chat_template)}")
+        if self.drop_missing_bytes:
+            lines.append("drop_missing_bytes true")
         lines += [f"special {i} {json.dumps(s)}" for s, i in self.special_tokens.items()]
         specials = set(self.special_tokens.values())
-        lines += [f"token {i} {base64.b64encode(v).decode()}" for i, v in self.vocab.items() if i not in specials]
+        lines += [f"token {i} {base64.b64encode(v).decode()}" for i, v in self.vocab.items()
+                  if i not in specials]
         lines += [f"merge {a} {b} {i}" for (a, b), i in self.merges.items()]
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def loads(cls, s: str, source: str = "the model text") -> "Tokenizer":
+    def loads(cls, s: str, source: str = "the model text") -> Tokenizer:
+        """The Tokenizer that dumps() wrote as s (this format, or the older one without options).
+
+        `source` names the text in errors (a file's path)."""
         lines = s.split("\n")
-        if lines[0] != FORMAT_HEADER:
-            raise ValueError(f"{source} is not a scratchgpt BPE model (first line {lines[0][:40]!r}, expected "
-                             f"{FORMAT_HEADER!r}); give a file written by Tokenizer.save / bpe.py train")
-        pattern, specials, vocab, merges = None, {}, {}, {}
+        if lines[0] != FORMAT_HEADER and lines[0] not in OLD_HEADERS:
+            raise ValueError(f"{source} is not a scratchgpt BPE model (first line "
+                             f"{lines[0][:40]!r}, expected {FORMAT_HEADER!r}); give a file "
+                             "written by Tokenizer.save / bpe.py train")
+        patterns, specials, vocab, merges, options = [], {}, {}, {}, {}
         for n, line in enumerate(lines[1:], start=2):
             if not line:
                 continue
             try:
                 kind, rest = line.split(" ", 1)
                 if kind == "pattern":
-                    pattern = json.loads(rest)
+                    patterns.append(json.loads(rest))
                 elif kind == "special":
                     i, name = rest.split(" ", 1)
                     specials[json.loads(name)] = int(i)
@@ -618,20 +828,32 @@ class Tokenizer:
                 elif kind == "merge":
                     a, b, i = map(int, rest.split(" "))
                     merges[(a, b)] = i
+                elif kind in ("eot", "normalizer", "ignore_merges", "chat_template",
+                              "drop_missing_bytes"):
+                    options[kind] = json.loads(rest)
                 else:
                     raise ValueError(f"unknown record {kind!r}")
-            except ValueError as e:  # also binascii.Error and json's JSONDecodeError, both ValueErrors
+            except ValueError as e:  # also binascii.Error and JSONDecodeError, both ValueErrors
                 raise ValueError(f"{source} is corrupt at line {n} ({line[:60]!r}): {e}; "
                                  "save the tokenizer again") from None
-        if pattern is None:
-            raise ValueError(f"{source} is corrupt: it has no 'pattern' line; save the tokenizer again")
+        if not patterns:
+            raise ValueError(f"{source} is corrupt: it has no 'pattern' line; save the tokenizer "
+                             "again")
         try:
-            return cls(merges, vocab, specials, pattern)
+            tok = cls(merges, vocab, specials, patterns, normalizer=options.get("normalizer"),
+                      ignore_merges=bool(options.get("ignore_merges")),
+                      chat_template=options.get("chat_template"),
+                      drop_missing_bytes=bool(options.get("drop_missing_bytes")))
+            if "eot" in options:  # null too: a tokenizer without an end-of-text token
+                tok.eot_id = options["eot"]
         except ValueError as e:
             raise ValueError(f"{source} is corrupt: {e}") from None
+        return tok
 
     def save(self, path) -> Path:
-        """Write path/tokenizer.bpe (the model) and path/vocab.txt (for humans). Returns the model file."""
+        """The model file, path/tokenizer.bpe, after writing it and path/vocab.txt (for humans).
+
+        Both are written atomically: a crash never leaves half a tokenizer."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         model = path / "tokenizer.bpe"
@@ -640,23 +862,27 @@ class Tokenizer:
         return model
 
     @classmethod
-    def load(cls, path) -> "Tokenizer":
-        """Load a tokenizer.bpe file, or a directory that holds one."""
+    def load(cls, path) -> Tokenizer:
+        """The Tokenizer in a tokenizer.bpe file, or in a directory that holds one.
+
+        What save() wrote; see load_tokenizer for other formats."""
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.bpe"
         if not path.is_file():
-            raise FileNotFoundError(f"no tokenizer at {path}; train one with `python bpe.py train ... --out DIR`")
+            raise FileNotFoundError(f"no tokenizer at {path}; train one with `python bpe.py "
+                                    "train ... --out DIR` (load_tokenizer also reads a "
+                                    "tokenizer.json or a .gguf file)")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"{path} is not a scratchgpt BPE model (not UTF-8 text); give a file written "
-                             "by Tokenizer.save / bpe.py train") from None
+            raise ValueError(f"{path} is not a scratchgpt BPE model (not UTF-8 text); give a file "
+                             "written by Tokenizer.save / bpe.py train") from None
         return cls.loads(text, source=str(path))
 
     def vocab_listing(self) -> str:
-        """One line per id: the token as a JSON string (or b'...' if it is not valid UTF-8 on its own, like
-        half a character), and the two tokens it was merged from."""
+        """One line per id: the token as a JSON string (or b'...' if it is not valid UTF-8 on its
+        own, like half a character), and the two tokens it was merged from."""
         made_of = {i: pair for pair, i in self.merges.items()}
 
         def show(i):
@@ -672,9 +898,55 @@ class Tokenizer:
             lines.append(line)
         return "\n".join(lines) + "\n"
 
+    def to_hf_json(self) -> dict:
+        """This tokenizer as a Hugging Face tokenizer.json (a dict to json.dump), same ids.
+
+        So an exported model carries a tokenizer that `tokenizers` and transformers load. Tokens and
+        merges are written in GPT-2's byte-level characters; special tokens as added tokens."""
+        char = byte_level_chars()
+        text = lambda token: "".join(char[b] for b in token)
+        specials = {i: s for s, i in self.special_tokens.items()}
+        # Special tokens are in the vocab as themselves too: else tokenizers gives them new ids.
+        vocab = {specials.get(i) or text(v): i for i, v in sorted(self.vocab.items())}
+        if len(vocab) < len(self.vocab):
+            spelled = Counter(specials.get(i) or text(v) for i, v in self.vocab.items())
+            twice = next(k for k, n in spelled.items() if n > 1)
+            raise ValueError(f"{twice!r} is both a special token and a token's byte-level "
+                             "spelling; tokenizer.json holds it once: rename the special token")
+        added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                  "normalized": False, "special": True} for i, s in sorted(specials.items())]
+        model = {"type": "BPE", "dropout": None, "unk_token": None,
+                 "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
+                 "byte_fallback": False, "ignore_merges": self.ignore_merges, "vocab": vocab,
+                 "merges": [[text(self.vocab[a]), text(self.vocab[b])] for a, b in self.merges]}
+        return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+                "normalizer": {"type": self.normalizer} if self.normalizer else None,
+                "pre_tokenizer": _hf_pre_tokenizer(self.split_steps),
+                "post_processor": None,
+                "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                            "use_regex": True},
+                "model": model}
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """The ChatML text of a conversation, as this tokenizer's chat template writes it.
+
+        The template itself is never run: render_chat below writes ChatML, with the default system
+        message the template holds (SmolLM2's), after checking that the template is ChatML."""
+        for name in (CHATML_START, CHATML_END):
+            if name not in self.special_tokens:
+                raise ValueError(f"this tokenizer has no special token {name}: it does not speak "
+                                 "ChatML, the only chat format render_chat writes")
+        template = self.chat_template
+        if template is not None and CHATML_START not in template:
+            raise ValueError(f"this tokenizer's chat template is not ChatML (it never writes "
+                             f"{CHATML_START}); render_chat writes only ChatML")
+        return render_chat(messages, add_generation_prompt, chatml_default_system(template or ""))
+
 
 def readable(token: bytes) -> str | bytes:
-    """A token as text if it is valid UTF-8 on its own, else as bytes (half of a multi-byte character)."""
+    """A token as text if it is valid UTF-8 on its own, else as bytes.
+
+    Bytes for half of a multi-byte character, which no text can show."""
     try:
         return token.decode("utf-8")
     except UnicodeDecodeError:
@@ -688,27 +960,32 @@ def gpt2_ranks_path() -> Path:
 
 
 def _check_sha256(data: bytes, source: str) -> bytes:
+    """data, once its sha256 is GPT-2's rank table's.
+
+    A truncated or foreign file fails here, not as wrong ids later."""
     digest = hashlib.sha256(data).hexdigest()
     if digest != GPT2_RANKS_SHA256:
-        raise ValueError(f"{source} has sha256 {digest}, not GPT-2's {GPT2_RANKS_SHA256}; delete it and "
-                         f"{INSTALL_HINT}")
+        raise ValueError(f"{source} has sha256 {digest}, not GPT-2's {GPT2_RANKS_SHA256}; delete "
+                         f"it and {INSTALL_HINT}")
     return data
 
 
 def download_gpt2() -> Path:
-    """Fetch GPT-2's rank table once: tiktoken's own download first, else the PyPI sdist of openai-whisper
-    (which ships the same file), verify its sha256, and cache it. Returns the cached path."""
+    """The cached path of GPT-2's rank table, fetched once and its sha256 verified.
+
+    tiktoken's own download first, else the PyPI sdist of openai-whisper (which ships the same
+    file): a machine with PyPI only still installs."""
     path = gpt2_ranks_path()
     if path.is_file():
         _check_sha256(path.read_bytes(), str(path))
         print(f"GPT-2 ranks already cached at {path}")
         return path
     try:
-        import tiktoken.load
         data = tiktoken.load.read_file_cached(GPT2_RANKS_URL, GPT2_RANKS_SHA256)
         print(f"downloaded GPT-2 ranks with tiktoken from {GPT2_RANKS_URL}")
     except Exception as e:  # any network failure: say so, then use the second source
-        print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI {GPT2_RANKS_SDIST[1]}")
+        print(f"tiktoken could not download {GPT2_RANKS_URL} ({type(e).__name__}); trying PyPI "
+              f"{GPT2_RANKS_SDIST[1]}")
         data = _gpt2_ranks_from_pypi()
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _check_sha256(data, "the downloaded GPT-2 rank file")
@@ -718,17 +995,21 @@ def download_gpt2() -> Path:
 
 
 def _gpt2_ranks_from_pypi() -> bytes:
+    """The rank table's bytes from the openai-whisper sdist on PyPI (pinned by its sha256).
+
+    The second source, for machines that reach PyPI and nothing else."""
     try:
         [(_, data)] = archive_files(pypi_file(*GPT2_RANKS_SDIST), "*/whisper/assets/gpt2.tiktoken")
     except ValueError as e:
-        raise ValueError(f"{e}; check the network, or copy a gpt2.tiktoken with sha256 {GPT2_RANKS_SHA256} "
-                         f"to {gpt2_ranks_path()}") from None
+        raise ValueError(f"{e}; check the network, or copy a gpt2.tiktoken with sha256 "
+                         f"{GPT2_RANKS_SHA256} to {gpt2_ranks_path()}") from None
     return data
 
 
 def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[bytes]:
-    """tiktoken's BPE on raw bytes, using only ranks < max_rank: merge the adjacent parts whose
-    concatenation has the lowest rank, until none is left."""
+    """The parts tiktoken's BPE leaves of token's bytes, using only ranks < max_rank.
+
+    It merges the adjacent parts whose concatenation has the lowest rank, until none is left."""
     parts = [bytes([b]) for b in token]
     while True:
         best, best_rank = None, max_rank
@@ -745,8 +1026,8 @@ def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[byte
 def gpt2_tokenizer() -> Tokenizer:
     """GPT-2's tokenizer, ids identical to tiktoken's "gpt2", from the cached rank table.
 
-    The table maps each token's bytes to its id; the merge that made token t is found by running BPE on
-    t's bytes with only the tokens before t: it stops at exactly two parts, and those are the merge."""
+    The table maps each token's bytes to its id; the merge that made token t is found by running
+    BPE on t's bytes with only the tokens before t: it stops at exactly two parts, the merge."""
     path = gpt2_ranks_path()
     if not path.is_file():
         raise FileNotFoundError(f"GPT-2 rank table not found at {path}; {INSTALL_HINT}")
@@ -763,15 +1044,295 @@ def gpt2_tokenizer() -> Tokenizer:
     return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN, learned=True)
 
 
-def load_tokenizer(spec: str) -> Tokenizer:
-    """"gpt2", or a directory / tokenizer.bpe file written by Tokenizer.save."""
-    return gpt2_tokenizer() if spec == "gpt2" else Tokenizer.load(spec)
+# ----------------------------------------------------------------------------- real tokenizers
+# A GGUF file names its pre-tokenizer (tokenizer.ggml.pre) but does not store it: the name stands
+# for these rules, as llama.cpp's llama-vocab.cpp reads them: {name: (split steps, ignore_merges)}.
+GGUF_PRE = {
+    "gpt2": (GPT2_SPLIT_PATTERN, False),
+    "smollm": ((DIGITS_SPLIT, GPT2_SPLIT_PATTERN), False),  # every digit alone, then GPT-2's
+    "llama-bpe": (LLAMA3_SPLIT_PATTERN, True),  # Llama 3: a whole token wins before any merge
+    "llama3": (LLAMA3_SPLIT_PATTERN, True),
+    "llama-v3": (LLAMA3_SPLIT_PATTERN, True),
+    "qwen2": (QWEN2_SPLIT_PATTERN, False),
+}
+GGUF_SPECIAL_TYPES = (3, 4)  # tokenizer.ggml.token_type: control and user-defined tokens
+
+
+def _byte_level_tokenizer(tokens: dict[int, str], merges: list, specials: dict[str, int],
+                          source: str, **options) -> Tokenizer:
+    """A Tokenizer from tokens {id: text} and merges ("a b" or [a, b]) written in byte-level
+    characters (see byte_level_chars), and special tokens as plain text.
+
+    tokenizer.json and GGUF files both write a BPE vocab this way; `options` go to Tokenizer."""
+    to_byte = {c: b for b, c in byte_level_chars().items()}
+
+    def to_bytes(token: str) -> bytes:
+        try:
+            return bytes(map(to_byte.__getitem__, token))
+        except KeyError:
+            raise ValueError(f"{source}: token {token!r} is not written in GPT-2's byte-level "
+                             "characters; only byte-level BPE tokenizers load here") from None
+    pairs = []
+    for m in merges:
+        pair = m.split(" ") if isinstance(m, str) else m
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise ValueError(f"{source}: merge {m!r} is not a pair of tokens ('a b' or [a, b])")
+        pairs.append((to_bytes(pair[0]), to_bytes(pair[1])))
+    vocab = {i: to_bytes(t) for i, t in tokens.items()}
+    try:
+        return Tokenizer(pairs, vocab, specials, **options)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def from_hf_json(spec: dict, source: str = "tokenizer.json", eos_token: str | None = None,
+                 chat_template: str | None = None) -> Tokenizer:
+    """The Tokenizer a parsed Hugging Face tokenizer.json describes, ids equal to Hugging Face's.
+
+    Every setting that changes ids is either done exactly or a ValueError naming it. eos_token
+    (from tokenizer_config.json) sets eot_id; Hugging Face's post-processor (a BOS it adds) is
+    not applied: encode() is its add_special_tokens=False."""
+    model = spec.get("model") if isinstance(spec, dict) else None
+    kind = model.get("type") if isinstance(model, dict) else None
+    if kind != "BPE":
+        raise ValueError(f"{source}: model.type is {kind!r}; only byte-level BPE (\"BPE\") loads "
+                         "here (a WordPiece vocab.txt loads in wordpiece.py)")
+    for field in ("dropout", "continuing_subword_prefix", "end_of_word_suffix", "byte_fallback"):
+        if model.get(field):  # each changes the ids
+            raise ValueError(f"{source}: model.{field}={model[field]!r} is not supported; only "
+                             "plain byte-level BPE loads here")
+    pattern = _hf_split_steps(spec.get("pre_tokenizer"), source)
+    normalizer = (spec.get("normalizer") or {}).get("type")
+    if normalizer not in (None, *NORMALIZERS):
+        raise ValueError(f"{source}: normalizer {normalizer!r} is not supported (only "
+                         f"{', '.join(NORMALIZERS)} or none)")
+    specials = _hf_added_tokens(spec.get("added_tokens") or [], source)
+    vocab = model.get("vocab") or {}
+    eot_id = specials.get(eos_token, vocab.get(eos_token))
+    if eos_token is not None and eot_id is None:
+        raise ValueError(f"{source}: the eos_token {eos_token!r} of tokenizer_config.json is not "
+                         "one of its tokens; fix tokenizer_config.json")
+    ids = set(specials.values())
+    tokens = {i: t for t, i in vocab.items() if i not in ids}
+    return _byte_level_tokenizer(tokens, model.get("merges") or [], specials, source,
+                                 pattern=pattern, ignore_merges=bool(model.get("ignore_merges")),
+                                 normalizer=normalizer, eot_id=eot_id, chat_template=chat_template,
+                                 drop_missing_bytes=model.get("unk_token") is None)
+
+
+def _hf_added_tokens(added: list[dict], source: str) -> dict[str, int]:
+    """{text: id} of tokenizer.json's added tokens: all become our special tokens.
+
+    Hugging Face cuts every added token out of the text before anything else, as we do with
+    special tokens (special=false ones too). Flags that change where one matches are refused."""
+    specials = {}
+    for t in added:
+        for flag in ("single_word", "lstrip", "rstrip"):
+            if t.get(flag):
+                raise ValueError(f"{source}: added token {t.get('content')!r} has {flag}=true, "
+                                 "which is not supported (it changes where the token matches)")
+        specials[t["content"]] = t["id"]
+    return specials
+
+
+def _hf_split_steps(pre: dict | None, source: str) -> Split:
+    """Our split steps for a tokenizer.json pre_tokenizer: its Split and Digits steps, in order,
+    then the ByteLevel that ends it, whose use_regex=true is one more step (GPT-2's regex).
+
+    The shapes of GPT-2 (ByteLevel), Llama 3 and Qwen2 (Split, ByteLevel), SmolLM2 (Digits,
+    ByteLevel). Anything else is a ValueError naming it."""
+    steps = (pre.get("pretokenizers") or []) if pre and pre.get("type") == "Sequence" else [pre]
+    last = steps[-1] if steps and isinstance(steps[-1], dict) else {}
+    if last.get("type") != "ByteLevel":
+        raise ValueError(f"{source}: pre_tokenizer {json.dumps(pre)[:80]} does not end with "
+                         "ByteLevel; only byte-level BPE tokenizers load here")
+    if last.get("add_prefix_space"):
+        raise ValueError(f"{source}: pre_tokenizer ByteLevel add_prefix_space=true is not "
+                         "supported (it puts a space before the text)")
+    patterns = [_hf_split_step(step, source) for step in steps[:-1]]
+    if last.get("use_regex", True):
+        patterns.append(GPT2_SPLIT_PATTERN)
+    if not patterns:
+        raise ValueError(f"{source}: pre_tokenizer splits nothing (ByteLevel use_regex=false "
+                         "alone); each text would be one pre-token: not supported")
+    return patterns[0] if len(patterns) == 1 else tuple(patterns)
+
+
+def _hf_split_step(step: dict, source: str) -> str:
+    """The regex of one Split or Digits pre-tokenizer step.
+
+    Split must isolate its matches (behavior Isolated, invert false): the rule pretokenize keeps."""
+    kind = step.get("type") if isinstance(step, dict) else None
+    if kind == "Digits":  # Rust's char::is_numeric is \p{N}; runs together, or each alone
+        return DIGITS_SPLIT if step.get("individual_digits") else r"\p{N}+"
+    if kind != "Split":
+        raise ValueError(f"{source}: pre_tokenizer step {kind!r} is not supported (only Split, "
+                         "Digits, then ByteLevel)")
+    if step.get("behavior") != "Isolated" or step.get("invert"):
+        raise ValueError(f"{source}: pre_tokenizer Split with behavior={step.get('behavior')!r}, "
+                         f"invert={step.get('invert')!r} is not supported (only Isolated, false)")
+    pattern = step.get("pattern") or {}
+    if "Regex" in pattern:
+        return pattern["Regex"]
+    if "String" in pattern:
+        return regex.escape(pattern["String"])
+    raise ValueError(f"{source}: pre_tokenizer Split pattern {pattern!r} has neither Regex nor "
+                     "String")
+
+
+def _hf_pre_tokenizer(steps: tuple[str, ...]) -> dict:
+    """The tokenizer.json pre_tokenizer for our split steps, the inverse of _hf_split_steps.
+
+    Each step is a Split (Digits for DIGITS_SPLIT); a last GPT-2 regex is ByteLevel's own."""
+    *firsts, last = steps
+    hf = [_hf_split(p) for p in firsts]
+    if last != GPT2_SPLIT_PATTERN:
+        hf.append(_hf_split(last))
+    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                  "use_regex": last == GPT2_SPLIT_PATTERN}
+    return {"type": "Sequence", "pretokenizers": hf + [byte_level]} if hf else byte_level
+
+
+def _hf_split(pattern: str) -> dict:
+    r"""One tokenizer.json Split step (or Digits) that splits as pattern does.
+
+    `tokenizers` runs Oniguruma, which reads `{1,3}+` as a repeat of `{1,3}`, not as possessive:
+    GPT-4's `\p{N}{1,3}+` ends its alternative, where a greedy `{1,3}` cannot backtrack either,
+    so it is written greedy. Another possessive `{m,n}+` is a ValueError: it would split apart."""
+    if pattern == DIGITS_SPLIT:
+        return {"type": "Digits", "individual_digits": True}
+    onig = pattern.replace(r"|\p{N}{1,3}+|", r"|\p{N}{1,3}|")
+    if regex.search(r"\{\d+(?:,\d*)?\}\+", onig):
+        raise ValueError(f"split pattern {pattern!r} has a possessive {{m,n}}+, which tokenizers' "
+                         "regex engine reads as a repeat; spell it without one to export it")
+    return {"type": "Split", "pattern": {"Regex": onig}, "behavior": "Isolated", "invert": False}
+
+
+def _read_json(path: Path, what: str):
+    """The parsed JSON of a file; errors name the file."""
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {str(path)!r} is not valid JSON ({e})") from None
+
+
+def load_tokenizer_json(path) -> Tokenizer:
+    """The Tokenizer of a Hugging Face tokenizer.json file, or of a directory holding one.
+
+    A tokenizer_config.json beside it gives the eos token (eot_id) and the chat template (or a
+    chat_template.jinja file does, where newer transformers save it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    spec = _read_json(path, "tokenizer.json")
+    config_path = path.parent / "tokenizer_config.json"
+    config = _read_json(config_path, "tokenizer_config.json") if config_path.is_file() else {}
+    eos = config.get("eos_token")
+    if isinstance(eos, dict):  # written as an AddedToken
+        eos = eos.get("content")
+    template = config.get("chat_template")
+    if isinstance(template, list):  # several named templates: the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    jinja = path.parent / "chat_template.jinja"
+    if template is None and jinja.is_file():
+        template = read_text(jinja, "chat template")
+    return from_hf_json(spec, str(path), eos, template)
+
+
+def load_gguf_tokenizer(path) -> Tokenizer:
+    """The Tokenizer inside a GGUF model file, ids equal to llama.cpp's.
+
+    GGUF stores the tokens, merges and token types and names its pre-tokenizer; GGUF_PRE says
+    what the name means. Control and user-defined tokens are special. Needs the gguf package."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        raise ImportError(f"reading {path} needs the gguf package: pip install gguf") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"GGUF file {str(path)!r} does not exist or is not a file")
+    try:
+        fields = GGUFReader(path).fields
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a GGUF file the gguf package can read ({e})") from None
+    value = lambda key, default=None: fields[key].contents() if key in fields else default
+    model, pre = value("tokenizer.ggml.model"), value("tokenizer.ggml.pre")
+    if model != "gpt2":
+        kind = "a sentencepiece tokenizer" if model == "llama" else "not byte-level BPE"
+        raise ValueError(f"{path}: tokenizer.ggml.model is {model!r} ({kind}); only 'gpt2' "
+                         "(byte-level BPE) loads here")
+    if pre not in GGUF_PRE:
+        raise ValueError(f"{path}: tokenizer.ggml.pre {pre!r} is not in bpe.GGUF_PRE "
+                         f"({', '.join(GGUF_PRE)}); add its split rules there, from llama.cpp")
+    pattern, ignore_merges = GGUF_PRE[pre]
+    tokens = value("tokenizer.ggml.tokens", [])
+    types = value("tokenizer.ggml.token_type", [1] * len(tokens))
+    specials = {t: i for i, (t, kind) in enumerate(zip(tokens, types))
+                if kind in GGUF_SPECIAL_TYPES}
+    ids = set(specials.values())
+    normal = {i: t for i, t in enumerate(tokens) if i not in ids}
+    return _byte_level_tokenizer(normal, value("tokenizer.ggml.merges", []), specials, str(path),
+                                 pattern=pattern, ignore_merges=ignore_merges,
+                                 eot_id=value("tokenizer.ggml.eos_token_id"),
+                                 chat_template=value("tokenizer.chat_template"),
+                                 drop_missing_bytes=True)
+
+
+def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
+    """The tokenizer spec names: "gpt2", a bpe.py model (a directory or .bpe file), a Hugging Face
+    tokenizer.json (or a directory holding one), or a .gguf model file.
+
+    One entry point for every script's --model / --tokenizer flag."""
+    if spec == "gpt2":
+        return gpt2_tokenizer()
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        return load_gguf_tokenizer(path)
+    hf_dir = path.is_dir() and not (path / "tokenizer.bpe").is_file()
+    if path.suffix == ".json" or (hf_dir and (path / "tokenizer.json").is_file()):
+        return load_tokenizer_json(path)
+    return Tokenizer.load(path)
+
+
+# ----------------------------------------------------------------------------- chat
+CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
+
+
+def render_chat(messages: list[dict], add_generation_prompt: bool = True,
+                default_system: str | None = None) -> str:
+    """The ChatML text of a conversation: "<|im_start|>{role}\\n{content}<|im_end|>\\n" per
+    message, then "<|im_start|>assistant\\n", which asks for the reply (add_generation_prompt).
+
+    default_system, if given, is put first as a system message when the first message is not one,
+    as SmolLM2's template does (Tokenizer.render_chat finds it in the tokenizer's template)."""
+    if not messages:
+        raise ValueError("render_chat got no messages; give at least one {'role', 'content'}")
+    for n, m in enumerate(messages):
+        if not (isinstance(m, dict) and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)):
+            raise ValueError(f"message #{n} ({str(m)[:60]}): give a dict with a 'role' and a "
+                             "'content', both strings")
+    if default_system is not None and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": default_system}, *messages]
+    text = "".join(f"{CHATML_START}{m['role']}\n{m['content']}{CHATML_END}\n" for m in messages)
+    return text + (f"{CHATML_START}assistant\n" if add_generation_prompt else "")
+
+
+def chatml_default_system(template: str) -> str | None:
+    """The system message a ChatML template adds to a conversation that opens without one, or None.
+
+    SmolLM2's template writes it as one literal, '<|im_start|>system\\n...<|im_end|>\\n', under
+    `if ... messages[0]['role'] != 'system'`; a template without both adds nothing we can say."""
+    m = re.search(r"'<\|im_start\|>system\n([^']*)<\|im_end\|>\n'", template)
+    if m is None or "messages[0]['role'] != 'system'" not in template:
+        return None
+    return m.group(1)
 
 
 # ----------------------------------------------------------------------------- tokenizer specs
 class CharTokenizer:
-    """nanoGPT's character-level tokenizer (shakespeare_char): one id per character of `chars`, with the
-    encode / decode / n_vocab / eot_id interface of Tokenizer, so that every script takes either."""
+    """nanoGPT's character-level tokenizer (shakespeare_char): one id per character of `chars`,
+    with the encode / decode / n_vocab / eot_id interface of Tokenizer, so every script takes
+    either."""
 
     def __init__(self, chars: str):
         self.chars = chars
@@ -780,20 +1341,27 @@ class CharTokenizer:
         self.eot_id = None  # no end-of-text character
 
     def encode(self, text: str, allowed_special=()) -> list[int]:
+        """One id per character of text.
+
+        A character outside the vocabulary has no id: a ValueError names it."""
         unknown = sorted(set(text) - set(self.stoi))
         if unknown:
-            raise ValueError(f"characters {unknown[:10]} are not in this model's character vocabulary")
+            raise ValueError(f"characters {unknown[:10]} are not in this model's character "
+                             "vocabulary")
         return [self.stoi[ch] for ch in text]
 
     encode_ordinary = encode
 
     def decode(self, ids: Iterable[int]) -> str:
+        """The characters of the ids, joined."""
         return "".join(self.chars[i] for i in ids)
 
 
 def tokenizer_from_spec(spec) -> Tokenizer | CharTokenizer:
-    """The tokenizer a checkpoint or a dataset's metadata names. The spec is {"kind": "gpt2"} |
-    {"kind": "char", "chars": "..."} | {"kind": "bpe", "model": Tokenizer.dumps()}."""
+    """The tokenizer a checkpoint or a dataset's metadata names.
+
+    The spec is {"kind": "gpt2"} | {"kind": "char", "chars": "..."} |
+    {"kind": "bpe", "model": Tokenizer.dumps()}."""
     kind = spec.get("kind") if isinstance(spec, dict) else None
     if kind == "gpt2":
         return gpt2_tokenizer()
@@ -801,52 +1369,108 @@ def tokenizer_from_spec(spec) -> Tokenizer | CharTokenizer:
         return Tokenizer.loads(spec["model"])
     if kind == "char":
         return CharTokenizer(spec["chars"])
-    raise ValueError(f"tokenizer spec {str(spec)[:80]!r}: expected a dict with kind gpt2, char or bpe")
+    raise ValueError(f"tokenizer spec {str(spec)[:80]!r}: expected a dict with kind gpt2, char or "
+                     "bpe")
 
 
 def tokenizer_spec(tok: Tokenizer | CharTokenizer) -> dict:
-    """The spec to store with a checkpoint (tokenizer_from_spec reads it): GPT-2's by name, else in full."""
+    """The spec to store with a checkpoint (tokenizer_from_spec reads it).
+
+    GPT-2's by name, any other in full, so that the checkpoint alone restores its tokenizer."""
     if isinstance(tok, CharTokenizer):
         return {"kind": "char", "chars": tok.chars}
     if tok.n_vocab == 50257 and tok.special_tokens == {GPT2_EOT: 50256}:  # cheap checks first
         gpt2 = gpt2_tokenizer()
-        if tok.vocab == gpt2.vocab and tok.merges == gpt2.merges:
+        state = lambda t: (t.vocab, t.merges, t.pattern, t.eot_id, t.ignore_merges, t.normalizer,
+                           t.chat_template, t.drop_missing_bytes)
+        if state(tok) == state(gpt2):
             return {"kind": "gpt2"}
     return {"kind": "bpe", "model": tok.dumps()}
 
 
 # ----------------------------------------------------------------------------- command line
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one `error: ...` line and exit status 1, like the others."""
+
+    def error(self, message):
+        """Never returns: the usage error as one line, exit status 1 (argparse's would be 2)."""
+        _fail(message)
+
+
+def _fail(message) -> None:
+    """Exit with status 1 after one `error: ...` line on stderr.
+
+    One line the user can read, never a traceback, for every error a command meets."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def _parse_ids(text: str) -> list[int]:
+    """[15496, 995, 0] from "15496,995,0", or from "[15496, 995, 0]" as `encode` prints it.
+
+    So `decode --ids` takes what `encode` printed."""
+    try:
+        return [int(x) for x in text.strip("[] ").split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--ids {text!r}: give token ids separated by commas, e.g. "
+                         "--ids 15496,995,0") from None
+
+
+def _arg_parser() -> argparse.ArgumentParser:
+    """The command line: train, encode, decode, download-gpt2.
+
+    Flags are snake_case, as in every other script of the project."""
+    parser = _Parser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a BPE tokenizer on a text file")
     t.add_argument("--input", required=True, help="UTF-8 text file, any size")
-    t.add_argument("--vocab-size", type=int, required=True, help="256 bytes + merges + special tokens")
+    t.add_argument("--vocab_size", type=int, required=True,
+                   help="256 bytes + merges + special tokens")
     t.add_argument("--special", action="append", default=[], help="a special token (repeatable)")
     t.add_argument("--out", required=True, help="directory for tokenizer.bpe and vocab.txt")
-    t.add_argument("--pattern", choices=sorted(PATTERNS), default="gpt2", help="pre-tokenization regex")
-    t.add_argument("--tie-break", choices=TIE_BREAKS, default="bytes")
-    t.add_argument("--num-proc", type=int, default=os.cpu_count(), help="pre-tokenization worker processes")
+    t.add_argument("--pattern", choices=sorted(PATTERNS), default="gpt2",
+                   help="pre-tokenization regex")
+    t.add_argument("--tie_break", choices=TIE_BREAKS, default="bytes")
+    t.add_argument("--num_proc", type=int, default=os.cpu_count(),
+                   help="pre-tokenization worker processes")
+    model_help = ("'gpt2', a bpe.py model directory or .bpe file, a tokenizer.json (or its "
+                  "directory), or a .gguf file")
     e = sub.add_parser("encode", help="show the ids and pieces of a text")
-    e.add_argument("--model", required=True, help="'gpt2' or a directory written by `train`")
-    e.add_argument("--text", required=True)
+    e.add_argument("--model", required=True, help=model_help)
+    text = e.add_mutually_exclusive_group(required=True)
+    text.add_argument("--text", help="the text (special tokens in it become their ids)")
+    text.add_argument("--file", help="a UTF-8 text file to encode instead of --text")
+    d = sub.add_parser("decode", help="show the text of ids")
+    d.add_argument("--model", required=True, help=model_help)
+    d.add_argument("--ids", required=True, help="ids separated by commas, e.g. 15496,995,0")
     sub.add_parser("download-gpt2", help="fetch and cache GPT-2's rank table (part of the install)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    """Run one command; any error is one `error: ...` line on stderr and exit status 1.
+
+    See _arg_parser for the commands, README.md for examples."""
+    args = _arg_parser().parse_args(argv)
     try:
         if args.cmd == "train":
-            tok = train_bpe(Path(args.input), args.vocab_size, args.special, PATTERNS[args.pattern],
-                            args.tie_break, args.num_proc, progress=True)
-            print(f"trained {len(tok.merges)} merges, vocab {len(tok.vocab)}; wrote {tok.save(args.out)}")
+            tok = train_bpe(Path(args.input), args.vocab_size, args.special,
+                            PATTERNS[args.pattern], args.tie_break, args.num_proc, progress=True)
+            print(f"trained {len(tok.merges)} merges, vocab {len(tok.vocab)}; wrote "
+                  f"{tok.save(args.out)}")
         elif args.cmd == "encode":
             tok = load_tokenizer(args.model)
-            ids = tok.encode(args.text, allowed_special="all")
+            text = args.text if args.file is None else read_text(args.file, "--file")
+            ids = tok.encode(text, allowed_special="all")
             print(ids)
             print([readable(tok.vocab[i]) for i in ids])
+        elif args.cmd == "decode":
+            ids = _parse_ids(args.ids)
+            print(load_tokenizer(args.model).decode(ids))
         else:
             download_gpt2()
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        _fail(err)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
-"""Benchmarks for bpe.py, each against its peer in the same process on the same input (not run by pytest):
+"""Benchmarks for bpe.py, each against its peer in the same process on the same input (not pytest):
 
-1. training, vocab 10,000, on 1 MB and 5 MB of text: our time / Hugging Face tokenizers' time (target <= 1.0);
+1. training, vocab 10,000, on 1 MB and 5 MB of text: our time / Hugging Face tokenizers' time
+   (target <= 1.0);
 2. encoding with GPT-2: our throughput / tiktoken's, ids asserted identical (target >= 0.4);
-3. training on a >= 1 GB file with `python bpe.py train`: peak RSS of the process tree (target < 2 GB) and time.
+3. training on a >= 1 GB file with `python bpe.py train`: peak RSS of the process tree
+   (target < 2 GB) and time.
 
-    python bench/bpe.py --threads 1                # HF and tiktoken on 1 thread, our trainer in 1 process
+    python bench/bpe.py --threads 1                # HF and tiktoken on 1 thread, ours 1 process
     python bench/bpe.py --threads 2 --parts train  # parts: train, encode, 1gb
 
-The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct words, and so
-the merge work, stay those of 1 MB; what grows is the pre-tokenization.
+The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct
+words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization.
 """
 import argparse
 import os
@@ -24,8 +26,8 @@ EOT = "<|endoftext|>"
 
 
 def race(fns, repeat):
-    """Run the functions in turns, `repeat` rounds, so that a change in the machine's load hits all of them.
-    Returns per function (min wall seconds, min CPU seconds of this process, last result)."""
+    """Per function (min wall seconds, min CPU seconds of this process, last result), the functions
+    run in turns, `repeat` rounds, so that a change in the machine's load hits all of them."""
     wall, cpu, out = [[] for _ in fns], [[] for _ in fns], [None] * len(fns)
     for _ in range(repeat):
         for k, fn in enumerate(fns):
@@ -56,8 +58,8 @@ def bench_train(text: str, label: str, threads: int, tmp: Path, repeat: int) -> 
     # CPU time counts HF's threads but not our worker processes: comparable with 1 thread only
     cpu = f", CPU time ratio {c_ours / c_hf:.2f}" if threads == 1 else ""
     print(f"train {label} ({len(text.encode()) / 1e6:.1f} MB, vocab 10,000, {threads} thread(s)): "
-          f"ours {t_ours:.2f}s  HF {t_hf:.2f}s  ratio ours/HF {t_ours / t_hf:.2f}{cpu}  (target <= 1.0; "
-          f"vocab ours {len(tok.vocab)}, HF {hf_tok.get_vocab_size()})")
+          f"ours {t_ours:.2f}s  HF {t_hf:.2f}s  ratio ours/HF {t_ours / t_hf:.2f}{cpu}  "
+          f"(target <= 1.0; vocab ours {len(tok.vocab)}, HF {hf_tok.get_vocab_size()})")
 
 
 def bench_encode(text: str, label: str, repeat: int) -> None:
@@ -75,8 +77,9 @@ def bench_encode(text: str, label: str, repeat: int) -> None:
         [lambda: enc.encode_ordinary(text), cold, warm], repeat)
     assert ids == ids_tt and ids2 == ids_tt, "ids differ from tiktoken's"
     print(f"encode GPT-2 ({mb:.1f} MB {label}, {len(ids):,} tokens, ids identical, 1 thread): "
-          f"tiktoken {mb / t_tt:.2f} MB/s; ours with a cold pre-token cache {mb / t_cold:.2f} MB/s (ratio {t_tt / t_cold:.2f}, CPU time ratio "
-          f"{c_tt / c_cold:.2f}), warm {mb / t_warm:.2f} MB/s (ratio {t_tt / t_warm:.2f}, CPU time ratio "
+          f"tiktoken {mb / t_tt:.2f} MB/s; ours with a cold pre-token cache {mb / t_cold:.2f} MB/s "
+          f"(ratio {t_tt / t_cold:.2f}, CPU time ratio {c_tt / c_cold:.2f}), warm "
+          f"{mb / t_warm:.2f} MB/s (ratio {t_tt / t_warm:.2f}, CPU time ratio "
           f"{c_tt / c_warm:.2f})  (target >= 0.4)")
 
 
@@ -113,8 +116,8 @@ def bench_1gb(text: str, threads: int, path: Path) -> None:
                 f.write(text + EOT)
     size = path.stat().st_size
     out = Path(tempfile.mkdtemp(prefix="bpe_1gb_tok_"))
-    cmd = [sys.executable, str(ROOT / "bpe.py"), "train", "--input", str(path), "--vocab-size", "10000",
-           "--special", EOT, "--out", str(out), "--num-proc", str(threads)]
+    cmd = [sys.executable, str(ROOT / "bpe.py"), "train", "--input", str(path),
+           "--vocab_size", "10000", "--special", EOT, "--out", str(out), "--num_proc", str(threads)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = 0
@@ -124,24 +127,29 @@ def bench_1gb(text: str, threads: int, path: Path) -> None:
     dt = time.perf_counter() - t0
     assert proc.returncode == 0, f"bpe.py train failed with {proc.returncode}"
     print(f"train on {size / 2**30:.2f} GiB file ({threads} process(es)): {dt:.0f}s "
-          f"({size / 1e6 / dt:.1f} MB/s), peak RSS of the process tree {peak / 2**20:.0f} MiB (target < 2048 MiB); "
-          f"{proc.stdout.read().strip()}")
+          f"({size / 1e6 / dt:.1f} MB/s), peak RSS of the process tree {peak / 2**20:.0f} MiB "
+          f"(target < 2048 MiB); {proc.stdout.read().strip()}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads for HF/tiktoken, processes for us")
-    parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt", help="~1 MB of real text")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads for HF/tiktoken, processes for us")
+    parser.add_argument("--data", default="/work/shared/data/tinyshakespeare.txt",
+                        help="~1 MB of real text")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--parts", default="train,encode,1gb", help="comma-separated: train, encode, 1gb")
-    parser.add_argument("--big-file", default="/tmp/bpe_bench_1gb.txt")
+    parser.add_argument("--parts", default="train,encode,1gb",
+                        help="comma-separated: train, encode, 1gb")
+    parser.add_argument("--big_file", default="/tmp/bpe_bench_1gb.txt")
     args = parser.parse_args()
-    # the Rust thread pools read these when first used: set them before importing tokenizers / tiktoken
+    # the Rust thread pools read these when first used: set them before importing tokenizers and
+    # tiktoken
     os.environ["RAYON_NUM_THREADS"] = os.environ["RAYON_RS_NUM_CPUS"] = str(args.threads)
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if args.threads > 1 else "false"
     text = Path(args.data).read_text(encoding="utf-8")
-    # tinyshakespeare is pure ASCII, which bpe.py splits with a faster splitter; with typographic apostrophes
-    # 5,000 of its 40,000 lines are not, and the whole text goes through the general Unicode regex
+    # tinyshakespeare is pure ASCII, which bpe.py splits with a faster splitter; with typographic
+    # apostrophes 5,000 of its 40,000 lines are not, and the whole text goes through the general
+    # Unicode regex
     curly = text.replace("'", "\u2019")
     parts = args.parts.split(",")
     if "train" in parts:
@@ -149,7 +157,8 @@ def main():
             bench_train(text, "1MB", args.threads, Path(tmp), args.repeat)
             bench_train(EOT.join([text] * 5), "5MB", args.threads, Path(tmp), args.repeat)
             bench_train(curly, "1MB, not ASCII", args.threads, Path(tmp), args.repeat)
-            bench_train(EOT.join([curly] * 5), "5MB, not ASCII", args.threads, Path(tmp), args.repeat)
+            bench_train(EOT.join([curly] * 5), "5MB, not ASCII", args.threads, Path(tmp),
+                        args.repeat)
     if "encode" in parts:
         bench_encode(text, "ASCII", args.repeat)
         bench_encode(curly, "not ASCII", args.repeat)

@@ -13,8 +13,10 @@ import torch
 
 
 # ---------------------------------------------------------------- bpe.py (issue 2)
-def run_train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str], **kwargs):
-    """-> (vocab {id: bytes}, merges [(bytes, bytes)] in creation order); kwargs go to bpe.train_bpe."""
+def run_train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens: list[str],
+                  **kwargs):
+    """-> (vocab {id: bytes}, merges [(bytes, bytes)] in creation order); kwargs go to
+    bpe.train_bpe."""
     import bpe
     from pathlib import Path
 
@@ -22,8 +24,10 @@ def run_train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens
     return tok.vocab, [(tok.vocab[a], tok.vocab[b]) for a, b in tok.merges]
 
 
-def get_tokenizer(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], special_tokens: list[str] | None = None):
-    """-> an object with encode / decode / encode_iterable; the given special tokens are always recognised."""
+def get_tokenizer(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]],
+                  special_tokens: list[str] | None = None):
+    """-> an object with encode / decode / encode_iterable; the given special tokens are always
+    recognised."""
     import bpe
     from functools import partial
     from types import SimpleNamespace
@@ -37,8 +41,24 @@ def get_tokenizer(vocab: dict[int, bytes], merges: list[tuple[bytes, bytes]], sp
             specials[s], next_id = next_id, next_id + 1
     tok = bpe.Tokenizer(merges, vocab, specials)
     return SimpleNamespace(encode=partial(tok.encode, allowed_special="all"), decode=tok.decode,
-                           encode_iterable=partial(tok.encode_iterable, allowed_special="all"), tokenizer=tok)
+                           encode_iterable=partial(tok.encode_iterable, allowed_special="all"),
+                           tokenizer=tok)
 # ---------------------------------------------------------------- end bpe.py
+
+
+# ---------------------------------------------------------------- bpe.py real tokenizers (issue 14)
+def get_hf_tokenizer(path: str | os.PathLike):
+    """-> an object with encode(text) -> list[int] (special tokens in the text become their ids)
+    and decode(ids) -> str, for a directory holding a tokenizer.json, a tokenizer.json, or a
+    .gguf file."""
+    import bpe
+    from functools import partial
+    from types import SimpleNamespace
+
+    tok = bpe.load_tokenizer(path)
+    return SimpleNamespace(encode=partial(tok.encode, allowed_special="all"), decode=tok.decode,
+                           tokenizer=tok)
+# ---------------------------------------------------------------- end bpe.py real tokenizers
 
 
 # ---------------------------------------------------------------- wordpiece.py (issue 3)

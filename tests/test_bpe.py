@@ -1,5 +1,7 @@
-"""bpe.py against its peers: tiktoken (GPT-2 ids), Hugging Face tokenizers (BpeTrainer merges, BPE encoding),
-and its own naive reference trainer. No network: GPT-2's rank table comes from the install step's cache."""
+"""bpe.py against its peers: tiktoken (GPT-2 ids), Hugging Face tokenizers (BpeTrainer merges, BPE
+encoding, tokenizer.json files), transformers (SmolLM2's GGUF tokenizer and chat template), and its
+own naive reference trainer. No network: GPT-2's rank table and SmolLM2's GGUF file come from the
+install step's cache."""
 import base64
 import itertools
 import json
@@ -9,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import regex
 import tiktoken
 
 import bpe
-from tests.adapters import get_tokenizer, run_train_bpe
+from tests.adapters import get_hf_tokenizer, get_tokenizer, run_train_bpe
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "fixtures" / "bpe_sample.txt"
@@ -29,7 +32,8 @@ MULTILINGUAL = [
     "numbers 0 7 42 1000 65535 3.5e10 -12 +7 1,234,567.89 ½ ² Ⅻ ١٢٣ ४२",
     "   leading spaces, trailing spaces   ",
     " \t \n\n\n  \u00a0\u3000 \u2003mixed\u00a0whitespace \r\n\r\n ",
-    "العربية من اليمين إلى اليسار. हिन्दी भी। ภาษาไทย Ελληνικά Русский",
+    "العربية من اليمين إلى اليسار. हिन्दी भी। "
+    "ภาษาไทย Ελληνικά Русский",
     f"special {EOT} in the middle, {EOT}{EOT} twice, and at the end{EOT}",
     "a" * 300 + " " + "ab" * 200 + " " * 50 + "\n" * 20 + "1" * 40,
     "\x00\x01\x7f control \ufffd replacement \U0010ffff max",
@@ -56,13 +60,15 @@ def gpt2():
 
 @pytest.fixture(scope="module")
 def tiktoken_gpt2():
-    return tiktoken.Encoding(name="gpt2_offline", pat_str=bpe.GPT2_SPLIT_PATTERN, mergeable_ranks=gpt2_ranks(),
-                             special_tokens={EOT: 50256})
+    return tiktoken.Encoding(name="gpt2_offline", pat_str=bpe.GPT2_SPLIT_PATTERN,
+                             mergeable_ranks=gpt2_ranks(), special_tokens={EOT: 50256})
 
 
 def random_text(rng: random.Random, n: int) -> str:
-    """Random text over an alphabet that stresses BPE: repeats, non-ASCII, whitespace runs, contractions."""
-    alphabet = ["a", "b", "ab", "aa", " ", "  ", "\n", "\t", "é", "한", "字", "😀", "'s", "!", "1", "23", "e\u0301"]
+    """Random text over an alphabet that stresses BPE: repeats, non-ASCII, whitespace runs,
+    contractions."""
+    alphabet = ["a", "b", "ab", "aa", " ", "  ", "\n", "\t", "é", "한", "字", "😀", "'s", "!", "1",
+                "23", "e\u0301"]
     return "".join(rng.choice(alphabet) for _ in range(n))
 
 
@@ -115,12 +121,12 @@ def test_fast_trainer_equals_naive_on_real_text():
 
 
 def test_default_tie_break_prefers_greater_bytes():
-    # pre-tokens "ab", " cd", " ab", " cd": (a, b), ( , c), (c, d) all count 2; (c, d) has the greatest bytes.
-    # Then (a, b) and ( , cd) count 2: b"a" > b" ", so (a, b).
+    # pre-tokens "ab", " cd", " ab", " cd": (a, b), ( , c), (c, d) all count 2; (c, d) has the
+    # greatest bytes. Then (a, b) and ( , cd) count 2: b"a" > b" ", so (a, b).
     tok = bpe.train_bpe("ab cd ab cd", 258)
     assert [tok.vocab[i] for i in sorted(tok.vocab)[256:]] == [b"cd", b"ab"]
-    # with tie_break="hf" the smaller ids in GPT-2's byte order win: ' ' (id 220) is after the letters
-    # (ids 64..89), so (a, b) = (64, 65) beats (c, d) = (66, 67)
+    # with tie_break="hf" the smaller ids in GPT-2's byte order win: ' ' (id 220) is after the
+    # letters (ids 64..89), so (a, b) = (64, 65) beats (c, d) = (66, 67)
     tok = bpe.train_bpe("ab cd ab cd", 258, tie_break="hf")
     assert [tok.vocab[i] for i in sorted(tok.vocab)[256:]] == [b"ab", b"cd"]
 
@@ -130,29 +136,33 @@ def hf_train(text: str, vocab_size: int, specials: list[str]):
 
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     hf.train_from_iterator([text], trainer)
     return hf
 
 
 def hf_unicode_to_byte() -> dict[str, int]:
-    """Hugging Face's ByteLevel shows byte b as one printable character; GPT-2's bytes_to_unicode."""
+    """Hugging Face's ByteLevel shows byte b as one printable character: GPT-2's
+    bytes_to_unicode."""
     order = bpe.bytes_to_unicode_order()
-    printable = [b for b in order if b in range(33, 127) or b in range(161, 173) or b in range(174, 256)]
+    printable = [b for b in order
+                 if b in range(33, 127) or b in range(161, 173) or b in range(174, 256)]
     rest = order[len(printable):]
     return {**{chr(b): b for b in printable}, **{chr(256 + n): b for n, b in enumerate(rest)}}
 
 
 def real_text() -> str:
-    """Real text without a data download: our fixture plus the standard library's argparse source."""
+    """Real text without a data download: our fixture plus the standard library's argparse
+    source."""
     import argparse
     return SAMPLE.read_text(encoding="utf-8") + Path(argparse.__file__).read_text(encoding="utf-8")
 
 
 def test_hf_tie_break_equals_tokenizers_bpe_trainer():
-    # HF's trainer counts special tokens in the text as ordinary text ("<|", "endoftext", "|>"), we cut them
-    # out (CS336's rule), so the text given to both holds none.
+    # HF's trainer counts special tokens in the text as ordinary text ("<|", "endoftext", "|>"), we
+    # cut them out (CS336's rule), so the text given to both holds none.
     text, vocab_size = real_text().replace(EOT, "\n"), 1500
     hf = hf_train(text, vocab_size, [EOT])
     u2b = hf_unicode_to_byte()
@@ -175,7 +185,8 @@ def run_train_bpe_text(text, vocab_size, specials, **kwargs):
 
 
 def test_trained_tokenizer_encodes_like_hf_bpe():
-    """Encoding with our merges == Hugging Face's BPE model given the same merges (merge-rank semantics)."""
+    """Encoding with our merges == Hugging Face's BPE model given the same merges (merge-rank
+    semantics)."""
     from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
 
     text = real_text()
@@ -202,14 +213,16 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
     # tiny chunks force many cuts, at special tokens; two worker processes
     assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=512, num_proc=2) == want
     # a special token that holds a '\n' turns the line cuts off (it could straddle one)
-    assert bpe.count_pretokens_in_file(path, ["\nLine"], chunk_bytes=512) == bpe.count_pretokens(text, ["\nLine"])
+    assert (bpe.count_pretokens_in_file(path, ["\nLine"], chunk_bytes=512)
+            == bpe.count_pretokens(text, ["\nLine"]))
     # without special tokens the cuts fall at line starts; counts equal the whole text's
     plain = "\n".join(SAMPLE.read_text(encoding="utf-8").replace(EOT, "") for _ in range(3))
     path.write_text(plain, encoding="utf-8")
     assert bpe.count_pretokens_in_file(path, chunk_bytes=300) == bpe.count_pretokens(plain)
     assert len(bpe._chunk_boundaries(path, [], 300)) > 10
     # a special token the file lacks must not make it one chunk: the line cuts remain
-    assert bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=300) == bpe.count_pretokens(plain, [EOT])
+    assert (bpe.count_pretokens_in_file(path, [EOT], chunk_bytes=300)
+            == bpe.count_pretokens(plain, [EOT]))
     assert len(bpe._chunk_boundaries(path, [EOT], 300)) > 10
     tok_file = bpe.train_bpe(path, 600, num_proc=2)
     assert tok_file.merges == bpe.train_bpe(plain, 600).merges
@@ -228,7 +241,8 @@ def test_gpt4_pattern_matches_tiktoken_cl100k_pattern(gpt2):
                             mergeable_ranks=gpt2_ranks(), special_tokens={EOT: 50256})
     import inspect
     import tiktoken_ext.openai_public as openai_public
-    assert bpe.GPT4_SPLIT_PATTERN in inspect.getsource(openai_public.cl100k_base)  # cl100k's, verbatim
+    # cl100k's, verbatim
+    assert bpe.GPT4_SPLIT_PATTERN in inspect.getsource(openai_public.cl100k_base)
     assert bpe.GPT2_SPLIT_PATTERN == openai_public.r50k_pat_str
     tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, bpe.GPT4_SPLIT_PATTERN)
     for t in MULTILINGUAL:
@@ -239,7 +253,8 @@ def test_gpt4_pattern_matches_tiktoken_cl100k_pattern(gpt2):
 def test_ascii_fast_split_equals_regex(pattern):
     import regex
     rng = random.Random(11)
-    pieces = [chr(c) for c in range(128)] + ["word", " ", "   ", "'s", "'LL", "\r\n", "\n\n", "12345", "\x1c"]
+    pieces = [chr(c) for c in range(128)] + ["word", " ", "   ", "'s", "'LL", "\r\n", "\n\n",
+                                             "12345", "\x1c"]
     for _ in range(2000):
         t = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 50)))
         assert bpe.pretokenize(t, pattern) == regex.findall(pattern, t), repr(t)
@@ -248,10 +263,12 @@ def test_ascii_fast_split_equals_regex(pattern):
 
 @pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
 def test_mostly_ascii_split_equals_regex(pattern):
-    # mostly ASCII text is cut between lines, and only the lines with other characters go through `regex`
+    # mostly ASCII text is cut between lines, and only the lines with other characters go through
+    # `regex`
     import regex
     rng = random.Random(12)
-    ascii_pieces = [chr(c) for c in range(128)] + ["word", " ", "'s", "\n", "\n", "\r\n", "\n\n", "x\ny", "9\n7"]
+    ascii_pieces = [chr(c) for c in range(128)] + ["word", " ", "'s", "\n", "\n", "\r\n", "\n\n",
+                                                   "x\ny", "9\n7"]
     others = ["\u2019", "é", "한", "\u00a0", "\u2028", "\x85", "\u3000", "١"]
     cut = 0
     for _ in range(1000):
@@ -277,15 +294,16 @@ def test_gpt2_parity_multilingual(gpt2, tiktoken_gpt2):
 def test_gpt2_parity_random_unicode(gpt2, tiktoken_gpt2):
     rng = random.Random(0)
     pools = [range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x370), range(0xAC00, 0xAC40),
-             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650), [9, 10, 13, 32, 32, 32, 0x3000, 0x200D]]
+             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650),
+             [9, 10, 13, 32, 32, 32, 0x3000, 0x200D]]
     for _ in range(300):
         t = "".join(chr(rng.choice(rng.choice(pools))) for _ in range(rng.randint(0, 40)))
         assert gpt2.encode_ordinary(t) == tiktoken_gpt2.encode_ordinary(t), repr(t)
 
 
 def test_gpt2_every_token_alone_matches_tiktoken(gpt2, tiktoken_gpt2):
-    # tiktoken returns a whole token without running BPE, and so do we for learned merges: BPE on the token's
-    # bytes must give the token, else the shortcut would change ids
+    # tiktoken returns a whole token without running BPE, and so do we for learned merges: BPE on
+    # the token's bytes must give the token, else the shortcut would change ids
     texts = {i: bpe.readable(t) for i, t in gpt2.vocab.items() if i != 50256}
     texts = {i: t for i, t in texts.items() if isinstance(t, str)}
     assert len(texts) > 45_000
@@ -297,7 +315,8 @@ def test_gpt2_every_token_alone_matches_tiktoken(gpt2, tiktoken_gpt2):
 def test_whole_token_shortcut_only_where_bpe_gets_there():
     from tokenizers import Tokenizer as HFTokenizer, models
 
-    # merges b+c, a+b, ab+c: "abc" is a token, but BPE on "abc" merges b+c first and stops at [a, bc]
+    # merges b+c, a+b, ab+c: "abc" is a token, but BPE on "abc" merges b+c first and stops at
+    # [a, bc]
     merges = [(b"b", b"c"), (b"a", b"b"), (b"ab", b"c")]
     vocab = {i: bytes([i]) for i in range(256)} | {256: b"bc", 257: b"ab", 258: b"abc"}
     tok = bpe.Tokenizer(merges, vocab)
@@ -306,21 +325,26 @@ def test_whole_token_shortcut_only_where_bpe_gets_there():
                                 [("b", "c"), ("a", "b"), ("ab", "c")]))
     assert hf.encode("abc").tokens == ["a", "bc"]  # Hugging Face's BPE agrees
     tt = tiktoken.Encoding(name="toy", pat_str=r"\S+", special_tokens={},
-                           mergeable_ranks={bytes([i]): i for i in range(256)} | {b"bc": 256, b"ab": 257, b"abc": 258})
+                           mergeable_ranks={bytes([i]): i for i in range(256)}
+                           | {b"bc": 256, b"ab": 257, b"abc": 258})
     assert tt.encode("abc") == [258]  # tiktoken's whole-token rule would differ here
 
 
 @pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
 def test_trained_tokens_are_reached_by_bpe(pattern):
-    # why the whole-token rule is exact for trained vocabularies: BPE on a token's own bytes ends at the token
+    # why the whole-token rule is exact for trained vocabularies: BPE on a token's own bytes ends
+    # at the token
     rng = random.Random(7)
     texts = [random_text(rng, 400) for _ in range(20)] + [SAMPLE.read_text(encoding="utf-8")]
     for text in texts:
         tok = bpe.train_bpe(text, 256 + 200, [EOT], pattern)
-        tokens = {i: bpe.readable(t) for i, t in tok.vocab.items() if i not in tok.special_tokens.values()}
-        tokens = {i: t for i, t in tokens.items() if isinstance(t, str)}  # half a character is never a pre-token
+        tokens = {i: bpe.readable(t) for i, t in tok.vocab.items()
+                  if i not in tok.special_tokens.values()}
+        # half a character is never a pre-token
+        tokens = {i: t for i, t in tokens.items() if isinstance(t, str)}
         assert len(tokens) > 100 and all(tok._bpe(t) == (i,) for i, t in tokens.items())
-        assert all(tok.encode_ordinary(t) == [i] for i, t in tokens.items() if bpe.pretokenize(t, pattern) == [t])
+        assert all(tok.encode_ordinary(t) == [i] for i, t in tokens.items()
+                   if bpe.pretokenize(t, pattern) == [t])
 
 
 def test_gpt2_decode_matches_tiktoken_on_invalid_utf8(gpt2, tiktoken_gpt2):
@@ -333,7 +357,8 @@ def test_gpt2_decode_matches_tiktoken_on_invalid_utf8(gpt2, tiktoken_gpt2):
 
 def test_load_tokenizer_gpt2(gpt2):
     assert bpe.load_tokenizer("gpt2") is gpt2  # cached per process
-    assert gpt2.special_tokens == {EOT: 50256} and gpt2.encode(EOT, allowed_special="all") == [50256]
+    assert gpt2.special_tokens == {EOT: 50256}
+    assert gpt2.encode(EOT, allowed_special="all") == [50256]
 
 
 def test_gpt2_cache_is_verified(tmp_path, monkeypatch):
@@ -343,7 +368,8 @@ def test_gpt2_cache_is_verified(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="download-gpt2"):
         bpe.gpt2_tokenizer.__wrapped__()  # uncached: no file in the new cache dir
     (tmp_path / "gpt2.tiktoken").write_bytes(data)
-    assert bpe.download_gpt2() == tmp_path / "gpt2.tiktoken"  # already there and verified: no download
+    # already there and verified: no download
+    assert bpe.download_gpt2() == tmp_path / "gpt2.tiktoken"
     (tmp_path / "gpt2.tiktoken").write_bytes(data[:-10])
     for fn in (bpe.download_gpt2, bpe.gpt2_tokenizer.__wrapped__):
         with pytest.raises(ValueError, match="sha256"):
@@ -383,7 +409,8 @@ def test_overlapping_special_tokens_match_longest_first():
 def test_training_never_merges_across_special_tokens():
     tok = bpe.train_bpe(f"ab{EOT}ab{EOT}ab", 256 + 1 + 10, [EOT])
     merged = [v for i, v in tok.vocab.items() if i >= 256 and i not in tok.special_tokens.values()]
-    assert merged == [b"ab"]  # "ab" three times, nothing else: no merge reaches into "<|endoftext|>"
+    # "ab" three times, nothing else: no merge reaches into "<|endoftext|>"
+    assert merged == [b"ab"]
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -392,11 +419,12 @@ def test_save_load_round_trip(tmp_path):
     rng = random.Random(3)
     text = specials[1].join(random_text(rng, 200) for _ in range(10))
     tok = bpe.train_bpe(text, 256 + 3 + 150, specials, pattern=bpe.GPT4_SPLIT_PATTERN)
-    assert any(isinstance(bpe.readable(v), bytes) for v in tok.vocab.values())  # some are partial characters
+    # some are partial characters
+    assert any(isinstance(bpe.readable(v), bytes) for v in tok.vocab.values())
     model = tok.save(tmp_path / "tok")
     assert model.name == "tokenizer.bpe" and (tmp_path / "tok" / "vocab.txt").is_file()
-    for back in (bpe.Tokenizer.load(tmp_path / "tok"), bpe.Tokenizer.load(model), bpe.Tokenizer.loads(tok.dumps()),
-                 bpe.load_tokenizer(str(tmp_path / "tok"))):
+    for back in (bpe.Tokenizer.load(tmp_path / "tok"), bpe.Tokenizer.load(model),
+                 bpe.Tokenizer.loads(tok.dumps()), bpe.load_tokenizer(str(tmp_path / "tok"))):
         assert back.vocab == tok.vocab and back.merges == tok.merges
         assert list(back.merges) == list(tok.merges)  # merge order is the model
         assert back.special_tokens == tok.special_tokens and back.pattern == tok.pattern
@@ -417,7 +445,8 @@ def test_encode_iterable_equals_encode(gpt2, pattern, tmp_path):
     tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, pattern)
     rng = random.Random(5)
     lines = MULTILINGUAL + SAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines += [random_text(rng, rng.randint(0, 30)) + rng.choice(["\n", " \n", "\n\n", "", " "]) for _ in range(400)]
+    lines += [random_text(rng, rng.randint(0, 30)) + rng.choice(["\n", " \n", "\n\n", "", " "])
+              for _ in range(400)]
     text = "".join(lines)
     want = tok.encode(text, allowed_special="all")
     # a small buffer forces hundreds of cuts; a file object is an iterable of lines
@@ -438,7 +467,7 @@ def test_encode_iterable_is_lazy(gpt2):
     assert first[:len(one) * 10] == one * 10
 
 
-# ----------------------------------------------------------------------------- adapters (CS336 semantics)
+# ----------------------------------------------------------------------- adapters (CS336 semantics)
 def test_adapters(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text(SAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
@@ -494,8 +523,10 @@ def test_corrupt_or_foreign_model_files(tmp_path):
         "foreign.json": (json.dumps({"model": {"type": "BPE"}}), "not a scratchgpt BPE model"),
         "truncated.bpe": (good[: good.index("\nmerge ") + 9], "corrupt at line"),
         "badbase64.bpe": (good.replace("token 97 YQ==", "token 97 Y!=="), "corrupt at line"),
-        "badmerge.bpe": (good.replace(f"merge {next(iter(tok.merges))[0]} ", "merge 98 ", 1), "corrupt"),
-        "nopattern.bpe": ("\n".join(l for l in good.split("\n") if not l.startswith("pattern")), "no 'pattern'"),
+        "badmerge.bpe": (good.replace(f"merge {next(iter(tok.merges))[0]} ", "merge 98 ", 1),
+                         "corrupt"),
+        "nopattern.bpe": ("\n".join(l for l in good.split("\n") if not l.startswith("pattern")),
+                          "no 'pattern'"),
         "nobytes.bpe": (good.replace("token 97 YQ==\n", ""), "corrupt"),
     }
     for name, (content, message) in cases.items():
@@ -525,15 +556,376 @@ def test_constructor_rejects_inconsistent_input():
         bpe.Tokenizer({}, vocab, pattern="(")
 
 
+# ----------------------------------------------------------------------------- real tokenizers
+# Peers: tokenizers (tokenizer.json files trained here, in each pre-tokenizer shape) and
+# transformers (SmolLM2's GGUF). Our encode() is their encode with add_special_tokens=False.
+SPECIALS = [EOT, "<|im_start|>", "<|im_end|>"]
+CHAT = "<|im_start|>user\nWhat is 12345 + 678?<|im_end|>\n<|im_start|>assistant\n1 2  3   4"
+REAL_TEXTS = MULTILINGUAL + [CHAT, "x   4567  \n\n 89 a\t\t1 \u00a0\u00a02",
+                             "e\u0301 \u212b \ufb01"]
+
+
+def unicode_texts(seed: int, n: int) -> list[str]:
+    """Random text over letters, digits, marks, CJK, emoji and runs of whitespace."""
+    rng = random.Random(seed)
+    pools = [range(0x20, 0x7F), range(0xA0, 0x250), range(0x300, 0x370), range(0xAC00, 0xAC40),
+             range(0x4E00, 0x4E40), range(0x1F600, 0x1F650), range(0x30, 0x3A), range(0x660, 0x66A),
+             [9, 10, 13, 32, 32, 32, 0x3000, 0x200D, 0xA0]]
+    return ["".join(chr(rng.choice(rng.choice(pools))) for _ in range(rng.randint(0, 40)))
+            for _ in range(n)]
+
+
+HF_SHAPES = {  # name -> (pre_tokenizer, normalizer) as the tokenizer.json files of these models say
+    "gpt2": lambda pt, nz, Regex: (pt.ByteLevel(add_prefix_space=False, use_regex=True), None),
+    "llama3": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Split(Regex(bpe.LLAMA3_SPLIT_PATTERN), behavior="isolated"),
+        pt.ByteLevel(add_prefix_space=False, use_regex=False)]), None),
+    "qwen2": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Split(Regex(bpe.QWEN2_SPLIT_PATTERN), behavior="isolated"),
+        pt.ByteLevel(add_prefix_space=False, use_regex=False)]), nz.NFC()),
+    "smollm2": lambda pt, nz, Regex: (pt.Sequence([
+        pt.Digits(individual_digits=True),
+        pt.ByteLevel(add_prefix_space=False, use_regex=True)]), None),
+}
+
+
+@pytest.fixture(scope="module")
+def hf_trained():
+    """{shape: a tokenizers.Tokenizer trained here}, one per pre-tokenizer shape of HF_SHAPES."""
+    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, normalizers
+    from tokenizers import pre_tokenizers, trainers
+
+    corpus = SAMPLE.read_text(encoding="utf-8").replace(EOT, "\n") + "\n".join(MULTILINGUAL[:-3])
+    out = {}
+    for name, shape in HF_SHAPES.items():
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer, normalizer = shape(pre_tokenizers, normalizers, Regex)
+        if normalizer is not None:
+            hf.normalizer = normalizer
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=SPECIALS, show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        hf.train_from_iterator([corpus], trainer)
+        out[name] = hf
+    return out
+
+
+def hf_ids(hf, text: str) -> list[int]:
+    return hf.encode(text, add_special_tokens=False).ids
+
+
+@pytest.mark.parametrize("shape", list(HF_SHAPES))
+def test_tokenizer_json_ids_equal_tokenizers(hf_trained, shape):
+    hf = hf_trained[shape]
+    tok = bpe.from_hf_json(json.loads(hf.to_str()))
+    assert tok.special_tokens == {s: hf.token_to_id(s) for s in SPECIALS}
+    for t in REAL_TEXTS + unicode_texts(1, 300):
+        ids = tok.encode(t, allowed_special="all")
+        assert ids == hf_ids(hf, t), (shape, t)
+        assert tok.decode(ids) == hf.decode(ids, skip_special_tokens=False)
+    # cut where the split steps cut anyway, a stream encodes as the whole text does
+    lines = "\n".join(REAL_TEXTS).splitlines(keepends=True)
+    streamed = tok.encode_iterable(lines, allowed_special="all", buffer_chars=32)
+    assert list(streamed) == hf_ids(hf, "".join(lines))
+    # merges written as "a b" strings (older files) load the same tokenizer
+    spec = json.loads(hf.to_str())
+    spec["model"]["merges"] = [" ".join(m) for m in spec["model"]["merges"]]
+    assert bpe.from_hf_json(spec).merges == tok.merges
+
+
+def test_tokenizer_json_directory_with_config(hf_trained, tmp_path):
+    hf = hf_trained["llama3"]
+    hf.save(str(tmp_path / "tokenizer.json"))
+    template = "{% for m in messages %}<|im_start|>{{ m['role'] }}...{% endfor %}"
+    config = {"eos_token": {"content": "<|im_end|>"}, "chat_template": template}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    for spec in (tmp_path, tmp_path / "tokenizer.json"):
+        tok = bpe.load_tokenizer(str(spec))
+        assert tok.eot_id == hf.token_to_id("<|im_end|>") and tok.chat_template == template
+        assert tok.encode(CHAT, allowed_special="all") == hf_ids(hf, CHAT)
+    # without a config: <|endoftext|>, as GPT-2's files have it
+    (tmp_path / "tokenizer_config.json").unlink()
+    assert bpe.load_tokenizer(str(tmp_path)).eot_id == hf.token_to_id(EOT)
+    peer = get_hf_tokenizer(tmp_path)
+    assert peer.encode(CHAT) == hf_ids(hf, CHAT) and peer.decode(peer.encode(CHAT)) == CHAT
+
+
+def test_ignore_merges_as_in_tokenizers():
+    from tokenizers import Tokenizer as HFTokenizer, models, pre_tokenizers
+
+    # merges b+c, a+b, ab+c: BPE on "abc" stops at [a, bc]; ignore_merges takes the whole token
+    chars = bpe.byte_level_chars()
+    vocab = {chars[b]: i for i, b in enumerate(bpe.bytes_to_unicode_order())}
+    vocab |= {"bc": 256, "ab": 257, "abc": 258}
+    for ignore in (False, True):
+        hf = HFTokenizer(models.BPE(vocab, [("b", "c"), ("a", "b"), ("ab", "c")],
+                                    ignore_merges=ignore))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok = bpe.from_hf_json(json.loads(hf.to_str()))
+        assert tok.ignore_merges == ignore
+        for t in ["abc", "abc abcabc xabc", "ab bc"]:
+            assert tok.encode(t) == hf_ids(hf, t), (ignore, t)
+        back = bpe.Tokenizer.loads(tok.dumps())
+        assert back.encode("abc") == hf_ids(hf, "abc")
+
+
+def test_split_steps_keep_every_character():
+    # a step's unmatched text is a piece too (Hugging Face's Split "Isolated"), so nothing is lost
+    from tokenizers import Regex, pre_tokenizers
+
+    steps = [r"\p{N}", r"[a-z]+"]
+    hf = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(p), behavior="isolated")
+                                  for p in steps])
+    for t in ["ab12 cd!!3", "", "  ", "x9y"] + unicode_texts(3, 100):
+        assert bpe.pretokenize(t, steps) == [p for p, _ in hf.pre_tokenize_str(t)], t
+    digits_first = bpe.pretokenize("a  12", [bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN])
+    assert digits_first == ["a", "  ", "1", "2"] != bpe.pretokenize("a  12")
+
+
+# -- SmolLM2's GGUF file against transformers
+SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="module")
+def smollm2_path():
+    from files import cache_dir
+
+    path = cache_dir() / SMOLLM2
+    if not path.is_file():
+        pytest.fail(f"{SMOLLM2} missing at {path}: the install step downloads it")
+    return path
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_path):
+    return bpe.load_gguf_tokenizer(smollm2_path)
+
+
+@pytest.fixture(scope="module")
+def hf_smollm2(smollm2_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(smollm2_path.parent), gguf_file=smollm2_path.name)
+
+
+@pytest.fixture(scope="module")
+def smollm2_rule(hf_smollm2):
+    """transformers' SmolLM2 tokenizer with SmolLM2's own pre-tokenizer put back.
+
+    transformers' GGUF loader gives every byte-level GGUF GPT-2's ByteLevel pre-tokenizer; the
+    file's tokenizer.ggml.pre "smollm" (SmolLM2's tokenizer.json; llama.cpp's llama-vocab.cpp)
+    puts every digit alone first."""
+    from tokenizers import Tokenizer as HFTokenizer, pre_tokenizers
+
+    hf = HFTokenizer.from_str(hf_smollm2.backend_tokenizer.to_str())
+    hf.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    return hf
+
+
+def test_smollm2_gguf_ids_equal_transformers(smollm2, hf_smollm2, smollm2_rule):
+    assert smollm2.n_vocab == len(hf_smollm2) and smollm2.eot_id == hf_smollm2.eos_token_id
+    for s in SPECIALS:
+        assert smollm2.special_tokens[s] == hf_smollm2.convert_tokens_to_ids(s)
+    assert smollm2.chat_template == hf_smollm2.chat_template
+    differ = 0
+    for t in REAL_TEXTS + unicode_texts(4, 300) + ["a\x04b \x7f\x00 caf\xe9"]:
+        ids = smollm2.encode(t, allowed_special="all")
+        assert ids == hf_ids(smollm2_rule, t), t
+        if regex.search(r"\s\p{N}", t):  # whitespace before a digit: the two rules may differ
+            differ += ids != hf_smollm2.encode(t, add_special_tokens=False)
+        else:
+            assert ids == hf_smollm2.encode(t, add_special_tokens=False), t
+        if "\x04" not in t:  # a byte SmolLM2's vocab lacks: dropped, as transformers drops it
+            assert smollm2.decode(ids) == t == hf_smollm2.decode(ids)
+    assert differ > 5
+
+
+def test_smollm2_render_chat_equals_apply_chat_template(smollm2, hf_smollm2):
+    conversations = [
+        [{"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+         {"role": "user", "content": "안녕\n\nand 🤗?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ""}],
+        [{"role": "assistant", "content": "first"}, {"role": "system", "content": "late"}],
+    ]
+    for messages in conversations:
+        for prompt in (True, False):
+            text = smollm2.render_chat(messages, add_generation_prompt=prompt)
+            want = hf_smollm2.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=prompt)
+            assert text == want
+            ids = hf_smollm2.apply_chat_template(messages, add_generation_prompt=prompt,
+                                                 return_dict=False)
+            assert smollm2.encode(text, allowed_special="all") == ids
+    # the template's own default system message, read from its text
+    assert "SmolLM" in bpe.chatml_default_system(smollm2.chat_template)
+    with pytest.raises(ValueError, match="'role' and a 'content'"):
+        smollm2.render_chat([{"role": "user"}])
+    with pytest.raises(ValueError, match="no messages"):
+        smollm2.render_chat([])
+
+
+def test_smollm2_dumps_loads_and_hf_json(smollm2, smollm2_rule):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    back = bpe.tokenizer_from_spec(bpe.tokenizer_spec(smollm2))
+    assert back.split_steps == (bpe.DIGITS_SPLIT, bpe.GPT2_SPLIT_PATTERN)
+    assert (back.eot_id, back.chat_template) == (smollm2.eot_id, smollm2.chat_template)
+    exported = HFTokenizer.from_str(json.dumps(smollm2.to_hf_json()))
+    for t in REAL_TEXTS + unicode_texts(5, 100) + ["a\x04b"]:
+        want = hf_ids(smollm2_rule, t)
+        assert back.encode(t, allowed_special="all") == want == hf_ids(exported, t)
+
+
+# -- GGUF files written here, one per tokenizer.ggml.pre of the table
+def write_gguf(path: Path, hf, pre: str, model: str = "gpt2", eos: str = "<|im_end|>") -> Path:
+    """A GGUF file holding only hf's tokenizer, as llama.cpp's converter writes one."""
+    import gguf
+
+    spec = json.loads(hf.to_str())
+    added = {t["id"] for t in spec["added_tokens"]}
+    tokens = [hf.id_to_token(i) for i in range(hf.get_vocab_size())]
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model(model)
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if i in added else 1 for i in range(len(tokens))])
+    writer.add_token_merges([" ".join(m) for m in spec["model"]["merges"]])
+    writer.add_eos_token_id(hf.token_to_id(eos))
+    writer.add_chat_template("<|im_start|>{{ messages[0]['content'] }}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("pre,shape", [("gpt2", "gpt2"), ("smollm", "smollm2"),
+                                       ("llama-bpe", "llama3"), ("qwen2", "qwen2")])
+def test_gguf_pre_table_equals_tokenizers(hf_trained, tmp_path, pre, shape):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    hf = HFTokenizer.from_str(hf_trained[shape].to_str())
+    hf.normalizer = None  # llama.cpp does not normalize (Qwen2's tokenizer.json asks for NFC)
+    if pre == "llama-bpe":  # llama.cpp's Llama 3 rule, as Llama 3's tokenizer.json has it
+        spec = json.loads(hf.to_str())
+        spec["model"]["ignore_merges"] = True
+        hf = HFTokenizer.from_str(json.dumps(spec))
+    path = write_gguf(tmp_path / "tok.gguf", hf, pre)
+    tok = bpe.load_tokenizer(str(path))
+    assert tok.ignore_merges == (pre == "llama-bpe")
+    assert tok.eot_id == hf.token_to_id("<|im_end|>")
+    for t in REAL_TEXTS + unicode_texts(6, 200):
+        assert tok.encode(t, allowed_special="all") == hf_ids(hf, t), (pre, t)
+    assert get_hf_tokenizer(path).encode(CHAT) == hf_ids(hf, CHAT)
+
+
+# -- to_hf_json
+def test_to_hf_json_round_trip(gpt2, tiktoken_gpt2, hf_trained):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    texts = REAL_TEXTS + [SAMPLE.read_text(encoding="utf-8")]
+    exported = HFTokenizer.from_str(json.dumps(gpt2.to_hf_json()))
+    for t in texts:
+        assert hf_ids(exported, t) == tiktoken_gpt2.encode(t, allowed_special="all"), t
+    # ours, trained with GPT-4's pattern (possessive quantifiers) and with split steps
+    for pattern in (bpe.GPT4_SPLIT_PATTERN, (bpe.DIGITS_SPLIT, bpe.GPT4_SPLIT_PATTERN)):
+        tok = bpe.train_bpe(real_text(), 800, SPECIALS, pattern)
+        exported = HFTokenizer.from_str(json.dumps(tok.to_hf_json()))
+        for t in texts + unicode_texts(7, 200):
+            assert hf_ids(exported, t) == tok.encode(t, allowed_special="all"), t
+    # loaded from tokenizer.json and written back: the same tokenizer, the same ids
+    for shape, hf in hf_trained.items():
+        tok = bpe.from_hf_json(json.loads(hf.to_str()))
+        again = bpe.from_hf_json(tok.to_hf_json())
+        assert (again.vocab, again.merges, again.special_tokens, again.pattern) == \
+            (tok.vocab, tok.merges, tok.special_tokens, tok.pattern)
+        exported = HFTokenizer.from_str(json.dumps(tok.to_hf_json()))
+        for t in REAL_TEXTS + unicode_texts(8, 100):
+            assert hf_ids(exported, t) == hf_ids(hf, t), (shape, t)
+
+
+# -- the new state saves and loads
+def test_eot_id_is_settable_and_saved(tmp_path):
+    tok = bpe.train_bpe("low lower lowest " * 5, 270, SPECIALS)
+    assert tok.eot_id == tok.special_tokens[EOT]
+    tok.eot_id = tok.special_tokens["<|im_end|>"]
+    tok.chat_template = "{{ '<|im_start|>' }}\n"
+    back = bpe.Tokenizer.load(tok.save(tmp_path / "tok"))
+    assert back.eot_id == tok.special_tokens["<|im_end|>"]
+    assert back.chat_template == tok.chat_template
+    tok.eot_id = None  # no end-of-text token at all, though <|endoftext|> is one
+    assert bpe.Tokenizer.loads(tok.dumps()).eot_id is None
+    with pytest.raises(ValueError, match="eot_id=99999 is not a token id"):
+        tok.eot_id = 99999
+
+
+def test_reads_the_old_format():
+    # written by bpe.py before eot, chat template and split steps were saved (format 1)
+    old = bpe.Tokenizer.load(ROOT / "tests" / "fixtures" / "bpe_v1.bpe")
+    text = SAMPLE.read_text(encoding="utf-8")
+    new = bpe.train_bpe(text, 256 + 1 + 40, [EOT])
+    assert old.merges == new.merges and old.eot_id == new.special_tokens[EOT]
+    assert old.encode(text, allowed_special="all") == new.encode(text, allowed_special="all")
+
+
+# -- clear errors
+def test_tokenizer_json_errors():
+    from tokenizers import Tokenizer as HFTokenizer, models, normalizers, pre_tokenizers
+
+    wordpiece = HFTokenizer(models.WordPiece({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    unigram = HFTokenizer(models.Unigram([("<unk>", 0.0), ("a", -1.0)], 0))
+    for hf, kind in ((wordpiece, "WordPiece"), (unigram, "Unigram")):
+        with pytest.raises(ValueError, match=f"model.type is '{kind}'"):
+            bpe.from_hf_json(json.loads(hf.to_str()))
+    alphabet = {c: i for i, c in enumerate(bpe.byte_level_chars().values())}
+    base = HFTokenizer(models.BPE(alphabet, []))
+    base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    cases = [("pre_tokenizer", pre_tokenizers.ByteLevel(add_prefix_space=True), "add_prefix_space"),
+             ("pre_tokenizer", pre_tokenizers.Metaspace(), "does not end with ByteLevel"),
+             ("pre_tokenizer", pre_tokenizers.Sequence([
+                 pre_tokenizers.Whitespace(), pre_tokenizers.ByteLevel(add_prefix_space=False)]),
+              "step 'Whitespace' is not supported"),
+             ("normalizer", normalizers.Lowercase(), "normalizer 'Lowercase'")]
+    for field, value, message in cases:
+        hf = HFTokenizer.from_str(base.to_str())
+        setattr(hf, field, value)
+        with pytest.raises(ValueError, match=message):
+            bpe.from_hf_json(json.loads(hf.to_str()))
+    spec = json.loads(base.to_str())
+    spec["model"]["byte_fallback"] = True
+    with pytest.raises(ValueError, match="model.byte_fallback"):
+        bpe.from_hf_json(spec)
+
+
+def test_gguf_errors(hf_trained, tmp_path, monkeypatch):
+    hf = hf_trained["gpt2"]
+    with pytest.raises(ValueError, match="tokenizer.ggml.pre 'made-up' is not in bpe.GGUF_PRE"):
+        bpe.load_tokenizer(str(write_gguf(tmp_path / "pre.gguf", hf, "made-up")))
+    with pytest.raises(ValueError, match="'llama' \\(a sentencepiece tokenizer\\)"):
+        bpe.load_tokenizer(str(write_gguf(tmp_path / "spm.gguf", hf, "default", model="llama")))
+    (tmp_path / "text.gguf").write_text("not a model", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a GGUF file"):
+        bpe.load_tokenizer(str(tmp_path / "text.gguf"))
+    with pytest.raises(FileNotFoundError, match="none.gguf"):
+        bpe.load_tokenizer(str(tmp_path / "none.gguf"))
+    monkeypatch.setitem(sys.modules, "gguf", None)  # as if not installed: import fails
+    with pytest.raises(ImportError, match="pip install gguf"):
+        bpe.load_tokenizer(str(tmp_path / "pre.gguf"))
+
+
 # ----------------------------------------------------------------------------- command line
 def run_cli(*args):
-    return subprocess.run([sys.executable, str(ROOT / "bpe.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, str(ROOT / "bpe.py"), *args], capture_output=True,
+                          text=True, cwd=ROOT)
 
 
 def test_cli_train_and_encode(tmp_path, tiktoken_gpt2):
     out = tmp_path / "tok"
-    r = run_cli("train", "--input", str(SAMPLE), "--vocab-size", "400", "--special", EOT, "--out", str(out),
-                "--num-proc", "1")
+    r = run_cli("train", "--input", str(SAMPLE), "--vocab_size", "400", "--special", EOT,
+                "--out", str(out), "--num_proc", "1")
     assert r.returncode == 0, r.stderr
     tok = bpe.Tokenizer.load(out)
     assert len(tok.vocab) == 400 and tok.merges == bpe.train_bpe(SAMPLE, 400, [EOT]).merges
@@ -548,10 +940,44 @@ def test_cli_errors_are_clean(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok\xff")
     for args, message in [
-        (["train", "--input", str(tmp_path / "none.txt"), "--vocab-size", "300", "--out", str(tmp_path)], "not found"),
-        (["train", "--input", str(bad), "--vocab-size", "300", "--out", str(tmp_path)], "byte offset 2"),
-        (["train", "--input", str(SAMPLE), "--vocab-size", "10", "--out", str(tmp_path)], "too small"),
+        (["train", "--input", str(tmp_path / "none.txt"), "--vocab_size", "300",
+          "--out", str(tmp_path)], "not found"),
+        (["train", "--input", str(bad), "--vocab_size", "300", "--out", str(tmp_path)],
+         "byte offset 2"),
+        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", str(tmp_path)],
+         "too small"),
         (["encode", "--model", str(tmp_path / "nothing"), "--text", "x"], "no tokenizer at"),
     ]:
         r = run_cli(*args)
         assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_cli_decode_and_encode_file(tmp_path, tiktoken_gpt2):
+    text = f"Hello world! 안녕{EOT}"
+    path = tmp_path / "t.txt"
+    path.write_text(text, encoding="utf-8")
+    ids = tiktoken_gpt2.encode(text, allowed_special="all")
+    r = run_cli("encode", "--model", "gpt2", "--file", str(path))
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == str(ids), r.stderr
+    r = run_cli("decode", "--model", "gpt2", "--ids", str(ids))  # as `encode` printed them
+    assert r.returncode == 0 and r.stdout == tiktoken_gpt2.decode(ids) + "\n", r.stderr
+    assert bpe._parse_ids(",".join(map(str, ids))) == ids == bpe._parse_ids(str(ids))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    model = bpe.train_bpe("low lower lowest", 260).save(tmp_path / "tok")
+    for args, message in [
+        (["decode", "--model", "gpt2", "--ids", "1,x"], "--ids '1,x'"),
+        (["decode", "--model", str(model), "--ids", "99999"], "cannot decode id 99999"),
+        (["decode", "--model", "gpt2"], "--ids"),
+        (["encode", "--model", "gpt2", "--text", "x", "--file", "f.txt"], "not allowed with"),
+        (["encode", "--model", "gpt2"], "--text --file"),
+        (["encode", "--model", "gpt2", "--file", str(tmp_path / "none.txt")], "none.txt"),
+        (["encode", "--model", str(tmp_path / "x.gguf"), "--text", "x"], "x.gguf"),
+        (["train", "--input", str(SAMPLE), "--vocab-size", "300", "--out", str(tmp_path)],
+         "--vocab_size"),
+    ]:
+        r = run_cli(*args)
+        assert r.returncode == 1 and r.stderr.startswith("error: "), r.stderr
+        assert message in r.stderr, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
