@@ -39,7 +39,7 @@ import regex
 import tiktoken.load
 from tqdm import tqdm
 
-from files import archive_files, atomic_write, cache_dir, pypi_file, read_text
+from files import ANSWER, QUESTION, archive_files, atomic_write, cache_dir, pypi_file, read_text
 
 # tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's
 # original `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
@@ -928,10 +928,14 @@ class Tokenizer:
                 "model": model}
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
-        """The ChatML text of a conversation, as this tokenizer's chat template writes it.
+        """The ChatML text of a conversation, as this tokenizer's chat template writes it."""
+        return "".join(text for text, _ in self.chat_pieces(messages, add_generation_prompt))
 
-        The template itself is never run: render_chat below writes ChatML, with the default system
-        message the template holds (SmolLM2's), after checking that the template is ChatML."""
+    def chat_pieces(self, messages: list[dict], add_generation_prompt: bool = True) -> list:
+        """chat_pieces (below) of a conversation, with this tokenizer's default system message.
+
+        The template itself is never run: we write ChatML, with the default system message the
+        template holds (SmolLM2's), after checking that the template is ChatML."""
         for name in (CHATML_START, CHATML_END):
             if name not in self.special_tokens:
                 raise ValueError(f"this tokenizer has no special token {name}: it does not speak "
@@ -940,7 +944,7 @@ class Tokenizer:
         if template is not None and CHATML_START not in template:
             raise ValueError(f"this tokenizer's chat template is not ChatML (it never writes "
                              f"{CHATML_START}); render_chat writes only ChatML")
-        return render_chat(messages, add_generation_prompt, chatml_default_system(template or ""))
+        return chat_pieces(messages, add_generation_prompt, chatml_default_system(template or ""))
 
 
 def readable(token: bytes) -> str | bytes:
@@ -1300,7 +1304,14 @@ CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
 def render_chat(messages: list[dict], add_generation_prompt: bool = True,
                 default_system: str | None = None) -> str:
     """The ChatML text of a conversation: "<|im_start|>{role}\\n{content}<|im_end|>\\n" per
-    message, then "<|im_start|>assistant\\n", which asks for the reply (add_generation_prompt).
+    message, then "<|im_start|>assistant\\n", which asks for the reply (add_generation_prompt)."""
+    return "".join(text for text, _ in chat_pieces(messages, add_generation_prompt, default_system))
+
+
+def chat_pieces(messages: list[dict], add_generation_prompt: bool = True,
+                default_system: str | None = None) -> list[tuple[str, bool]]:
+    """render_chat's text as [(text, is_marker)]: the format's own markers apart from the text
+    around them, so that encode_pieces makes only those control tokens, never a user's text.
 
     default_system, if given, is put first as a system message when the first message is not one,
     as SmolLM2's template does (Tokenizer.render_chat finds it in the tokenizer's template)."""
@@ -1313,8 +1324,46 @@ def render_chat(messages: list[dict], add_generation_prompt: bool = True,
                              "'content', both strings")
     if default_system is not None and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": default_system}, *messages]
-    text = "".join(f"{CHATML_START}{m['role']}\n{m['content']}{CHATML_END}\n" for m in messages)
-    return text + (f"{CHATML_START}assistant\n" if add_generation_prompt else "")
+    pieces = []
+    for m in messages:
+        pieces += [(CHATML_START, True), (f"{m['role']}\n{m['content']}", False),
+                   (CHATML_END, True), ("\n", False)]
+    if add_generation_prompt:
+        pieces += [(CHATML_START, True), ("assistant\n", False)]
+    return pieces
+
+
+def qa_pieces(question: str) -> list[tuple[str, bool]]:
+    """files.qa_prompt(question) as [(text, is_marker)]: the Q/A format's markers and the text."""
+    return [(QUESTION, True), (f"\n{question}\n", False), (ANSWER, True), ("\n", False)]
+
+
+def encode_pieces(tok, pieces: list[tuple[str, bool]]) -> list[int]:
+    """The ids of [(text, is_marker)]: a marker is its special token's id (plain text for a
+    tokenizer without it, as GPT-2's <|question|>), and text is always ordinary text, so a question
+    that contains "<|endoftext|>" cannot end the row. The prompt is built by concatenating the
+    pieces' ids: the learned answer never depends on finding a template inside the tokens."""
+    ids = []
+    for text, marker in pieces:
+        special = tok.special_tokens.get(text) if marker else None
+        ids += [special] if special is not None else tok.encode_ordinary(text)
+    return ids
+
+
+TEMPLATES = ("qa", "chat")
+
+
+def prompt_ids(tok, question: str, template: str = "qa") -> list[int]:
+    """The ids a model reads before its answer to question: the Q/A markers (sft.py's default
+    format) or the tokenizer's chat template (one user turn), the question always as text."""
+    if template == "chat":
+        if not isinstance(tok, Tokenizer):
+            raise ValueError("template=chat needs a tokenizer with a chat template (ChatML), not "
+                             "a character-level one: use template=qa")
+        return encode_pieces(tok, tok.chat_pieces([{"role": "user", "content": question}]))
+    if template != "qa":
+        raise ValueError(f"template={template!r}: expected one of {', '.join(TEMPLATES)}")
+    return encode_pieces(tok, qa_pieces(question))
 
 
 def chatml_default_system(template: str) -> str | None:
@@ -1339,6 +1388,7 @@ class CharTokenizer:
         self.stoi = {ch: i for i, ch in enumerate(chars)}
         self.n_vocab = len(chars)
         self.eot_id = None  # no end-of-text character
+        self.special_tokens = {}  # none: every character is text
 
     def encode(self, text: str, allowed_special=()) -> list[int]:
         """One id per character of text.
