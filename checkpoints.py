@@ -61,9 +61,10 @@ def save_checkpoint(path, checkpoint):
     atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path, map_location="cpu", mmap=False):
     """Load a checkpoint saved by save_checkpoint (a path or file object) with weights_only=True:
-    plain data and tensors only, so loading a file cannot run code."""
+    plain data and tensors only, so loading a file cannot run code. mmap: read tensors lazily
+    (a config can be looked at without reading the weights)."""
     if not hasattr(path, "read") and not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)

@@ -5,15 +5,21 @@ r"""Generate text from a trained checkpoint or from GPT-2 weights, streaming it 
     python sample.py --init_from=gpt2 --start=FILE:prompt.txt --temperature=0.8 --top_k=200 \
         --top_p=0.95
     python sample.py --init_from=path/to/hf_dir --temperature=0        # greedy
+    python sample.py --init_from=out-sft --question="What is a stack?" --temperature=0
 
 model.load_model finds the model and its tokenizer; this file streams the text.
 """
 import argparse
+import os
+
 import torch
 
+from bpe import TEMPLATES, Tokenizer, prompt_ids
+from checkpoints import load_checkpoint
 from files import read_text
 from model import decode_generated, load_model
 from runtime import pick_device
+
 
 def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, top_p, device, write):
     """Generate one sample, calling write(text) with each new piece of text
@@ -34,6 +40,20 @@ def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, to
     return ids
 
 
+def pick_template(template, init_from, out_dir, tok):
+    """The format a --question is wrapped in: the one asked for; else the one sft.py trained the
+    checkpoint with; else the chat template of a tokenizer that has one (an instruct model); else
+    the <|question|>/<|answer|> markers."""
+    if template != "auto":
+        return template
+    path = os.path.join(out_dir if init_from == "resume" else init_from, "ckpt.pt")
+    if os.path.isfile(path):  # mmap: only the small config is read, not the weights
+        trained = load_checkpoint(path, mmap=True)
+        if isinstance(trained.get("config"), dict) and trained["config"].get("template"):
+            return trained["config"]["template"]
+    return "chat" if isinstance(tok, Tokenizer) and tok.chat_template else "qa"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init_from", default="resume",
@@ -42,6 +62,12 @@ def main(argv=None):
     parser.add_argument("--out_dir", default="out", help="where resume finds ckpt.pt")
     parser.add_argument("--start", default="\n",
                         help="prompt text, or FILE:path to read it from a file")
+    parser.add_argument("--question", default=None,
+                        help="a question, sent in the model's training format instead of --start")
+    parser.add_argument("--template", default="auto", choices=("auto", *TEMPLATES),
+                        help="--question's format: qa (<|question|>/<|answer|>) or chat (the "
+                             "tokenizer's chat template); auto: what sft.py trained with, else "
+                             "chat for a tokenizer with a chat template, else qa")
     parser.add_argument("--num_samples", type=int, default=3)
     parser.add_argument("--max_new_tokens", type=int, default=500)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
@@ -57,12 +83,16 @@ def main(argv=None):
         if start.startswith("FILE:"):
             start = read_text(start[len("FILE:"):], "--start file")
         model, tok = load_model(args.init_from, args.out_dir, args.device)
-        prompt_ids = tok.encode(start, allowed_special="all")  # markers in a prompt are meant
-        if not prompt_ids:
+        if args.question is not None:
+            template = pick_template(args.template, args.init_from, args.out_dir, tok)
+            ids = prompt_ids(tok, args.question, template)
+        else:
+            ids = tok.encode(start, allowed_special="all")  # markers in a prompt are meant
+        if not ids:
             raise ValueError("--start is empty: give at least one character of prompt")
         torch.manual_seed(args.seed)  # after loading: building a model draws random numbers too
         for _ in range(args.num_samples):
-            stream_sample(model, tok, prompt_ids, args.max_new_tokens, args.temperature, args.top_k,
+            stream_sample(model, tok, ids, args.max_new_tokens, args.temperature, args.top_k,
                           args.top_p, args.device, lambda s: print(s, end="", flush=True))
             print("\n---------------")
     except (ValueError, FileNotFoundError) as e:

@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.distributed.fsdp import FSDPModule
 
 import bpe
+from bpe import TEMPLATES, prompt_ids
 from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
@@ -49,6 +50,7 @@ DEFAULT_CONFIG = dict(
     answer_field="answer",
     strict=False,  # a block or row without an answer is an error, not a skipped, counted warning
     special_tokens=False,  # <|question|>/<|answer|> as real tokens (new embedding rows), not text
+    template="qa",  # qa: <|question|>/<|answer|> rows; chat: the model's chat template (ChatML)
     max_length=0,  # tokens/row (prompt+answer+eot); 0: token_lengths.recommend_length (nothing cut)
     packing=False,  # rows of block_size holding several examples, block-diagonal causal mask
     show_example=-1,  # >= 0: print that tokenized example with its learned tokens marked, then exit
@@ -196,11 +198,12 @@ def truncate(examples, max_length):
 
 
 # ----------------------------------------------------------------------------- tokenizer and model
-def encode_pairs(tok, pairs):
-    """(question, answer) strings -> (prompt ids, answer ids + [eot]);
-    eot teaches the model to stop."""
-    encode = lambda text: tok.encode(text, allowed_special="all")
-    return [(encode(qa_prompt(q)), encode(a) + [tok.eot_id]) for q, a in pairs]
+def encode_pairs(tok, pairs, template="qa"):
+    """(question, answer) strings -> (prompt ids, answer ids + [eot]); eot teaches the model to
+    stop. The prompt is the format's markers around the question (bpe.prompt_ids); the question
+    and answer are always text, so an "<|endoftext|>" inside them is not the control token."""
+    return [(prompt_ids(tok, q, template), tok.encode_ordinary(a) + [tok.eot_id])
+            for q, a in pairs]
 
 
 def base_tokenizer(spec, train_text, special_tokens):
@@ -251,12 +254,12 @@ def init_new_rows(model, new_ids, n_old):
 
 # -------------------------------------------------------------------- greedy answers and evaluation
 @torch.no_grad()
-def greedy_answers(model, tok, questions, max_new_tokens, device):
+def greedy_answers(model, tok, questions, max_new_tokens, device, template="qa"):
     """Greedy answer text for each question, up to eot. Prompts of equal token length share one
     generate call (no padding needed, so each answer is exactly what the model would say to that
     prompt alone)."""
     model.eval()
-    prompts = [tok.encode(qa_prompt(q), allowed_special="all") for q in questions]
+    prompts = [prompt_ids(tok, q, template) for q in questions]
     answers = [None] * len(prompts)
     by_length = {}
     for i, p in enumerate(prompts):
@@ -406,6 +409,11 @@ def run(cfg):
 
 
 def check_config(cfg):
+    if cfg["template"] not in TEMPLATES:
+        raise ValueError(f"template={cfg['template']!r}: expected one of {', '.join(TEMPLATES)}")
+    if cfg["template"] == "chat" and cfg["special_tokens"]:
+        raise ValueError("special_tokens=True adds <|question|>/<|answer|>, which template=chat "
+                         "does not use: drop one of them")
     for key in ("epochs", "batch_size", "log_interval"):
         if cfg[key] < 1:
             raise ValueError(f"{key}={cfg[key]} must be at least 1")
@@ -444,7 +452,8 @@ def tokenize(cfg, tok, pairs, val_pairs, block_size):
         raise ValueError(f"{where}={cfg[where]!r}: the tokenizer has no <|endoftext|> token, "
                          "which ends every answer so that the model learns to stop; use gpt2, "
                          "bpe:N, or a bpe.py model trained with <|endoftext|> as a special token")
-    examples, val_examples = encode_pairs(tok, pairs), encode_pairs(tok, val_pairs)
+    examples = encode_pairs(tok, pairs, cfg["template"])
+    val_examples = encode_pairs(tok, val_pairs, cfg["template"])
     lengths = [len(p) + len(c) for p, c in examples]
     max_length = cfg["max_length"] or min(recommend_length(lengths), block_size + 1)
     if max_length > block_size + 1:
@@ -636,14 +645,15 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
             + [None] * len(cfg["free_prompts"]))
     max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
     t0 = time.time()
-    before = greedy_answers(model, tok, questions, max_new, device) if is_master() else None
+    before = greedy_answers(model, tok, questions, max_new, device, cfg["template"]) \
+        if is_master() else None
     print0(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
 
     model, epoch_rows, stats = train_epochs(cfg, model, tok, examples, val_examples, ddp,
                                             local_rank, world_size, device, dtype)
     if not is_master():
         return None
-    after = greedy_answers(model, tok, questions, max_new, device)
+    after = greedy_answers(model, tok, questions, max_new, device, cfg["template"])
     result = report(cfg, questions, refs, len(train_idx), len(val_pairs), before, after,
                     epoch_rows, stats)
     path = os.path.join(cfg["out_dir"], "answers.json")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import files
 import model as model_lib
+import sample
 import sft
 from model import GPT, GPTConfig
 from tests.adapters import get_sft_batch
@@ -316,7 +317,8 @@ def one_thread():
 
 
 @pytest.mark.parametrize("packing", [False, True])
-def test_tiny_model_learns_the_pairs_and_sample_py_loads_it(tmp_path, packing, one_thread):
+def test_tiny_model_learns_the_pairs_and_sample_py_loads_it(tmp_path, packing, one_thread,
+                                                              capsys):
     cfg = tiny_run_config(tmp_path, packing=packing)
     result = sft.run(cfg)
     assert result["exact_match_train"] == {"before": 0.0, "after": 1.0, "count": 4}
@@ -337,6 +339,13 @@ def test_tiny_model_learns_the_pairs_and_sample_py_loads_it(tmp_path, packing, o
         ids = codec.encode(f"<|question|>\n{q}\n<|answer|>\n", allowed_special="all")
         new = model.generate(torch.tensor([ids]), 30, temperature=0.0, eos_id=codec.eot_id)[0, len(ids):].tolist()
         assert new[-1] == codec.eot_id and codec.decode(new[:-1]) == a
+    # sample.py --question wraps the question in the format the checkpoint was trained with
+    q, a = TINY_PAIRS[0]
+    capsys.readouterr()
+    sample.main([f"--init_from={out}", f"--question={q}", "--temperature=0", "--num_samples=1",
+                 "--max_new_tokens=30", "--device=cpu"])
+    want = f"<|question|>\n{q}\n<|answer|>\n{a}<|endoftext|>\n---------------\n"
+    assert capsys.readouterr().out == want
 
 
 def test_show_example_and_cli_errors(tmp_path, capsys):
