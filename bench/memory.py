@@ -1,5 +1,5 @@
-"""Peak memory of one training step, the same model trained four ways, beside the bytes-per-parameter
-arithmetic that predicts it (a benchmark, not a test).
+"""Peak memory of one training step, the same model trained four ways, beside the
+bytes-per-parameter arithmetic that predicts it (a benchmark, not a test).
 
     python bench/memory.py                       # CPU: peak RSS growth during the step
     python bench/memory.py --device cuda         # GPU: torch.cuda.max_memory_allocated
@@ -72,7 +72,7 @@ def measure(mode, args, device):
     model.to(device)
     model.activation_checkpointing = mode == "activation checkpointing"
     if mode == "fsdp":
-        shard_model(model, model.transformer.h, "cpu")  # float32 everywhere, to compare like with like
+        shard_model(model, model.transformer.h, "cpu")  # float32 everywhere: like with like
     trainable, total = count_params(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     idx = torch.randint(0, args.vocab_size, (args.batch_size, args.block_size + 1), device=device)
@@ -90,7 +90,8 @@ def measure(mode, args, device):
 
 
 def fsdp_worker(rank, args, device, port, results):
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
     torch.set_num_threads(1)
     if device == "cuda":
         torch.cuda.set_device(rank)
@@ -100,9 +101,10 @@ def fsdp_worker(rank, args, device, port, results):
 
 
 def predicted(mode, trainable, total, world):
-    """Bytes per the arithmetic: fp32 AdamW keeps 4 (weights) + 4 (grads) + 8 (two moments) bytes
-    per trained parameter, a frozen one only its 4 weight bytes; FSDP divides it all by the number of
-    processes. So a 2B model trained in full needs 32 GB before activations, 4 GB a GPU on 8."""
+    """Bytes per the arithmetic: fp32 AdamW keeps 4 (weights) + 4 (grads) + 8 (two moments)
+    bytes per trained parameter, a frozen one only its 4 weight bytes; FSDP divides it all by the
+    number of processes. So a 2B model trained in full needs 32 GB before activations, 4 GB a GPU
+    on 8."""
     return (4 * total + 12 * trainable) / (world if mode == "fsdp" else 1)
 
 
