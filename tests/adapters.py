@@ -216,6 +216,32 @@ def run_transformer_lm(vocab_size, context_length, d_model, num_layers, num_head
 # ---------------------------------------------------------------- end model.py
 
 
+# ---------------------------------------------------------------- model.py: pretrained models (issue 9)
+def load_hf_model(path):
+    """Our GPT (eval mode) from a Hugging Face directory (GPT-2, Llama, Mistral, Qwen2), a .gguf file,
+    or a name (gpt2, smollm2, a hub id)."""
+    import model
+    return model.GPT.from_pretrained(str(path)).eval()
+
+
+def run_hf_logits(model, in_indices):
+    """Logits (B, T, V) of a loaded model on in_indices (B, T)."""
+    with torch.no_grad():
+        return model(in_indices)[0]
+
+
+def run_hf_generate(model, in_indices, max_new_tokens):
+    """Greedy continuation (B, T + max_new_tokens) of in_indices (B, T), with the KV cache."""
+    return model.generate(in_indices, max_new_tokens, temperature=0, use_cache=True)
+
+
+def run_export_hf(model, out_dir):
+    """Write out_dir/config.json + model.safetensors that transformers' AutoModelForCausalLM loads."""
+    import model as model_lib
+    model_lib.export_hf(model, str(out_dir))
+# ---------------------------------------------------------------- end model.py: pretrained models
+
+
 # ---------------------------------------------------------------- train.py (issue 5)
 def run_get_batch(dataset, batch_size: int, context_length: int, device: str):
     """(x, y) LongTensors (batch_size, context_length) of random windows of dataset (1-D ids), y shifted by one."""

@@ -68,7 +68,7 @@ def test_save_pretrained_round_trip_through_transformers(tmp_path, bias, exact_g
     model = GPT(GPTConfig(block_size=32, vocab_size=101, n_layer=2, n_head=2, n_embd=16, bias=bias,
                           exact_gelu=exact_gelu)).eval()
     model.save_pretrained(tmp_path / "ours")
-    assert sorted(os.listdir(tmp_path / "ours")) == ["config.json", "pytorch_model.bin"]  # no temp files left
+    assert sorted(os.listdir(tmp_path / "ours")) == ["config.json", "model.safetensors"]  # no temp files left
     hf = GPT2LMHeadModel.from_pretrained(tmp_path / "ours").eval()
     idx = torch.randint(0, 101, (2, 32))
     with torch.no_grad():
