@@ -30,8 +30,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-from bpe import gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
+from bpe import Tokenizer, gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
 from checkpoints import load_checkpoint
 from files import archive_files, atomic_write, cache_dir, pypi_file, read_text, sha256_of
 
@@ -271,6 +272,7 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
+        self.activation_checkpointing = False  # train.py's switch: less memory, ~1/3 more compute
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
@@ -335,7 +337,10 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(positions)  # + (B, T, C)
         x = self.transformer.drop(x)
         for block in self.transformer.h:
-            x = block(x, rope, attn_mask, kv_cache)
+            if self.activation_checkpointing and self.training:  # keep only x; redo inside backward
+                x = checkpoint(block, x, rope, attn_mask, kv_cache, use_reentrant=False)
+            else:
+                x = block(x, rope, attn_mask, kv_cache)
         if kv_cache is not None:
             kv_cache.pos += T
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
@@ -1000,6 +1005,21 @@ def smollm2_gguf():
     return path
 
 
+def load_pretrained(name_or_path, override_args=None):
+    """-> (GPT, its tokenizer) of anything GPT.from_pretrained takes: GPT-2's tokenizer for GPT-2
+    models, else the one stored with the model (bpe.load_tokenizer of its directory or GGUF)."""
+    try:
+        path = find_model(name_or_path)
+    except FileNotFoundError as e:  # sample.py's --init_from, hellaswag.py's --model, sft.py's
+        raise ValueError(f"model {name_or_path!r} not found: expected resume, one of "
+                         f"{', '.join(GPT2_NAMES)}, smollm2, a .gguf file, a hub id, or an "
+                         f"existing directory (a train.py out_dir or a Hugging Face one); "
+                         f"{e}") from None
+    model = GPT.from_pretrained(path, override_args)
+    gpt2 = not path.endswith(".gguf") and read_config_json(path).get("model_type", "gpt2") == "gpt2"
+    return model, gpt2_tokenizer() if gpt2 else load_tokenizer(path)
+
+
 def load_model(init_from, out_dir, device):
     """-> (GPT in eval mode on device, its tokenizer) for resume (out_dir/ckpt.pt), a train.py
     out_dir, or anything GPT.from_pretrained takes. The tokenizer is GPT-2's for GPT-2 models, else
@@ -1013,17 +1033,7 @@ def load_model(init_from, out_dir, device):
                              "this train.py")
         model, tok = GPT.from_checkpoint(ckpt), tokenizer_from_spec(ckpt["tokenizer"])
     else:
-        try:
-            path = find_model(init_from)
-        except FileNotFoundError as e:  # sample.py's --init_from and hellaswag.py's --model: here
-            raise ValueError(f"model {init_from!r} not found: expected resume, one of "
-                             f"{', '.join(GPT2_NAMES)}, smollm2, a .gguf file, a hub id, or an "
-                             "existing directory (a train.py out_dir or a Hugging Face one); "
-                             f"{e}") from None
-        model = GPT.from_pretrained(path)
-        gpt2 = not path.endswith(".gguf") and read_config_json(path).get("model_type",
-                                                                          "gpt2") == "gpt2"
-        tok = gpt2_tokenizer() if gpt2 else load_tokenizer(path)
+        model, tok = load_pretrained(init_from)
     if model.config.vocab_size < tok.n_vocab:
         raise ValueError(f"the model's vocab_size={model.config.vocab_size} is smaller than its "
                          f"tokenizer's {tok.n_vocab}: wrong tokenizer for this model")
@@ -1085,15 +1095,16 @@ def export_hf(model, out_dir):
 
 
 def export_command(source, out_dir):
-    """export_hf of a train.py run (source/ckpt.pt) or of anything GPT.from_pretrained takes."""
-    ckpt = os.path.join(source, "ckpt.pt")
-    if os.path.isfile(ckpt):
-        model = GPT.from_checkpoint(load_checkpoint(ckpt))
-    else:
-        model = GPT.from_pretrained(source)
+    """export_hf of a train.py run (source/ckpt.pt) or of anything GPT.from_pretrained takes, and
+    its tokenizer as tokenizer.json when it is a byte-level BPE (a character-level one is not)."""
+    model, tok = load_model(source, source, "cpu")
     export_hf(model, out_dir)
-    # the tokenizer: tokenizer.json is to be written here, next to the weights (not wired yet)
-    print(f"wrote {os.path.join(out_dir, 'config.json')} and model.safetensors")
+    written = ["config.json", "model.safetensors"]
+    if isinstance(tok, Tokenizer):
+        atomic_write(os.path.join(out_dir, "tokenizer.json"),
+                     lambda f: f.write(json.dumps(tok.to_hf_json(), ensure_ascii=False).encode()))
+        written.append("tokenizer.json")
+    print(f"wrote {', '.join(written)} to {out_dir}")
 
 
 def main(argv=None):

@@ -33,7 +33,7 @@ def rss_bytes(field):
 
 
 def reset_peak(device):
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     else:
         with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM to the current RSS
@@ -41,7 +41,7 @@ def reset_peak(device):
 
 
 def peak_growth(device, base):
-    if device == "cuda":
+    if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() - base
     return rss_bytes("VmHWM") - base
 
@@ -76,9 +76,9 @@ def measure(mode, args, device):
     trainable, total = count_params(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     idx = torch.randint(0, args.vocab_size, (args.batch_size, args.block_size + 1), device=device)
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated() if device == "cuda" else rss_bytes("VmRSS")
+    base = torch.cuda.memory_allocated() if device.startswith("cuda") else rss_bytes("VmRSS")
     reset_peak(device)
     for _ in range(2):
         _, loss = model(idx[:, :-1], idx[:, 1:])
@@ -89,15 +89,19 @@ def measure(mode, args, device):
     return trainable, total, state, peak_growth(device, base)
 
 
-def fsdp_worker(rank, args, device, port, results):
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+def worker(rank, mode, args, port, results):
+    """measure(mode) in a fresh process (a peak RSS starts clean), one of two for fsdp."""
     torch.set_num_threads(1)
-    if device == "cuda":
+    device = f"cuda:{rank}" if args.device == "cuda" else args.device
+    if args.device == "cuda":
         torch.cuda.set_device(rank)
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
-    results[rank] = measure("fsdp", args, f"cuda:{rank}" if device == "cuda" else device)
-    dist.destroy_process_group()
+    if mode == "fsdp":
+        os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=str(port))
+        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    results[rank] = measure(mode, args, device)
+    if mode == "fsdp":
+        dist.destroy_process_group()
 
 
 def predicted(mode, trainable, total, world):
@@ -120,18 +124,13 @@ def main():
     parser.add_argument("--lora_rank", type=int, default=8)
     parser.add_argument("--modes", default=",".join(MODES))
     args = parser.parse_args()
-    torch.set_num_threads(1)
     rows = []
     for mode in args.modes.split(","):
-        if mode == "fsdp":
-            results = torch.multiprocessing.Manager().dict()
-            port = 29500 + os.getpid() % 1000
-            torch.multiprocessing.spawn(fsdp_worker, args=(args, args.device, port, results),
-                                        nprocs=2)
-            row = max(results.values(), key=lambda r: r[3])
-        else:
-            row = measure(mode, args, args.device)
-        rows.append((mode, *row))
+        results = torch.multiprocessing.Manager().dict()
+        port = 29500 + os.getpid() % 1000
+        torch.multiprocessing.spawn(worker, args=(mode, args, port, results),
+                                    nprocs=2 if mode == "fsdp" else 1)
+        rows.append((mode, *max(results.values(), key=lambda r: r[3])))  # fsdp: the larger rank
     print(f"model: {args.n_layer} layers, n_embd {args.n_embd}, vocab {args.vocab_size}, batch "
           f"{args.batch_size} x {args.block_size} tokens, float32, on {args.device}")
     print(f"{'mode':<25} {'trainable':>11} {'total':>11} {'state':>10} {'predicted':>10} "
