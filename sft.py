@@ -26,7 +26,7 @@ from bpe import TEMPLATES, prompt_ids
 from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_checkpoint
 from configurator import apply_overrides
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
-from model import GPT, GPTConfig, decode_generated, pad_vocab_size
+from model import GPT, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
                      print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
 from lora import count_params, merge_state_dict
@@ -357,9 +357,8 @@ def load_start(cfg, train_text, device):
         # fine-tuning picks its own, as for GPT-2 below
         ckpt["model_args"]["dropout"] = cfg["dropout"]
         model = GPT.from_checkpoint(ckpt)
-    else:
-        model = GPT.from_pretrained(init, override_args={"dropout": cfg["dropout"]})
-        tok = bpe.gpt2_tokenizer()
+    else:  # GPT-2, SmolLM2, a Hugging Face directory, a .gguf file, a hub id
+        model, tok = load_pretrained(init, override_args={"dropout": cfg["dropout"]})
     if model.config.vocab_size < tok.n_vocab:
         raise ValueError(f"the model's vocab_size={model.config.vocab_size} < its tokenizer's "
                          f"{tok.n_vocab}")
