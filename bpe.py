@@ -39,7 +39,8 @@ import regex
 import tiktoken.load
 from tqdm import tqdm
 
-from files import ANSWER, QUESTION, archive_files, atomic_write, cache_dir, pypi_file, read_text
+from files import (ANSWER, QUESTION, archive_files, atomic_write, atomic_write_dir, cache_dir,
+                   check_dir_for, pypi_file, read_text)
 
 # tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's
 # original `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
@@ -493,6 +494,7 @@ def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),
 # ----------------------------------------------------------------------------- the tokenizer
 FORMAT_HEADER = "scratchgpt-bpe 2"
 OLD_HEADERS = ("scratchgpt-bpe 1",)  # one pattern line, eot implied by <|endoftext|>: still read
+SAVED_FILES = ("tokenizer.bpe", "vocab.txt")  # what Tokenizer.save writes: the model, a listing
 NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicodedata names them
 
 
@@ -853,13 +855,12 @@ class Tokenizer:
     def save(self, path) -> Path:
         """The model file, path/tokenizer.bpe, after writing it and path/vocab.txt (for humans).
 
-        Both are written atomically: a crash never leaves half a tokenizer."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        model = path / "tokenizer.bpe"
-        atomic_write(model, lambda f: f.write(self.dumps().encode("utf-8")))
-        atomic_write(path / "vocab.txt", lambda f: f.write(self.vocab_listing().encode("utf-8")))
-        return model
+        The pair is written as one unit (a fresh directory renamed into place): a crash never
+        leaves half a tokenizer, nor a listing of another model. So path holds only these two."""
+        model, listing = SAVED_FILES
+        atomic_write_dir(path, {model: lambda f: f.write(self.dumps().encode("utf-8")),
+                                listing: lambda f: f.write(self.vocab_listing().encode("utf-8"))})
+        return Path(path) / model
 
     @classmethod
     def load(cls, path) -> Tokenizer:
@@ -1504,6 +1505,7 @@ def main(argv=None) -> None:
     args = _arg_parser().parse_args(argv)
     try:
         if args.cmd == "train":
+            check_dir_for(args.out, SAVED_FILES)  # before the training, not after it
             tok = train_bpe(Path(args.input), args.vocab_size, args.special,
                             PATTERNS[args.pattern], args.tie_break, args.num_proc, progress=True)
             print(f"trained {len(tok.merges)} merges, vocab {len(tok.vocab)}; wrote "

@@ -1,0 +1,125 @@
+"""Nothing lost, nothing executed, no dead ends: atomic writes (stale temp files, fsync, symlinks,
+a full disk, a tokenizer's two files as one unit), a torn log.jsonl, the loss plot and its command,
+output cut by a closed pipe, config files (.json read, other files refused, errors with their
+line), and hand-edited tokenizer files."""
+import errno
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+import bpe
+import checkpoints
+import files
+import runtime
+import sft
+import token_lengths
+from configurator import apply_overrides
+from model import GPT, GPTConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLASWAG = ROOT / "tests" / "fixtures" / "hellaswag_val_sample.jsonl"
+DEFAULTS = {"batch_size": 12, "learning_rate": 6e-4, "betas": (0.9, 0.95), "out_dir": "out"}
+
+
+def write_bytes(f, data=b"new"):
+    f.write(data)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    # a writer killed in the middle of atomic_write (os._exit: no cleanup runs, as with SIGKILL)
+    killed = ("import os, sys; sys.path.insert(0, sys.argv[1]); import files; "
+              "files.atomic_write(sys.argv[2], lambda f: (f.write(b'half'), os._exit(9)))")
+    r = subprocess.run([sys.executable, "-c", killed, str(ROOT), str(tmp_path / "a.txt")])
+    assert r.returncode == 9
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(f".tmp-{socket.gethostname()}-")
+    # ours and running (this process), and someone else's: both kept
+    live = tmp_path / f".tmp-{socket.gethostname()}-{os.getpid()}.busy"
+    live.write_bytes(b"")
+    (tmp_path / ".tmp-not-ours").write_bytes(b"")
+    files.atomic_write(tmp_path / "b.txt", write_bytes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".tmp-not-ours", live.name,
+                                                                 "b.txt"])
+
+
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_directory_after(tmp_path,
+                                                                                monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        fsync(fd)
+
+    def logged_replace(a, b):
+        events.append("rename")
+        replace(a, b)
+    monkeypatch.setattr(os, "fsync", logged_fsync)
+    monkeypatch.setattr(os, "replace", logged_replace)
+    files.atomic_write(tmp_path / "a.txt", write_bytes)
+    assert events == ["fsync file", "rename", "fsync dir"]
+
+
+def test_token_lengths_write_goes_through_a_symlinked_config(tmp_path):
+    real = tmp_path / "configs" / "sft.json"
+    real.parent.mkdir()
+    real.write_text('{"epochs": 3}\n')
+    link = tmp_path / "cfg.json"
+    link.symlink_to(real)
+    data = tmp_path / "a.txt"
+    data.write_text("hello world\nthe cat sat\n")
+    assert token_lengths.main([str(data), "--tokenizer", "char", "--write", str(link)]) == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert json.loads(real.read_text()) == {"epochs": 3, "max_length": 16}
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_leaves_no_temp_file(tmp_path):
+    (tmp_path / "ckpt.pt").write_bytes(b"old")
+
+    def full(f):
+        f.write(b"part")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(ValueError, match=r"cannot write .*ckpt\.pt: no space left.*free some"):
+        files.atomic_write(tmp_path / "ckpt.pt", full)
+    assert os.listdir(tmp_path) == ["ckpt.pt"] and (tmp_path / "ckpt.pt").read_bytes() == b"old"
+
+
+def test_tokenizer_save_writes_its_two_files_as_one_unit(tmp_path, monkeypatch, capsys):
+    first = bpe.train_bpe("low lower lowest", 260)
+    second = bpe.train_bpe("newer newest news", 262)
+    out = tmp_path / "tok"
+    first.save(out)
+    listing = (out / "vocab.txt").read_text()
+
+    def killed(self):  # stopped after the model, before the listing
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bpe.Tokenizer, "vocab_listing", killed)
+    with pytest.raises(KeyboardInterrupt):
+        second.save(out)
+    monkeypatch.undo()
+    assert bpe.Tokenizer.load(out).merges == first.merges  # the old pair, whole
+    assert (out / "vocab.txt").read_text() == listing
+    assert sorted(os.listdir(tmp_path)) == ["tok"]  # no temp folder left
+    second.save(out)
+    assert bpe.Tokenizer.load(out).merges == second.merges
+    assert (out / "vocab.txt").read_text() == second.vocab_listing()
+    # a directory with other files is refused, by the command before it trains
+    (out / "notes.md").write_text("mine")
+    text = tmp_path / "a.txt"
+    text.write_text("low lower lowest")
+    with pytest.raises(SystemExit):
+        bpe.main(["train", "--input", str(text), "--vocab_size", "260", "--out", str(out)])
+    assert "holds 'notes.md'" in capsys.readouterr().err
+    assert (out / "notes.md").read_text() == "mine"
+
+
