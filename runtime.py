@@ -6,13 +6,14 @@ so the training script holds only training.
 """
 import json
 import os
+import sys
 from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from files import atomic_write
+from files import atomic_write, json_rows, read_text
 
 
 # ----------------------------------------------------------------------------- device and precision
@@ -122,10 +123,11 @@ class JsonlLogger:
         self.path, self.wandb_run = path, wandb_run  # wandb_run: start_wandb's, mirrors every row
         self.enabled = is_master()
         if self.enabled and keep_before is not None and os.path.isfile(path):
-            with open(path) as f:
-                kept = [line for line in f
-                        if line.strip() and json.loads(line).get("iter", 0) < keep_before]
-            atomic_write(path, lambda f: f.write("".join(kept).encode()))
+            # keep_before=0 keeps nothing, so a fresh run never reads (nor trips on) an old log
+            kept = [] if keep_before <= 0 else [row for row in read_log(path)
+                                                if row.get("iter", 0) < keep_before]
+            atomic_write(path, lambda f: f.write("".join(json.dumps(row) + "\n"
+                                                         for row in kept).encode()))
 
     def log(self, row):
         if self.enabled:
@@ -133,6 +135,32 @@ class JsonlLogger:
                 f.write(json.dumps(row) + "\n")
             if self.wandb_run is not None:
                 self.wandb_run.log(row, step=row.get("iter"))
+
+
+def read_log(path):
+    """The rows of a log.jsonl (dicts, in order), for a resumed run and for plots.
+
+    A last line cut short (a run killed while appending it: no newline, not JSON) is dropped, and
+    said on stderr; any other line that is not a JSON object is a ValueError naming the line."""
+    *lines, last = read_text(path, "log").split("\n")  # last: "" after a whole final line
+    numbered = list(enumerate(lines, 1))
+    if last.strip():
+        try:
+            json.loads(last)
+            numbered.append((len(lines) + 1, last))  # whole, only its newline missing
+        except json.JSONDecodeError:
+            print(f"{path}:{len(lines) + 1}: dropped a torn last line (a run stopped while "
+                  "writing it)", file=sys.stderr)
+    rows = []
+    try:
+        for n, row in json_rows(numbered, path):
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, not an object")
+            rows.append(row)
+    except ValueError as e:
+        raise ValueError(f"{e}; fix or delete that line (only a torn last line is skipped)") \
+            from None
+    return rows
 
 
 def start_wandb(project, run_name, config):
@@ -164,8 +192,7 @@ def plot_log(out_dir):
             print("matplotlib is not installed, so no loss-curve PNG (pip install matplotlib)")
             _said_no_matplotlib = True
         return None
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_log(os.path.join(out_dir, "log.jsonl"))
     norms = [(r["iter"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
     fig, axes = plt.subplots(2 if norms else 1, 1, figsize=(8, 7 if norms else 5), sharex=True,
                              squeeze=False)

@@ -123,3 +123,27 @@ def test_tokenizer_save_writes_its_two_files_as_one_unit(tmp_path, monkeypatch, 
     assert (out / "notes.md").read_text() == "mine"
 
 
+# ----------------------------------------------------------------------------- log.jsonl
+def write_log(path, rows, tail=""):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail)
+
+
+def test_a_torn_last_log_line_is_dropped_and_said_once(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    write_log(log, [{"iter": i, "loss": 3.0 - i} for i in range(3)], tail='{"iter": 3, "lo')
+    runtime.JsonlLogger(str(log), keep_before=10).log({"iter": 3, "loss": 0.5})
+    assert [r["iter"] for r in runtime.read_log(log)] == [0, 1, 2, 3]
+    runtime.plot_log(str(tmp_path))
+    err = capsys.readouterr().err
+    assert err.count("dropped a torn last line") == 1 and "log.jsonl:4" in err
+
+
+def test_any_other_bad_log_line_names_its_file_and_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    write_log(log, [{"iter": 0, "loss": 3.0}], tail='{"iter": 1, "lo\n{"iter": 2, "loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"log\.jsonl:2: not valid JSON.*fix or delete that line"):
+        runtime.JsonlLogger(str(log), keep_before=5)
+    runtime.JsonlLogger(str(log), keep_before=0)  # a fresh run does not need the old log
+    assert log.read_text() == ""
+
+
