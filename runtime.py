@@ -3,7 +3,10 @@ logs and plots.
 
 nanochat's common.py in spirit: every script (train, sft, sample, hellaswag) takes these from here,
 so the training script holds only training.
+
+    python runtime.py plot OUT_DIR   # draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl
 """
+import argparse
 import json
 import os
 import sys
@@ -180,8 +183,12 @@ _said_no_matplotlib = False
 
 
 def plot_log(out_dir):
-    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its
-    path, or None when matplotlib is not installed (said once per process)."""
+    """The path of out_dir/loss.png, after drawing out_dir/log.jsonl in it and printing that path;
+    or None when matplotlib is not installed (said once per process).
+
+    The losses over iterations (train.py: loss, eval train/val loss), or over epochs for sft.py's
+    log (rows with an "epoch" key end its epochs; its val_loss is the held-out loss), and the
+    gradient norm below them."""
     global _said_no_matplotlib
     try:
         import matplotlib
@@ -193,20 +200,64 @@ def plot_log(out_dir):
             _said_no_matplotlib = True
         return None
     rows = read_log(os.path.join(out_dir, "log.jsonl"))
-    norms = [(r["iter"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
+    x, xlabel, names = _x_axis(rows)
+    norms = [(x(r), r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
     fig, axes = plt.subplots(2 if norms else 1, 1, figsize=(8, 7 if norms else 5), sharex=True,
                              squeeze=False)
     ax = axes[0, 0]
     for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
-        points = [(r["iter"], r[key]) for r in rows if key in r]
+        points = [(x(r), r[key]) for r in rows if key in r]
         if points:
-            ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
-    ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
+            ax.plot(*zip(*points), style, label=names.get(key, key),
+                    alpha=0.5 if key == "loss" else 1.0)
+    ax.set(xlabel=xlabel, ylabel="cross-entropy loss", title=out_dir)
     ax.legend()
     if norms:  # spikes here come before a loss blows up: the first thing to look at
         axes[1, 0].plot(*zip(*norms), "-", color="tab:red", alpha=0.7)
-        axes[1, 0].set(xlabel="iteration", ylabel="gradient norm (before clipping)", yscale="log")
+        axes[1, 0].set(xlabel=xlabel, ylabel="gradient norm (before clipping)", yscale="log")
     path = os.path.join(out_dir, "loss.png")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    print(f"wrote {path}")
     return path
+
+
+def _x_axis(rows):
+    """(row -> where it goes on the x-axis, the axis's label, legend names by key).
+
+    Iterations for train.py's log. Epochs for sft.py's: a row with an "epoch" key ends that epoch,
+    and a step's row goes between the epoch ends around its iteration."""
+    ends = [(0, 0)] + [(r["iter"], r["epoch"]) for r in rows if "epoch" in r]
+    if len(ends) == 1:
+        return (lambda row: row["iter"]), "iteration", {}
+
+    def epoch(row):  # past the last end (a run stopped mid-epoch): at the last epoch's pace
+        i = row["iter"]
+        k = next((k for k in range(1, len(ends)) if i <= ends[k][0]), len(ends) - 1)
+        (i0, e0), (i1, e1) = ends[k - 1], ends[k]
+        return e0 + (e1 - e0) * (i - i0) / max(i1 - i0, 1)
+    return epoch, "epoch", {"loss": "training loss (steps)", "train_loss": "training loss "
+                            "(epoch mean)", "val_loss": "held-out loss"}
+
+
+# ------------------------------------------------------------------------------------ command line
+def main(argv=None):
+    """`python runtime.py plot OUT_DIR`: draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl (a
+    run's plot, e.g. of a run that was stopped). A bad OUT_DIR is one `error: ...` line."""
+    parser = argparse.ArgumentParser(description="Draw a run's loss.png again from its log.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    plot = commands.add_parser("plot", help="draw OUT_DIR/loss.png from OUT_DIR/log.jsonl")
+    plot.add_argument("out_dir", metavar="OUT_DIR", help="a train.py or sft.py out_dir")
+    args = parser.parse_args(argv)
+    try:
+        if not os.path.isfile(os.path.join(args.out_dir, "log.jsonl")):
+            raise ValueError(f"{args.out_dir} has no log.jsonl; give the out_dir of a train.py "
+                             "or sft.py run")
+        if plot_log(args.out_dir) is None:
+            raise SystemExit(1)  # no matplotlib, as plot_log said
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -147,3 +147,37 @@ def test_any_other_bad_log_line_names_its_file_and_line(tmp_path):
     assert log.read_text() == ""
 
 
+# ----------------------------------------------------------------------------- plots
+def test_plot_prints_its_path_and_runtime_py_plot_redraws_it(tmp_path, capsys):
+    write_log(tmp_path / "log.jsonl", [{"iter": 0, "loss": 3.0, "grad_norm": 1.0},
+                                       {"iter": 5, "train_loss": 2.0, "val_loss": 2.5}])
+    assert capsys.readouterr().out == ""
+    path = runtime.plot_log(str(tmp_path))
+    assert capsys.readouterr().out == f"wrote {path}\n"
+    os.remove(path)
+    r = subprocess.run([sys.executable, "runtime.py", "plot", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == f"wrote {path}\n" and os.path.getsize(path) > 0
+    with pytest.raises(SystemExit, match=r"^error: .*nowhere has no log\.jsonl; give the out_dir"):
+        runtime.main(["plot", str(tmp_path / "nowhere")])
+
+
+def test_the_sft_plot_is_over_epochs_with_the_held_out_loss(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+    drawn = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig),
+                                                                  savefig(fig, *a, **k)))
+    write_log(tmp_path / "log.jsonl", [  # as sft.py logs: steps, then a row that ends each epoch
+        {"iter": 2, "loss": 3.0, "grad_norm": 1.0}, {"iter": 4, "loss": 2.5, "grad_norm": 1.0},
+        {"iter": 4, "epoch": 1, "train_loss": 2.8, "val_loss": 2.9},
+        {"iter": 6, "loss": 2.0, "grad_norm": 1.0},
+        {"iter": 8, "epoch": 2, "train_loss": 2.1, "val_loss": 2.4}])
+    runtime.plot_log(str(tmp_path))
+    ax = drawn[0].axes[0]
+    assert ax.get_xlabel() == "epoch"
+    lines = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines()}
+    assert lines["held-out loss"] == [1, 2]
+    assert [round(x, 2) for x in lines["training loss (steps)"]] == [0.5, 1.0, 1.5]
+
+
