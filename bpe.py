@@ -39,6 +39,7 @@ import regex
 import tiktoken.load
 from tqdm import tqdm
 
+from configurator import quiet_broken_pipe
 from files import (ANSWER, QUESTION, archive_files, atomic_write, atomic_write_dir, cache_dir,
                    check_dir_for, pypi_file, read_text)
 
@@ -1526,4 +1527,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

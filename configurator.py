@@ -24,6 +24,7 @@ import ast
 import difflib
 import os
 import sys
+from contextlib import contextmanager
 
 
 def apply_overrides(defaults, argv, verbose=None):
@@ -37,14 +38,16 @@ def apply_overrides(defaults, argv, verbose=None):
     for arg in argv:
         # the options are the defaults' keys: list them with their defaults
         if arg in ("-h", "--help"):
-            print(f"usage: python {os.path.basename(sys.argv[0])} "
-                  "[CONFIG_FILE.py ...] [--key=value ...]\n\n"
-                  "options, with their default values:")
-            for key, value in defaults.items():
-                print(f"  --{key}={value!r}")
+            with quiet_broken_pipe():
+                print(f"usage: python {os.path.basename(sys.argv[0])} "
+                      "[CONFIG_FILE.py ...] [--key=value ...]\n\n"
+                      "options, with their default values:")
+                for key, value in defaults.items():
+                    print(f"  --{key}={value!r}")
             raise SystemExit(0)
         if arg == "--print_config":  # the checked result of everything before it, then stop
-            print("\n".join(f"{key} = {value!r}" for key, value in config.items()))
+            with quiet_broken_pipe():
+                print("\n".join(f"{key} = {value!r}" for key, value in config.items()))
             raise SystemExit(0)
         if not arg.startswith("--"):  # a config file
             if not os.path.isfile(arg):
@@ -117,8 +120,26 @@ def main(argv):
             print(f"{key} = {value!r}")
 
 
+# ---------------------------------------------------------------------- output cut by a closed pipe
+@contextmanager
+def quiet_broken_pipe():
+    """Nothing; a command's output cut short by a closed pipe (`python sft.py --help | head`)
+    ends it quietly, with status 1, instead of with a BrokenPipeError traceback. The scripts'
+    main() run inside it; so does --help above (train.py's and sft.py's)."""
+    try:
+        try:
+            yield
+        finally:  # output still in the buffer breaks here, not in the interpreter's exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader is gone: stdout to /dev/null, so that the exit's own flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
     try:
-        main(sys.argv[1:])
+        with quiet_broken_pipe():
+            main(sys.argv[1:])
     except (OSError, SyntaxError, NameError, ValueError) as e:
         raise SystemExit(f"error: {e}")

@@ -181,3 +181,36 @@ def test_the_sft_plot_is_over_epochs_with_the_held_out_loss(tmp_path, monkeypatc
     assert [round(x, 2) for x in lines["training loss (steps)"]] == [0.5, 1.0, 1.5]
 
 
+# ----------------------------------------------------------------------------- a closed pipe
+def test_output_cut_by_a_closed_pipe_ends_quietly(tmp_path):
+    chars = "".join(sorted(set(HELLASWAG.read_text()) - {"\n"}))
+    config = GPTConfig(block_size=64, vocab_size=len(chars), n_layer=1, n_head=2, n_embd=16)
+    checkpoints.save_checkpoint(str(tmp_path / "out" / "ckpt.pt"), {
+        "model": GPT(config).state_dict(), "model_args": asdict(config),
+        "tokenizer": {"kind": "char", "chars": chars}})
+    bpe.train_bpe("low lower lowest", 260).save(tmp_path / "tok")
+    text = tmp_path / "a.txt"
+    text.write_text("low lower lowest\n" * 50)
+    out, tok, cpu = str(tmp_path / "out"), str(tmp_path / "tok"), ["--device", "cpu"]
+    # sft.py's --help is train.py's (configurator's), sample.py's main is wired as hellaswag.py's
+    commands = [["sft.py", "--help"],
+                ["sample.py", "--init_from", out, "--start", "A", "--max_new_tokens", "5", *cpu],
+                ["token_lengths.py", str(text), "--tokenizer", "char"],
+                ["bpe.py", "decode", "--model", tok, "--ids", "108,111,119"],
+                ["wordpiece.py", "compare", "--vocab", str(ROOT / "tests" / "fixtures" /
+                                                          "wordpiece_vocab.txt"), "--text", "hi"],
+                ["configurator.py", str(ROOT / "config" / "train_shakespeare_char_cpu.py")]]
+    running = []
+    for command in commands:
+        read, write = os.pipe()
+        os.close(read)  # the reader (`head`) is gone before the first byte
+        running.append(subprocess.Popen([sys.executable, *command], cwd=ROOT, stdout=write,
+                                        stderr=subprocess.PIPE, text=True))
+        os.close(write)
+    for command, process in zip(commands, running):
+        err = process.communicate(timeout=300)[1]  # progress bars aside, nothing
+        assert not re.search("Traceback|BrokenPipe|Broken pipe|Exception ignored|error", err), \
+            (command[0], err)
+        assert process.returncode in (0, 1)
+
+
