@@ -214,3 +214,44 @@ def test_output_cut_by_a_closed_pipe_ends_quietly(tmp_path):
         assert process.returncode in (0, 1)
 
 
+# ----------------------------------------------------------------------------- config files
+def test_a_config_file_error_names_its_file_and_line(tmp_path):
+    for name, source, message in [
+            ("syntax.py", "batch_size = 4\nbetas = (0.8,\n", r"syntax\.py:2: '\(' was never"),
+            ("name.py", "batch_size = 4\nlearning_rate = lr / 2\n",
+             r"name\.py:2: NameError: name 'lr' is not defined; fix that line")]:
+        (tmp_path / name).write_text(source)
+        with pytest.raises(ValueError, match=message):
+            apply_overrides(DEFAULTS, [str(tmp_path / name)], verbose=False)
+
+
+def test_only_py_and_json_config_files_and_json_is_read(tmp_path):
+    rows = tmp_path / "train.jsonl"
+    rows.write_text('{"batch_size": 1}\n')
+    with pytest.raises(ValueError, match=r"train\.jsonl: a config file is a \.py or a \.json"):
+        apply_overrides(DEFAULTS, [str(rows)], verbose=False)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"batch_size": 8, "betas": [0.8, 0.9], "_note": "mine"}\n')
+    c = apply_overrides(DEFAULTS, [str(cfg), "--out_dir=x"], verbose=False)
+    assert c == {**DEFAULTS, "batch_size": 8, "betas": (0.8, 0.9), "out_dir": "x"}
+    cfg.write_text('{"batch_size": "8"}')
+    with pytest.raises(ValueError, match="cfg.json: config key 'batch_size' expects int, got str"):
+        apply_overrides(DEFAULTS, [str(cfg)], verbose=False)
+    cfg.write_text('{"batch_size": 8,\n}')
+    with pytest.raises(ValueError, match=r"cfg\.json:2: not valid JSON"):
+        apply_overrides(DEFAULTS, [str(cfg)], verbose=False)
+
+
+def test_token_lengths_write_then_sft_reads_the_same_json(tmp_path):
+    qa = tmp_path / "qa.txt"
+    qa.write_text("<|question|>\nWhat is a stack?\n<|answer|>\nLast in, first out.\n")
+    cfg = tmp_path / "sft.json"
+    cfg.write_text('{"epochs": 2}\n')
+    assert token_lengths.main([str(qa), "--sft", "--tokenizer", "char", "--write", str(cfg),
+                               "--gen_length_key", "max_new_tokens"]) == 0
+    written = json.loads(cfg.read_text())
+    c = apply_overrides(sft.DEFAULT_CONFIG, [str(cfg)], verbose=False)
+    assert (c["epochs"], c["max_length"], c["max_new_tokens"]) == \
+        (2, written["max_length"], written["max_new_tokens"])
+
+
