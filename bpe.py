@@ -815,6 +815,12 @@ class Tokenizer:
                              f"{lines[0][:40]!r}, expected {FORMAT_HEADER!r}); give a file "
                              "written by Tokenizer.save / bpe.py train")
         patterns, specials, vocab, merges, options = [], {}, {}, {}, {}
+        first = {}  # ("id", i), ("special", text) or ("merge", a, b) -> the line that gave it
+
+        def once(key, what):  # a hand edit that repeats a line must not silently win
+            if key in first:
+                raise ValueError(f"{what} was already given at line {first[key]}")
+            first[key] = n
         for n, line in enumerate(lines[1:], start=2):
             if not line:
                 continue
@@ -824,12 +830,19 @@ class Tokenizer:
                     patterns.append(json.loads(rest))
                 elif kind == "special":
                     i, name = rest.split(" ", 1)
-                    specials[json.loads(name)] = int(i)
+                    i, name = int(i), json.loads(name)
+                    if not isinstance(name, str) or not name:
+                        raise ValueError("a special token is a non-empty JSON string")
+                    once(("special", name), f"special token {name!r}")
+                    once(("id", i), f"id {i}")
+                    specials[name] = i
                 elif kind == "token":
                     i, b64 = rest.split(" ")
+                    once(("id", int(i)), f"id {i}")
                     vocab[int(i)] = base64.b64decode(b64, validate=True)
                 elif kind == "merge":
                     a, b, i = map(int, rest.split(" "))
+                    once(("merge", a, b), f"merge {a} {b}")
                     merges[(a, b)] = i
                 elif kind in ("eot", "normalizer", "ignore_merges", "chat_template",
                               "drop_missing_bytes"):
@@ -838,10 +851,16 @@ class Tokenizer:
                     raise ValueError(f"unknown record {kind!r}")
             except ValueError as e:  # also binascii.Error and JSONDecodeError, both ValueErrors
                 raise ValueError(f"{source} is corrupt at line {n} ({line[:60]!r}): {e}; "
-                                 "save the tokenizer again") from None
+                                 "fix that line, or save the tokenizer again") from None
         if not patterns:
             raise ValueError(f"{source} is corrupt: it has no 'pattern' line; save the tokenizer "
                              "again")
+        # ids may leave gaps (a Hugging Face vocab can), but the largest one sets n_vocab, the
+        # model's embedding size: one past twice the tokens given is a typo, not a gap
+        top = max(vocab.keys() | specials.values(), default=0)
+        if top >= 2 * (len(vocab) + len(specials)):
+            raise ValueError(f"{source} is corrupt at line {first[('id', top)]}: id {top} is far "
+                             f"beyond its {len(vocab) + len(specials)} tokens; fix that id")
         try:
             tok = cls(merges, vocab, specials, patterns, normalizer=options.get("normalizer"),
                       ignore_merges=bool(options.get("ignore_merges")),

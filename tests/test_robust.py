@@ -255,3 +255,17 @@ def test_token_lengths_write_then_sft_reads_the_same_json(tmp_path):
         (2, written["max_length"], written["max_new_tokens"])
 
 
+# ----------------------------------------------------------------------------- tokenizer files
+def test_a_hand_edited_tokenizer_file_is_a_clear_error(tmp_path):
+    text = bpe.train_bpe("low lower lowest", 260, ["<|endoftext|>"]).dumps()
+    lines = text.split("\n")
+    special = next(n for n, line in enumerate(lines, 1) if line.startswith("special "))
+    merge = next(line for line in lines if line.startswith("merge "))
+    for edited, message in [
+            (text.replace('"<|endoftext|>"', '""'),
+             f"line {special} .*a special token is a non-empty JSON string"),
+            (text + merge + "\n", f"line {len(lines)} .*merge .* was already given at line"),
+            (text + "token 70000 QQ==\n", f"line {len(lines)}: id 70000 is far beyond its 261")]:
+        (tmp_path / "tokenizer.bpe").write_text(edited)
+        with pytest.raises(ValueError, match=f"tokenizer.bpe is corrupt at {message}"):
+            bpe.Tokenizer.load(tmp_path)
