@@ -39,7 +39,9 @@ import regex
 import tiktoken.load
 from tqdm import tqdm
 
-from files import ANSWER, QUESTION, archive_files, atomic_write, cache_dir, pypi_file, read_text
+from configurator import quiet_broken_pipe
+from files import (ANSWER, QUESTION, archive_files, atomic_write, atomic_write_dir, cache_dir,
+                   check_dir_for, pypi_file, read_text)
 
 # tiktoken's r50k/gpt2 pattern. Possessive `++` stops backtracking; `\s++$|\s+(?!\S)|\s` is GPT-2's
 # original `\s+(?!\S)|\s+`: a whitespace run gives its last space to the word after it (" world").
@@ -493,6 +495,7 @@ def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),
 # ----------------------------------------------------------------------------- the tokenizer
 FORMAT_HEADER = "scratchgpt-bpe 2"
 OLD_HEADERS = ("scratchgpt-bpe 1",)  # one pattern line, eot implied by <|endoftext|>: still read
+SAVED_FILES = ("tokenizer.bpe", "vocab.txt")  # what Tokenizer.save writes: the model, a listing
 NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicodedata names them
 
 
@@ -812,6 +815,12 @@ class Tokenizer:
                              f"{lines[0][:40]!r}, expected {FORMAT_HEADER!r}); give a file "
                              "written by Tokenizer.save / bpe.py train")
         patterns, specials, vocab, merges, options = [], {}, {}, {}, {}
+        first = {}  # ("id", i), ("special", text) or ("merge", a, b) -> the line that gave it
+
+        def once(key, what):  # a hand edit that repeats a line must not silently win
+            if key in first:
+                raise ValueError(f"{what} was already given at line {first[key]}")
+            first[key] = n
         for n, line in enumerate(lines[1:], start=2):
             if not line:
                 continue
@@ -821,12 +830,19 @@ class Tokenizer:
                     patterns.append(json.loads(rest))
                 elif kind == "special":
                     i, name = rest.split(" ", 1)
-                    specials[json.loads(name)] = int(i)
+                    i, name = int(i), json.loads(name)
+                    if not isinstance(name, str) or not name:
+                        raise ValueError("a special token is a non-empty JSON string")
+                    once(("special", name), f"special token {name!r}")
+                    once(("id", i), f"id {i}")
+                    specials[name] = i
                 elif kind == "token":
                     i, b64 = rest.split(" ")
+                    once(("id", int(i)), f"id {i}")
                     vocab[int(i)] = base64.b64decode(b64, validate=True)
                 elif kind == "merge":
                     a, b, i = map(int, rest.split(" "))
+                    once(("merge", a, b), f"merge {a} {b}")
                     merges[(a, b)] = i
                 elif kind in ("eot", "normalizer", "ignore_merges", "chat_template",
                               "drop_missing_bytes"):
@@ -835,10 +851,16 @@ class Tokenizer:
                     raise ValueError(f"unknown record {kind!r}")
             except ValueError as e:  # also binascii.Error and JSONDecodeError, both ValueErrors
                 raise ValueError(f"{source} is corrupt at line {n} ({line[:60]!r}): {e}; "
-                                 "save the tokenizer again") from None
+                                 "fix that line, or save the tokenizer again") from None
         if not patterns:
             raise ValueError(f"{source} is corrupt: it has no 'pattern' line; save the tokenizer "
                              "again")
+        # ids may leave gaps (a Hugging Face vocab can), but the largest one sets n_vocab, the
+        # model's embedding size: one past twice the tokens given is a typo, not a gap
+        top = max(vocab.keys() | specials.values(), default=0)
+        if top >= 2 * (len(vocab) + len(specials)):
+            raise ValueError(f"{source} is corrupt at line {first[('id', top)]}: id {top} is far "
+                             f"beyond its {len(vocab) + len(specials)} tokens; fix that id")
         try:
             tok = cls(merges, vocab, specials, patterns, normalizer=options.get("normalizer"),
                       ignore_merges=bool(options.get("ignore_merges")),
@@ -853,13 +875,12 @@ class Tokenizer:
     def save(self, path) -> Path:
         """The model file, path/tokenizer.bpe, after writing it and path/vocab.txt (for humans).
 
-        Both are written atomically: a crash never leaves half a tokenizer."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        model = path / "tokenizer.bpe"
-        atomic_write(model, lambda f: f.write(self.dumps().encode("utf-8")))
-        atomic_write(path / "vocab.txt", lambda f: f.write(self.vocab_listing().encode("utf-8")))
-        return model
+        The pair is written as one unit (a fresh directory renamed into place): a crash never
+        leaves half a tokenizer, nor a listing of another model. So path holds only these two."""
+        model, listing = SAVED_FILES
+        atomic_write_dir(path, {model: lambda f: f.write(self.dumps().encode("utf-8")),
+                                listing: lambda f: f.write(self.vocab_listing().encode("utf-8"))})
+        return Path(path) / model
 
     @classmethod
     def load(cls, path) -> Tokenizer:
@@ -1504,6 +1525,7 @@ def main(argv=None) -> None:
     args = _arg_parser().parse_args(argv)
     try:
         if args.cmd == "train":
+            check_dir_for(args.out, SAVED_FILES)  # before the training, not after it
             tok = train_bpe(Path(args.input), args.vocab_size, args.special,
                             PATTERNS[args.pattern], args.tie_break, args.num_proc, progress=True)
             print(f"trained {len(tok.merges)} merges, vocab {len(tok.vocab)}; wrote "
@@ -1524,4 +1546,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

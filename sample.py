@@ -16,6 +16,7 @@ import torch
 
 from bpe import TEMPLATES, Tokenizer, prompt_ids
 from checkpoints import load_checkpoint
+from configurator import quiet_broken_pipe
 from files import read_text
 from model import decode_generated, load_model
 from runtime import pick_device
@@ -100,4 +101,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bpe import load_tokenizer
+from configurator import quiet_broken_pipe
 from files import QUESTION, atomic_write, qa_prompt, read_lines, read_qa_file
 from wordpiece import WordPieceTokenizer
 
@@ -529,10 +530,7 @@ def main(argv=None):
                 print(f"{args.gen_length_key} not written: plain text has no completion "
                       "(use --prompt_field and --completion_field)", file=sys.stderr)
     except BrokenPipeError:
-        # piped into `head`, which stopped reading: not an error worth a traceback;
-        # /dev/null as stdout, so the exit flush does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        raise  # piped into `head`, which stopped reading: quiet_broken_pipe ends it quietly
     except (ValueError, OSError) as e:
         # OSError: an unreadable file, a --write dir we may not write in
         print(f"error: {e}", file=sys.stderr)
@@ -541,4 +539,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with quiet_broken_pipe():
+        sys.exit(main())

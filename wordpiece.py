@@ -37,6 +37,7 @@ from collections import Counter, defaultdict
 from tqdm import tqdm
 
 import bpe  # GPT-2's BPE for the comparison, and readable
+from configurator import quiet_broken_pipe
 from files import atomic_write, read_text
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -619,4 +620,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():
+        main()

@@ -939,12 +939,13 @@ def test_cli_train_and_encode(tmp_path, tiktoken_gpt2):
 def test_cli_errors_are_clean(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"ok\xff")
+    out = str(tmp_path / "tok")  # a directory of its own: tmp_path holds bad.txt
     for args, message in [
         (["train", "--input", str(tmp_path / "none.txt"), "--vocab_size", "300",
-          "--out", str(tmp_path)], "not found"),
-        (["train", "--input", str(bad), "--vocab_size", "300", "--out", str(tmp_path)],
+          "--out", out], "not found"),
+        (["train", "--input", str(bad), "--vocab_size", "300", "--out", out],
          "byte offset 2"),
-        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", str(tmp_path)],
+        (["train", "--input", str(SAMPLE), "--vocab_size", "10", "--out", out],
          "too small"),
         (["encode", "--model", str(tmp_path / "nothing"), "--text", "x"], "no tokenizer at"),
     ]:
