@@ -24,7 +24,7 @@ from torch.distributed.fsdp import FSDPModule
 import bpe
 from bpe import TEMPLATES, prompt_ids
 from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_checkpoint
-from configurator import apply_overrides
+from configurator import apply_overrides, quiet_broken_pipe
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
 from model import GPT, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
@@ -78,7 +78,7 @@ DEFAULT_CONFIG = dict(
     eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
     show_train=3,  # how many of those to print, spread over the file (0: all)
     free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
-    max_new_tokens=0,  # 0: the longest training answer + eot
+    gen_length=0,  # new tokens per answer (token_lengths.py --write sets it); 0: longest answer + eot
     # system
     device=None,  # None: cuda, then mps, then cpu
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
@@ -642,7 +642,7 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
                  + list(cfg["free_prompts"]))
     refs = ([pairs[i][1] for i in train_idx] + [a for _, a in val_pairs]
             + [None] * len(cfg["free_prompts"]))
-    max_new = cfg["max_new_tokens"] or max(len(c) for _, c in examples)
+    max_new = cfg["gen_length"] or max(len(c) for _, c in examples)
     t0 = time.time()
     before = greedy_answers(model, tok, questions, max_new, device, cfg["template"]) \
         if is_master() else None
@@ -673,4 +673,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with quiet_broken_pipe():  # `python sft.py ... | head` ends quietly
+        main()

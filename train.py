@@ -39,7 +39,7 @@ import hellaswag
 from bpe import tokenizer_from_spec
 from checkpoints import (gather_state, load_checkpoint, load_optimizer_state, make_checkpoint,
                          save_checkpoint)
-from configurator import apply_overrides
+from configurator import apply_overrides, quiet_broken_pipe
 from lora import apply_lora, count_params, merge_state_dict
 from model import GPT, GPTConfig, pad_vocab_size
 from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
@@ -584,6 +584,7 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
 
 if __name__ == "__main__":
     try:
-        main(apply_overrides(DEFAULT_CONFIG, sys.argv[1:]))
+        with quiet_broken_pipe():  # `python train.py ... | head` ends quietly
+            main(apply_overrides(DEFAULT_CONFIG, sys.argv[1:]))
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}")

@@ -247,12 +247,11 @@ def test_token_lengths_write_then_sft_reads_the_same_json(tmp_path):
     qa.write_text("<|question|>\nWhat is a stack?\n<|answer|>\nLast in, first out.\n")
     cfg = tmp_path / "sft.json"
     cfg.write_text('{"epochs": 2}\n')
-    assert token_lengths.main([str(qa), "--sft", "--tokenizer", "char", "--write", str(cfg),
-                               "--gen_length_key", "max_new_tokens"]) == 0
-    written = json.loads(cfg.read_text())
+    assert token_lengths.main([str(qa), "--sft", "--tokenizer", "char", "--write", str(cfg)]) == 0
+    written = json.loads(cfg.read_text())  # the default keys: max_length and gen_length
     c = apply_overrides(sft.DEFAULT_CONFIG, [str(cfg)], verbose=False)
-    assert (c["epochs"], c["max_length"], c["max_new_tokens"]) == \
-        (2, written["max_length"], written["max_new_tokens"])
+    assert (c["epochs"], c["max_length"], c["gen_length"]) == \
+        (2, written["max_length"], written["gen_length"])
 
 
 # ----------------------------------------------------------------------------- tokenizer files

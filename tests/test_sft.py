@@ -404,7 +404,7 @@ def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, 
     hf_dir = tmp_path / "hf"
     GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(hf_dir)
     cfg = tiny_run_config(tmp_path, init_from=str(hf_dir), epochs=1, eval_train=1, free_prompts=[],
-                          max_new_tokens=3)
+                          gen_length=3)
     result = sft.run(cfg)
     assert len(result["epochs"]) == 1
     model, codec = model_lib.load_model("resume", cfg["out_dir"], "cpu")
