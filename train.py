@@ -19,6 +19,7 @@ command line), made robust:
 The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints,
 JsonlLogger) are shared with sft.py and hellaswag.py; the training loop is `main(config)`.
 """
+import json
 import math
 import os
 import pickle
@@ -58,7 +59,7 @@ DEFAULT_CONFIG = dict(
     always_save_checkpoint=True,  # save at every evaluation, not only when the val loss improved
     init_from="scratch",  # scratch | resume (out_dir/ckpt.pt) | gpt2..gpt2-xl | a HF GPT-2 dir
     # data
-    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.pkl, or a path to such a dir
+    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.json, or a path to such a dir
     gradient_accumulation_steps=5 * 8,  # micro-steps per iteration over ALL ranks; split among them
     batch_size=12,  # sequences per micro-step
     block_size=1024,
@@ -237,8 +238,49 @@ def batch_generator(seed, *keys):
     return torch.Generator().manual_seed(int(state))
 
 
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (dict, list, tuple, str, int, float, bool, None): every class or
+    function a pickle names is refused, since building one is how a crafted pickle runs code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it names {module}.{name}, and only plain data is read")
+
+
+def read_meta_file(path):
+    """The meta of a meta.json, or of an older meta.pkl read as plain data only -> a dict of
+    vocab_size, tokenizer (a spec; nanoGPT's itos becomes a char spec) and dtype. Anything else is
+    one ValueError naming the file: reading a dataset's metadata must never run code."""
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        else:
+            with open(path, "rb") as f:
+                meta = PlainDataUnpickler(f).load()
+    except Exception as e:  # a broken or hostile file fails in many ways, all meaning the same
+        raise ValueError(f"{path} is not a readable meta file ({e}): prepare the dataset again "
+                         "(python data/<dataset>/prepare.py writes meta.json)") from None
+    meta = meta if isinstance(meta, dict) else {}
+    itos = meta.get("itos")  # nanoGPT's shakespeare_char: {id: character}
+    if "tokenizer" not in meta and isinstance(itos, dict) and all(
+            type(i) is int and isinstance(ch, str) for i, ch in itos.items()):
+        chars = "".join(itos[i] for i in sorted(itos))
+        meta = dict(meta, tokenizer={"kind": "char", "chars": chars})
+    vocab_size, spec = meta.get("vocab_size"), meta.get("tokenizer")
+    dtype = meta.get("dtype", "uint16")  # meta.pkl files have none: their ids are uint16
+    if type(vocab_size) is not int or vocab_size < 1 or not isinstance(spec, dict) \
+            or dtype != "uint16":
+        raise ValueError(f"{path} is not a usable meta file (vocab_size {vocab_size!r}, tokenizer "
+                         f"{str(spec)[:40]}, dtype {dtype!r}; expected a positive int, a spec and "
+                         "'uint16'): prepare the dataset again (python data/<dataset>/prepare.py)")
+    return {"vocab_size": vocab_size, "tokenizer": spec, "dtype": dtype}
+
+
 def load_meta(dataset):
-    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist."""
+    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist.
+
+    meta comes from meta.json (data/*/prepare.py), else from an older meta.pkl (ours or nanoGPT's),
+    else it is GPT-2's (nanoGPT's openwebtext has none)."""
     data_dir = dataset if os.sep in dataset else os.path.join(HERE, "data", dataset)
     for split in ("train", "val"):
         path = os.path.join(data_dir, f"{split}.bin")
@@ -246,12 +288,11 @@ def load_meta(dataset):
             script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)), "prepare.py")
             raise FileNotFoundError(f"{path} not found: prepare the dataset first "
                                     f"(python {script})")
-    meta_path = os.path.join(data_dir, "meta.pkl")
-    if not os.path.isfile(meta_path):  # nanoGPT's openwebtext has none: GPT-2 tokens
-        print(f"no {meta_path}: assuming GPT-2 tokens (vocab 50257)")
-        return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}}
-    with open(meta_path, "rb") as f:
-        return data_dir, pickle.load(f)
+    for name in ("meta.json", "meta.pkl"):
+        if os.path.isfile(os.path.join(data_dir, name)):
+            return data_dir, read_meta_file(os.path.join(data_dir, name))
+    print0(f"no meta.json in {data_dir}: assuming GPT-2 tokens (vocab 50257)")
+    return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16"}
 
 
 def optimizer_step(optimizer, scaler, parameters, grad_clip):
