@@ -339,7 +339,7 @@ def test_finetune_from_gpt2_style_weights(char_data, tmp_path):
     ckpt = checkpoints.load_checkpoint(str(tmp_path / "out" / "ckpt.pt"))
     assert ckpt["model_args"]["block_size"] == 16 and ckpt["model"]["transformer.wpe.weight"].shape == (16, 32)
     with pytest.raises(ValueError, match="block_size=128 is larger than .*'s 64"):
-        train.main(dict(config, block_size=128))
+        train.main(dict(config, block_size=128, overwrite=True))
 
 
 # --------------------------------------------------------------------------------------------- bad input
