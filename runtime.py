@@ -7,6 +7,7 @@ so the training script holds only training.
     python runtime.py plot OUT_DIR   # draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl
 """
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -23,6 +24,11 @@ from files import atomic_write, json_rows, read_text
 def pick_device(device=None):
     """The device to run on: the one asked for, else cuda, then mps, then cpu."""
     if device:
+        here = {"cpu": True, "cuda": torch.cuda.is_available(),
+                "mps": torch.backends.mps.is_available()}
+        if not here.get(device.split(":")[0]):
+            raise ValueError(f"device={device!r} is not available here: use one of "
+                             f"{', '.join(k for k, ok in here.items() if ok)}, or leave it unset")
         return device
     if torch.cuda.is_available():
         return "cuda"
@@ -55,12 +61,13 @@ def autocast_context(device, dtype):
 
 
 # ---------------------------------------------------------------------------------------------- DDP
-def setup_ddp(device, backend=None):
+def setup_ddp(device, backend=None, timeout_s=None):
     """Join the process group when launched by torchrun (RANK is set), else a single process.
 
     -> (ddp, rank, local_rank, world_size, device);
     on CUDA each process takes the GPU of its local rank.
-    backend: None picks nccl on CUDA, gloo on CPU."""
+    backend: None picks nccl on CUDA, gloo on CPU. timeout_s: how long a collective waits for a
+    rank that does not come (None: torch's default) before the run fails."""
     if int(os.environ.get("RANK", -1)) == -1:
         return False, 0, 0, 1, device
     rank, local_rank, world_size = (int(os.environ[k])
@@ -68,7 +75,8 @@ def setup_ddp(device, backend=None):
     if torch.device(device).type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    dist.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"))
+    dist.init_process_group(backend=backend or ("nccl" if device.startswith("cuda") else "gloo"),
+                            timeout=datetime.timedelta(seconds=timeout_s) if timeout_s else None)
     return True, rank, local_rank, world_size, device
 
 

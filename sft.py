@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import torch
@@ -31,7 +32,8 @@ from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick
                      print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
 from lora import count_params, merge_state_dict
 from token_lengths import recommend_length
-from train import check_scale_options, get_lr, optimizer_step, prepare_model, set_lr
+from train import (check_scale_options, claim_out_dir, duration, get_lr, optimizer_step,
+                   prepare_model, set_lr, stop_if_diverged)
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
@@ -41,6 +43,7 @@ DEFAULT_CONFIG = dict(
     # scratch | resume (out_dir/ckpt.pt, which the result replaces) | gpt2* |
     # DIR (a train.py out_dir or a HF GPT-2 dir)
     init_from="scratch",
+    overwrite=False,  # a fresh run may replace out_dir's ckpt.pt, log.jsonl, answers.json
     tokenizer="gpt2",  # scratch only: gpt2, a bpe.py model dir/file, or bpe:N (train N tokens here)
     # data
     train_file="data/sft/train.txt",  # <|question|>/<|answer|> blocks, or .jsonl
@@ -401,8 +404,10 @@ def run(cfg):
     device = pick_device(cfg["device"])
     check_scale_options(SimpleNamespace(**cfg))
     ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"])
-    try:
-        return fine_tune(cfg, ddp, rank, local_rank, world_size, device)
+    try:  # out_dir is held for the run (--show_example writes nothing)
+        with claim_out_dir(cfg["out_dir"], cfg["init_from"], cfg["overwrite"]) \
+                if cfg["show_example"] < 0 else nullcontext():
+            return fine_tune(cfg, ddp, rank, local_rank, world_size, device)
     finally:
         teardown_ddp()
 
@@ -501,7 +506,6 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
     raw_model = model
     model, optimizer, scaler = prepare_model(raw_model, SimpleNamespace(**cfg), device, dtype, ddp,
                                              local_rank)
-    os.makedirs(cfg["out_dir"], exist_ok=True)
     wandb_run = start_wandb(cfg["wandb_project"], cfg["wandb_run_name"], cfg) \
         if cfg["wandb_log"] else None
     logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), 0, wandb_run)  # a fresh log
@@ -532,8 +536,10 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
             log_time, log_tokens = log_time + dt, log_tokens + n_real
             if it % cfg["log_interval"] == 0 and is_master():  # tokens/s: this rank's x the ranks
                 ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
+                eta = stats["train_time_s"] / it * (total_iters - it)  # mean step time so far
                 print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, grad_norm "
-                       f"{norm.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s")
+                       f"{norm.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s, "
+                       f"eta {duration(eta)}")
                 logger.log({"iter": it, "loss": loss.item(), "grad_norm": norm.item(), "lr": lr,
                             "dt_ms": ms, "tokens_per_sec": tps})
                 log_time, log_tokens = 0.0, 0
@@ -542,6 +548,8 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
         best_val = min(best_val, row.get("val_loss", best_val))
         epoch_rows.append(row)
         logger.log(row)
+        stop_if_diverged(it, {k: row[k] for k in ("train_loss", "val_loss") if k in row},
+                         cfg["learning_rate"], raw_model)
         model_state = save_sft(cfg, raw_model, optimizer, tok, it, best_val, device)
     if isinstance(raw_model, FSDPModule) and is_master():  # answers come from one whole model
         raw_model = GPT(raw_model.config).to(device)
@@ -668,7 +676,7 @@ def main(argv=None):
         if cfg["num_threads"] > 0:
             torch.set_num_threads(cfg["num_threads"])
         return run(cfg)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:  # one clear line
         raise SystemExit(f"error: {e}")
 
 

@@ -13,18 +13,23 @@ command line), made robust:
   sees the batches it would have seen;
 - checkpoints are written atomically and hold the RNG states, so `--init_from=resume` continues
   the identical loss curve, and a run killed while saving keeps its previous checkpoint;
-- log lines: the loss averaged over the whole global batch, lr, time, tokens/s, MFU (CUDA); the
-  same, without MFU, as rows of `out_dir/log.jsonl`.
+- log lines: the loss averaged over the whole global batch, lr, time, tokens/s, MFU (CUDA) and
+  the time left; the same, without MFU, as rows of `out_dir/log.jsonl`;
+- nothing is lost: one run holds out_dir at a time (run.lock), a fresh run never replaces a
+  checkpoint unless `--overwrite=True`, a run whose loss turns nan stops before saving, and
+  `--init_from=resume` continues with the checkpoint's config (a `--key=value` given wins).
 
 The pieces (get_lr, clip_grad_norm, get_batch, setup_ddp, autocast_context, checkpoints,
 JsonlLogger) are shared with sft.py and hellaswag.py; the training loop is `main(config)`.
 """
+import fcntl
+import json
 import math
 import os
 import pickle
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -57,8 +62,9 @@ DEFAULT_CONFIG = dict(
     eval_only=False,  # evaluate once, then exit
     always_save_checkpoint=True,  # save at every evaluation, not only when the val loss improved
     init_from="scratch",  # scratch | resume (out_dir/ckpt.pt) | gpt2..gpt2-xl | a HF GPT-2 dir
+    overwrite=False,  # a fresh run may replace out_dir's ckpt.pt and log.jsonl (else: an error)
     # data
-    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.pkl, or a path to such a dir
+    dataset="openwebtext",  # data/<dataset>/{train,val}.bin and meta.json, or a path to such a dir
     gradient_accumulation_steps=5 * 8,  # micro-steps per iteration over ALL ranks; split among them
     batch_size=12,  # sequences per micro-step
     block_size=1024,
@@ -82,6 +88,7 @@ DEFAULT_CONFIG = dict(
     min_lr=6e-5,
     # system
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
+    ddp_timeout=1800,  # seconds a process waits for the others (a save, a stuck rank), then fails
     device=None,  # None: cuda, then mps, then cpu
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     compile=False,  # torch.compile the model (worth it on GPUs)
@@ -237,8 +244,49 @@ def batch_generator(seed, *keys):
     return torch.Generator().manual_seed(int(state))
 
 
+class PlainDataUnpickler(pickle.Unpickler):
+    """Unpickles plain data only (dict, list, tuple, str, int, float, bool, None): every class or
+    function a pickle names is refused, since building one is how a crafted pickle runs code."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"it names {module}.{name}, and only plain data is read")
+
+
+def read_meta_file(path):
+    """The meta of a meta.json, or of an older meta.pkl read as plain data only -> a dict of
+    vocab_size, tokenizer (a spec; nanoGPT's itos becomes a char spec) and dtype. Anything else is
+    one ValueError naming the file: reading a dataset's metadata must never run code."""
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                meta = json.load(f)
+        else:
+            with open(path, "rb") as f:
+                meta = PlainDataUnpickler(f).load()
+    except Exception as e:  # a broken or hostile file fails in many ways, all meaning the same
+        raise ValueError(f"{path} is not a readable meta file ({e}): prepare the dataset again "
+                         "(python data/<dataset>/prepare.py writes meta.json)") from None
+    meta = meta if isinstance(meta, dict) else {}
+    itos = meta.get("itos")  # nanoGPT's shakespeare_char: {id: character}
+    if "tokenizer" not in meta and isinstance(itos, dict) and all(
+            type(i) is int and isinstance(ch, str) for i, ch in itos.items()):
+        chars = "".join(itos[i] for i in sorted(itos))
+        meta = dict(meta, tokenizer={"kind": "char", "chars": chars})
+    vocab_size, spec = meta.get("vocab_size"), meta.get("tokenizer")
+    dtype = meta.get("dtype", "uint16")  # meta.pkl files have none: their ids are uint16
+    if type(vocab_size) is not int or vocab_size < 1 or not isinstance(spec, dict) \
+            or dtype != "uint16":
+        raise ValueError(f"{path} is not a usable meta file (vocab_size {vocab_size!r}, tokenizer "
+                         f"{str(spec)[:40]}, dtype {dtype!r}; expected a positive int, a spec and "
+                         "'uint16'): prepare the dataset again (python data/<dataset>/prepare.py)")
+    return {"vocab_size": vocab_size, "tokenizer": spec, "dtype": dtype}
+
+
 def load_meta(dataset):
-    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist."""
+    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist.
+
+    meta comes from meta.json (data/*/prepare.py), else from an older meta.pkl (ours or nanoGPT's),
+    else it is GPT-2's (nanoGPT's openwebtext has none)."""
     data_dir = dataset if os.sep in dataset else os.path.join(HERE, "data", dataset)
     for split in ("train", "val"):
         path = os.path.join(data_dir, f"{split}.bin")
@@ -246,12 +294,11 @@ def load_meta(dataset):
             script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)), "prepare.py")
             raise FileNotFoundError(f"{path} not found: prepare the dataset first "
                                     f"(python {script})")
-    meta_path = os.path.join(data_dir, "meta.pkl")
-    if not os.path.isfile(meta_path):  # nanoGPT's openwebtext has none: GPT-2 tokens
-        print(f"no {meta_path}: assuming GPT-2 tokens (vocab 50257)")
-        return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}}
-    with open(meta_path, "rb") as f:
-        return data_dir, pickle.load(f)
+    for name in ("meta.json", "meta.pkl"):
+        if os.path.isfile(os.path.join(data_dir, name)):
+            return data_dir, read_meta_file(os.path.join(data_dir, name))
+    print0(f"no meta.json in {data_dir}: assuming GPT-2 tokens (vocab 50257)")
+    return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16"}
 
 
 def optimizer_step(optimizer, scaler, parameters, grad_clip):
@@ -274,19 +321,203 @@ def set_lr(optimizer, lr):
         group["lr"] = lr
 
 
-# ----------------------------------------------------------------------------------------- training
-def main(config):
-    """Train with a config dict (DEFAULT_CONFIG with overrides).
-    Returns the last evaluation's losses."""
-    c = SimpleNamespace(**config)
-    for key in ("max_iters", "eval_interval", "log_interval", "eval_iters",
-                "gradient_accumulation_steps", "batch_size", "block_size", "seed"):
-        if getattr(c, key) < (0 if key in ("max_iters", "seed") else 1):
-            raise ValueError(f"{key}={getattr(c, key)} is out of range")
-    check_scale_options(c)
-    ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(c.device), c.backend)
+# ------------------------------------------------------------------------ runs that lose nothing
+def lock_out_dir(out_dir):
+    """out_dir (created if need be) locked by this process -> the open lock file, out_dir/run.lock,
+    holding this process's pid. Closing it unlocks, and so does the process ending, however it
+    ends. Another run that holds the lock is a ValueError naming its pid."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir={out_dir!r} is a file, not a directory: pick another --out_dir")
     try:
-        return train(c, config, ddp, rank, local_rank, world_size, device)
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, "run.lock"), "a+")  # a+: another run's pid stays
+    except OSError as e:  # no permission, a parent that is a file, ...
+        raise ValueError(f"out_dir={out_dir!r} cannot be written ({e.strerror}): pick another "
+                         "--out_dir") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "unknown"
+        lock.close()
+        raise ValueError(f"out_dir={out_dir!r} is in use by another run (pid {pid}): wait for it, "
+                         "stop it, or pick another --out_dir") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+@contextmanager
+def claim_out_dir(out_dir, init_from, overwrite):
+    """Hold out_dir for the run inside the with block (yields nothing): rank 0 locks it, so that two
+    runs never mix their log.jsonl and checkpoints, and a fresh run (init_from other than resume)
+    may not replace an earlier run's ckpt.pt unless overwrite. An error on rank 0 stops every rank,
+    none waiting for a rank 0 that has stopped."""
+    lock, error = None, None
+    if is_master():
+        try:
+            lock = lock_out_dir(out_dir)
+            if init_from != "resume" and not overwrite \
+                    and os.path.isfile(os.path.join(out_dir, "ckpt.pt")):
+                raise ValueError(f"{out_dir}/ckpt.pt holds an earlier run: continue it with "
+                                 "--init_from=resume, pick another --out_dir, or replace it (and "
+                                 "its log.jsonl) with --overwrite=True")
+        except ValueError as e:
+            error = e
+    if dist.is_initialized():
+        box = [error]
+        dist.broadcast_object_list(box)
+        error = box[0]
+    try:
+        if error is not None:
+            raise error
+        yield
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def weights_finite(model):
+    """Whether every weight of model is finite on every rank -> a bool that all ranks agree on.
+    Under FSDP each rank checks its own shards and one all-reduce combines the answers."""
+    local = [p.to_local() if isinstance(p, DTensor) else p for p in model.parameters()]
+    ok = torch.stack([torch.isfinite(p.detach()).all() for p in local]).all().to(torch.int32)
+    if dist.is_initialized():
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
+def stop_if_diverged(iter_num, losses, learning_rate, model=None):
+    """Raise FloatingPointError when a loss in losses (or, given model, a weight) is nan or inf
+    -> None otherwise. A diverged run stops here, before its weights replace the last good
+    checkpoint. With model, every rank must call it (the weight check is collective)."""
+    bad = [f"{name} {value}" for name, value in losses.items() if not math.isfinite(value)]
+    if not bad and model is not None and not weights_finite(model):
+        bad = ["a weight that is nan or inf"]
+    if bad:
+        raise FloatingPointError(
+            f"training diverged at iteration {iter_num} ({', '.join(bad)}), so no checkpoint was "
+            f"written over the last good one: lower learning_rate={learning_rate:g}, e.g. "
+            f"--learning_rate={learning_rate / 10:g}, and resume or start again")
+
+
+def rank_from_env():
+    """This process's rank as torchrun set it (RANK; 0 without torchrun) -> an int, known before
+    and after the process group: the command line's messages and errors come from rank 0 only."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def exit_with(error):
+    """Exit the command line with one line, "error: ...", and status 1 -> never returns. Rank 0
+    says it at once. Another rank first gives rank 0 a few seconds: torchrun stops every process
+    once one fails, so when rank 0 failed too this rank is stopped before it repeats the line,
+    and an error that only this rank met is still said."""
+    if rank_from_env() != 0:
+        time.sleep(5)
+    raise SystemExit(f"error: {error}")
+
+
+def given_keys(argv):
+    """The config keys that argv sets as --key=value -> a set: on resume, only they override the
+    checkpoint's config."""
+    return {arg[2:].partition("=")[0] for arg in argv if arg.startswith("--") and "=" in arg}
+
+
+# where and how this run executes, not what it trains: on resume, this run's, never the checkpoint's
+RUN_KEYS = ("out_dir", "init_from", "overwrite", "device", "dtype", "backend", "compile",
+            "ddp_timeout")
+SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # a resumed model keeps them
+
+
+def resumed_config(config, given):
+    """The config to resume with -> the checkpoint's config, except for the keys given on the
+    command line and RUN_KEYS, each difference printed: a resumed run continues its own schedule,
+    not a config file's. A given model shape that differs from the checkpoint's is a ValueError
+    (the checkpoint's model is what resumes). Without init_from=resume or a checkpoint: config."""
+    path = os.path.join(config["out_dir"], "ckpt.pt")
+    if config["init_from"] != "resume" or not os.path.isfile(path):
+        return config  # init_model says that the checkpoint is missing
+    ckpt = load_checkpoint(path, mmap=True)  # its config, without reading the weights
+    changed = [f"{k}={config[k]!r} (the checkpoint's model has {ckpt['model_args'][k]!r})"
+               for k in SHAPE_KEYS if k in given and config[k] != ckpt["model_args"].get(k)]
+    if changed:
+        raise ValueError(f"init_from=resume continues the checkpoint's model, whose shape cannot "
+                         f"change: {', '.join(changed)}; drop those settings, or train a new model "
+                         "in another --out_dir")
+    saved, ours = ckpt.get("config", {}), set(given) | set(RUN_KEYS)
+    merged = {k: v if k in ours or k not in saved else saved[k] for k, v in config.items()}
+    for k in config:
+        if k in saved and saved[k] != config[k] and rank_from_env() == 0:
+            why = ("given on the command line" if k in given else "this run's" if k in RUN_KEYS
+                   else f"the checkpoint's, over {config[k]!r}: give --{k}=... to change it")
+            print(f"resume: {k} = {merged[k]!r} ({why}; the checkpoint had {saved[k]!r})")
+    return merged
+
+
+def split_accumulation(config, world_size):
+    """config with gradient_accumulation_steps rounded up to a multiple of world_size -> a config
+    whose micro-steps the processes share evenly (said once, on rank 0, when it changed: the global
+    batch grows with it)."""
+    steps = config["gradient_accumulation_steps"]
+    rounded = -(-steps // world_size) * world_size
+    if rounded != steps:
+        print0(f"gradient_accumulation_steps={steps} is not a multiple of the {world_size} "
+               f"processes: using {rounded} ({rounded // world_size} per process)")
+    return dict(config, gradient_accumulation_steps=rounded)
+
+
+def duration(seconds):
+    """seconds as 1h02m, 3m20s or 12s -> a str: how long a run still needs, read at a glance."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def warn_if_slow(c, device, seconds_per_iter, iters_left):
+    """The warning printed (once, on rank 0) when a run on the CPU is predicted to take hours
+    -> that line, or None: a GPU-sized config runs on a CPU too, only for days."""
+    left = seconds_per_iter * iters_left
+    if torch.device(device).type != "cpu" or left < 3600:
+        return None
+    text = (f"warning: at {seconds_per_iter:.2f}s per iteration this CPU run needs about "
+            f"{duration(left)} more: its config (n_layer={c.n_layer}, n_embd={c.n_embd}, "
+            f"block_size={c.block_size}, batch_size={c.batch_size}) is meant for a GPU; on a CPU "
+            "use a smaller one (config/train_shakespeare_char_cpu.py) or fewer --max_iters")
+    print0(text)
+    return text
+
+
+# ----------------------------------------------------------------------------------------- training
+LOWEST = dict(max_iters=0, seed=0, eval_interval=1, log_interval=1, eval_iters=1,
+              gradient_accumulation_steps=1, batch_size=1, block_size=1, learning_rate=0,
+              min_lr=0, weight_decay=0, grad_clip=0, warmup_iters=0, ddp_timeout=1)
+
+
+def check_config(c):
+    """Raise one clear ValueError for a setting out of range -> None, before anything starts."""
+    for key, lowest in LOWEST.items():
+        if getattr(c, key) < lowest:
+            raise ValueError(f"{key}={getattr(c, key)} must be >= {lowest}")
+    if c.decay_lr and c.min_lr > c.learning_rate:
+        raise ValueError(f"min_lr={c.min_lr} is above learning_rate={c.learning_rate}: the rate "
+                         "decays to min_lr, so make it at most learning_rate (usually a tenth)")
+    check_scale_options(c)
+
+
+def main(config):
+    """Train with a config dict (DEFAULT_CONFIG with overrides) -> the last evaluation's losses.
+    Under torchrun, gradient_accumulation_steps is rounded up to a multiple of the processes."""
+    c = SimpleNamespace(**config)
+    check_config(c)
+    ddp, rank, local_rank, world_size, device = setup_ddp(pick_device(c.device), c.backend,
+                                                          c.ddp_timeout)
+    try:
+        config = split_accumulation(config, world_size)
+        c = SimpleNamespace(**config)
+        with claim_out_dir(c.out_dir, c.init_from, c.overwrite):
+            return train(c, config, ddp, rank, local_rank, world_size, device)
     finally:
         teardown_ddp()
 
@@ -350,6 +581,7 @@ def init_model(c, meta, rank):
                                     "the run's directory)")
         print0(f"resuming from {path}")
         ckpt = load_checkpoint(path)
+        ckpt["model_args"]["dropout"] = c.dropout  # not part of the shape: this run's
         return GPT.from_checkpoint(ckpt), ckpt
     # GPT-2 weights by name or Hugging Face directory
     print0(f"initializing from GPT-2 weights {c.init_from!r}")
@@ -481,13 +713,14 @@ def global_mean(loss_sum):
     return loss_sum.item()
 
 
-def log_iteration(logger, iter_num, loss, norm, lr, dt, tokens_per_iter, mfu):
+def log_iteration(logger, iter_num, loss, norm, lr, dt, tokens_per_iter, mfu, eta):
     """Print and log one iteration: loss, gradient norm, learning rate, time, tokens/s, and MFU
-    (printed only)."""
+    and the time the run still needs, eta (printed only)."""
     tokens_per_sec = tokens_per_iter / dt
     mfu_text = f"{mfu * 100:.2f}%" if mfu >= 0 else "n/a"
     print0(f"iter {iter_num}: loss {loss:.4f}, grad_norm {norm:.4f}, lr {lr:.2e}, "
-           f"time {dt * 1000:.2f}ms, {tokens_per_sec:,.0f} tok/s, mfu {mfu_text}")
+           f"time {dt * 1000:.2f}ms, {tokens_per_sec:,.0f} tok/s, mfu {mfu_text}, "
+           f"eta {duration(eta)}")
     logger.log({"iter": iter_num, "loss": loss, "grad_norm": norm, "lr": lr, "dt_ms": dt * 1000,
                 "tokens_per_sec": tokens_per_sec})
 
@@ -507,12 +740,9 @@ def log_hellaswag(logger, iter_num, result):
 
 
 def train(c, config, ddp, rank, local_rank, world_size, device):
-    """The run in this process: model, data, optimizer, then evaluate / checkpoint / step
-    until max_iters."""
-    if c.gradient_accumulation_steps % world_size:
-        raise ValueError(f"gradient_accumulation_steps={c.gradient_accumulation_steps} must be a "
-                         f"multiple of the number of processes ({world_size})")
-    accum = c.gradient_accumulation_steps // world_size  # micro-steps per process
+    """The run in this process: model, data and optimizer, then run_loop -> the last evaluation's
+    losses. Every rank waits at the end for rank 0's checkpoint and plot, so that no rank tears
+    the process group down while rank 0 still saves."""
     device_type = torch.device(device).type
     dtype = pick_dtype(device, c.dtype)
     ctx = autocast_context(device, dtype)
@@ -540,51 +770,79 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
     def batch(split, *keys):
         return get_batch(splits[split], c.batch_size, block_size, device,
                          batch_generator(c.seed, *keys))
-    hellaswag_eval = hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device)
-    if is_master():
-        os.makedirs(c.out_dir, exist_ok=True)
     wandb_run = start_wandb(c.wandb_project, c.wandb_run_name, config) if c.wandb_log else None
-    logger = JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), iter_num, wandb_run)
+    run = SimpleNamespace(
+        model=model, raw_model=raw_model, optimizer=optimizer, scaler=scaler, batch=batch, ctx=ctx,
+        meta=meta, rank=rank, world_size=world_size, device=device,
+        tokens_per_iter=tokens_per_iter,
+        hellaswag=hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device),
+        logger=JsonlLogger(os.path.join(c.out_dir, "log.jsonl"), iter_num, wandb_run))
+    losses = run_loop(c, config, run, iter_num, best_val_loss)
+    if is_master() and os.path.isfile(run.logger.path):
+        plot_log(c.out_dir)
+    if dist.is_initialized():
+        dist.barrier()
+    return losses
 
-    # evaluate and checkpoint every eval_interval iterations, step in between
-    losses, running_mfu, local_iter = None, -1.0, 0
+
+def evaluate_and_save(c, config, run, iter_num, best_val_loss):
+    """Estimate and log the losses, then checkpoint when they improved (or always_save_checkpoint)
+    -> (the losses, the best val loss so far). A nan or inf loss, or weight about to be saved,
+    stops the run instead: stop_if_diverged."""
+    losses = estimate_loss(run.model, run.batch, c.eval_iters, run.ctx, run.rank, run.world_size,
+                           run.device)
+    log_eval(run.logger, iter_num, losses)
+    save = (losses["val"] < best_val_loss or c.always_save_checkpoint) and iter_num > 0 \
+        and not c.eval_only
+    stop_if_diverged(iter_num, losses, c.learning_rate, run.raw_model if save else None)
+    if save:
+        best_val_loss = min(best_val_loss, losses["val"])
+        save_run(c, config, run.raw_model, run.optimizer, run.scaler, run.meta, iter_num,
+                 best_val_loss, run.device)
+    return losses, best_val_loss
+
+
+def run_loop(c, config, run, iter_num, best_val_loss):
+    """Evaluate (and checkpoint) every eval_interval iterations, step in between, until max_iters
+    -> the last evaluation's losses. Log lines end with an ETA from the mean time per iteration
+    so far; after 3 iterations a CPU run that would take hours says so (warn_if_slow)."""
+    accum = c.gradient_accumulation_steps // run.world_size  # micro-steps per process
+    losses, running_mfu, local_iter, t_first = None, -1.0, 0, None
     while True:
         lr = get_lr(iter_num, c.learning_rate, c.min_lr, c.warmup_iters, c.lr_decay_iters) \
             if c.decay_lr else c.learning_rate
-        set_lr(optimizer, lr)
+        set_lr(run.optimizer, lr)
         if iter_num % c.eval_interval == 0 or iter_num == c.max_iters:
-            losses = estimate_loss(model, batch, c.eval_iters, ctx, rank, world_size, device)
-            log_eval(logger, iter_num, losses)
-            improved = losses["val"] < best_val_loss or c.always_save_checkpoint
-            if improved and iter_num > 0 and not c.eval_only:
-                best_val_loss = min(best_val_loss, losses["val"])
-                save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss,
-                         device)
-        if hellaswag_eval and iter_num % c.hellaswag_interval == 0:
-            log_hellaswag(logger, iter_num, hellaswag_eval())
+            losses, best_val_loss = evaluate_and_save(c, config, run, iter_num, best_val_loss)
+        if run.hellaswag and iter_num % c.hellaswag_interval == 0:
+            log_hellaswag(run.logger, iter_num, run.hellaswag())
         if c.eval_only or iter_num >= c.max_iters:
-            break
+            return losses
         t0 = time.time()
-        loss_sum, norm = train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank,
-                                         c.grad_clip, ctx, iter_num)
+        t_first = t_first or t0
+        loss_sum, norm = train_iteration(run.model, run.raw_model, run.optimizer, run.scaler,
+                                         run.batch, accum, run.rank, c.grad_clip, run.ctx,
+                                         iter_num)
+        local_iter += 1
         if iter_num % c.log_interval == 0:
             loss = global_mean(loss_sum)  # waits for the device, so dt is the real step time
+            stop_if_diverged(iter_num, {"loss": loss}, c.learning_rate)
             dt = time.time() - t0
-            mfu = raw_model.estimate_mfu(c.batch_size * accum, dt) if local_iter >= 3 else None
+            mfu = run.raw_model.estimate_mfu(c.batch_size * accum, dt) if local_iter > 3 else None
             if mfu is not None:
                 running_mfu = mfu if running_mfu < 0 else 0.9 * running_mfu + 0.1 * mfu
-            log_iteration(logger, iter_num, loss, norm.item(), lr, dt, tokens_per_iter,
-                          running_mfu)
+            eta = (time.time() - t_first) / local_iter * (c.max_iters - iter_num - 1)
+            log_iteration(run.logger, iter_num, loss, norm.item(), lr, dt, run.tokens_per_iter,
+                          running_mfu, eta)
+        if local_iter == 3:  # enough iterations to predict the rest
+            warn_if_slow(c, run.device, (time.time() - t_first) / 3, c.max_iters - iter_num - 1)
         iter_num += 1
-        local_iter += 1
-    if is_master() and os.path.isfile(logger.path):
-        plot_log(c.out_dir)
-    return losses
 
 
 if __name__ == "__main__":
     try:
         with quiet_broken_pipe():  # `python train.py ... | head` ends quietly
-            main(apply_overrides(DEFAULT_CONFIG, sys.argv[1:]))
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}")
+            argv = sys.argv[1:]
+            main(resumed_config(apply_overrides(DEFAULT_CONFIG, argv), given_keys(argv)))
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        exit_with(e)

