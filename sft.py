@@ -81,7 +81,7 @@ DEFAULT_CONFIG = dict(
     eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
     show_train=3,  # how many of those to print, spread over the file (0: all)
     free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
-    gen_length=0,  # new tokens per answer (token_lengths.py --write sets it); 0: longest answer + eot
+    gen_length=0,  # new tokens per answer (token_lengths.py --write sets it); 0: longest answer
     # system
     device=None,  # None: cuda, then mps, then cpu
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
