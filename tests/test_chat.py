@@ -105,3 +105,26 @@ def test_chat_template_needs_a_chat_tokenizer():
         bpe.prompt_ids(bpe.gpt2_tokenizer(), "hi", "json")
     with pytest.raises(SystemExit, match="special_tokens=True adds"):
         sft.main(["--template=chat", "--special_tokens=True"])
+
+
+def test_export_writes_weights_and_tokenizer_json_that_transformers_reads(smollm2, tmp_path):
+    from tokenizers import Tokenizer as HFTokenizer
+    from transformers import AutoModelForCausalLM
+
+    import model as model_lib
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=64, vocab_size=smollm2.n_vocab, n_layer=1, n_head=4, n_kv_head=2,
+                       n_embd=32, rmsnorm=True, rope=True, swiglu=True, bias=False,
+                       rope_layout="half")
+    ours = GPT(config).eval()
+    checkpoints.save_checkpoint(str(tmp_path / "run" / "ckpt.pt"), {
+        "model": ours.state_dict(), "model_args": asdict(config),
+        "tokenizer": bpe.tokenizer_spec(smollm2)})
+    model_lib.main(["export", "--from", str(tmp_path / "run"), "--to", str(tmp_path / "hf")])
+    text = "스택이란? A stack is LIFO: push, pop. 12 + 30 = 42"
+    ids = HFTokenizer.from_file(str(tmp_path / "hf" / "tokenizer.json")).encode(text).ids
+    assert ids == smollm2.encode_ordinary(text)
+    hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf"), dtype=torch.float32).eval()
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits, ours(x)[0], rtol=1e-4, atol=1e-4)
