@@ -1097,7 +1097,13 @@ def export_hf(model, out_dir):
 def export_command(source, out_dir):
     """export_hf of a train.py run (source/ckpt.pt) or of anything GPT.from_pretrained takes, and
     its tokenizer as tokenizer.json when it is a byte-level BPE (a character-level one is not)."""
-    model, tok = load_model(source, source, "cpu")
+    ckpt_path = os.path.join(source, "ckpt.pt")
+    if os.path.isfile(ckpt_path):
+        ckpt = load_checkpoint(ckpt_path)
+        model = GPT.from_checkpoint(ckpt)
+        tok = tokenizer_from_spec(ckpt["tokenizer"]) if "tokenizer" in ckpt else None
+    else:
+        model, tok = load_pretrained(source)
     export_hf(model, out_dir)
     written = ["config.json", "model.safetensors"]
     if isinstance(tok, Tokenizer):
