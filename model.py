@@ -657,8 +657,8 @@ def to_family(model, keys):
             sd[t] = (part.t() if transpose else part).contiguous().clone()  # no shared storage
     if keys is GPT2_KEYS:  # GPT-2 always has biases: zeros are exactly "no bias"
         for (t,) in table.values():
-            weight = sd.get(t.removesuffix("bias") + "weight")
-            if t.endswith(".bias") and t not in sd:  # (its size: a Conv1D's out, a LayerNorm's)
+            if t.endswith(".bias") and t not in sd:
+                weight = sd[t.removesuffix("bias") + "weight"]  # (in, out) Conv1D or LayerNorm (C)
                 sd[t] = weight.new_zeros(weight.shape[-1])
     return sd
 

@@ -1,12 +1,12 @@
 """Our model.py against transformers on a real pretrained model: SmolLM2-135M-Instruct (Q4_1 GGUF).
 
-    python bench/pretrained.py                  # 128-token greedy generation and GGUF load, 3 rounds
+    python bench/pretrained.py                  # 128-token greedy generation, GGUF load; 3 rounds
     python bench/pretrained.py --threads 2 --repeats 5 --new_tokens 256
 
 Both load the same GGUF file (dequantized to float32) and continue the same ChatML prompt (built by
-transformers' tokenizer) greedily, in this process, taking turns; the best (minimum) time of each wins,
-on a shared machine the run least disturbed by others. Prints tokens/s and the ratio ours / theirs,
-and each loader's time. Targets (issue 9): generation >= 1.5x transformers, goal 2x.
+transformers' tokenizer) greedily, in this process, taking turns; the best (minimum) time of each
+wins: on a shared machine, the run least disturbed by others. Prints tokens/s and the ratio ours /
+theirs, and each loader's time. Targets (issue 9): generation >= 1.5x transformers, goal 2x.
 """
 import argparse
 import os
@@ -34,7 +34,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--new_tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -56,7 +56,8 @@ def main():
     def their_generate():
         with torch.inference_mode():
             return theirs.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                   attention_mask=torch.ones_like(ids), pad_token_id=tok.eos_token_id)
+                                   attention_mask=torch.ones_like(ids),
+                                   pad_token_id=tok.eos_token_id)
 
     times = {ours_generate: [], their_generate: []}
     outputs = {}
@@ -66,8 +67,8 @@ def main():
             times[fn].append(dt)
     same = torch.equal(outputs[ours_generate], outputs[their_generate])
     ours_tps, their_tps = n / min(times[ours_generate][1:]), n / min(times[their_generate][1:])
-    print(f"SmolLM2-135M-Instruct Q4_1 GGUF as float32, prompt {ids.shape[1]} tokens, {n} new, greedy, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+    print(f"SmolLM2-135M-Instruct Q4_1 GGUF as float32, prompt {ids.shape[1]} tokens, {n} new, "
+          f"greedy, {torch.get_num_threads()} threads, best of {args.repeats}")
     print(f"generation  ours {ours_tps:6.1f} tok/s   transformers {their_tps:6.1f} tok/s   "
           f"ratio {ours_tps / their_tps:.2f}x   same tokens: {same}")
     print(f"GGUF load   ours {ours_load:6.2f} s       transformers {their_load:6.2f} s       "
