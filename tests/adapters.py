@@ -218,8 +218,8 @@ def run_transformer_lm(vocab_size, context_length, d_model, num_layers, num_head
 
 # ---------------------------------------------------------------- model.py: pretrained models (issue 9)
 def load_hf_model(path):
-    """Our GPT (eval mode) from a Hugging Face directory (GPT-2, Llama, Mistral, Qwen2), a .gguf file,
-    or a name (gpt2, smollm2, a hub id)."""
+    """Our GPT (eval mode) from a Hugging Face directory (GPT-2, Llama, Mistral, Qwen2), a .gguf
+    file, or a name (gpt2, smollm2, a hub id)."""
     import model
     return model.GPT.from_pretrained(str(path)).eval()
 
@@ -236,7 +236,8 @@ def run_hf_generate(model, in_indices, max_new_tokens):
 
 
 def run_export_hf(model, out_dir):
-    """Write out_dir/config.json + model.safetensors that transformers' AutoModelForCausalLM loads."""
+    """Write out_dir/config.json + model.safetensors, which transformers' AutoModelForCausalLM
+    loads with our logits."""
     import model as model_lib
     model_lib.export_hf(model, str(out_dir))
 # ---------------------------------------------------------------- end model.py: pretrained models
