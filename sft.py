@@ -79,6 +79,7 @@ DEFAULT_CONFIG = dict(
     seed=1337,
     # before/after answers
     eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
+    eval_heldout=0,  # held-out questions answered (0: all; the held-out loss always uses all)
     show_train=3,  # how many of those to print, spread over the file (0: all)
     free_prompts=["What is Python?", "파이썬이란 무엇인가요?"],  # questions from neither file
     gen_length=0,  # new tokens per answer (token_lengths.py --write sets it); 0: longest answer
@@ -646,9 +647,10 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     # the same questions before and after:
     # training ones (for exact match), held-out ones, free prompts
     train_idx = spread(len(pairs), cfg["eval_train"])
-    questions = ([pairs[i][0] for i in train_idx] + [q for q, _ in val_pairs]
+    held = [val_pairs[i] for i in spread(len(val_pairs), cfg["eval_heldout"])]
+    questions = ([pairs[i][0] for i in train_idx] + [q for q, _ in held]
                  + list(cfg["free_prompts"]))
-    refs = ([pairs[i][1] for i in train_idx] + [a for _, a in val_pairs]
+    refs = ([pairs[i][1] for i in train_idx] + [a for _, a in held]
             + [None] * len(cfg["free_prompts"]))
     max_new = cfg["gen_length"] or max(len(c) for _, c in examples)
     t0 = time.time()
@@ -661,7 +663,7 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     if not is_master():
         return None
     after = greedy_answers(model, tok, questions, max_new, device, cfg["template"])
-    result = report(cfg, questions, refs, len(train_idx), len(val_pairs), before, after,
+    result = report(cfg, questions, refs, len(train_idx), len(held), before, after,
                     epoch_rows, stats)
     path = os.path.join(cfg["out_dir"], "answers.json")
     atomic_write(path, lambda f: f.write(json.dumps(result, ensure_ascii=False, indent=1).encode()))
