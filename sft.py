@@ -32,8 +32,8 @@ from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick
                      print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
 from lora import count_params, merge_state_dict
 from token_lengths import recommend_length
-from train import (check_scale_options, claim_out_dir, duration, get_lr, optimizer_step,
-                   prepare_model, set_lr, stop_if_diverged)
+from train import (SCALE_CONFIG, check_scale_options, claim_out_dir, duration, get_lr,
+                   optimizer_step, prepare_model, set_lr, stop_if_diverged)
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
@@ -88,15 +88,7 @@ DEFAULT_CONFIG = dict(
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
     compile=False,
-    # scale and memory: as in train.py
-    fsdp=False,  # under torchrun: shard weights, gradients and AdamW state over processes (FSDP2)
-    activation_checkpointing=False,  # recompute each block's activations in backward: less memory
-    lora_rank=0,  # > 0: train LoRA adapters of this rank (lora.py), every other weight frozen
-    lora_alpha=16.0,  # the adapters' scale is lora_alpha / lora_rank
-    lora_targets="attn,mlp",  # attn, mlp, or layers: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-    wandb_log=False,  # mirror log.jsonl's rows to Weights & Biases (pip install wandb)
-    wandb_project="scratchgpt",
-    wandb_run_name="",
+    **SCALE_CONFIG,  # fsdp, activation_checkpointing, lora_*, wandb_*: as in train.py
     num_threads=0,  # CPU threads for torch; 0: torch's default (tiny models, busy machine: try 1)
 )
 

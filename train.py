@@ -53,6 +53,18 @@ from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# scale and memory: the switches train.py and sft.py share (see prepare_model)
+SCALE_CONFIG = dict(
+    fsdp=False,  # under torchrun: shard weights, gradients and AdamW state over processes (FSDP2)
+    activation_checkpointing=False,  # recompute each block's activations in backward: less memory
+    lora_rank=0,  # > 0: train LoRA adapters of this rank (lora.py), every other weight frozen
+    lora_alpha=16.0,  # the adapters' scale is lora_alpha / lora_rank
+    lora_targets="attn,mlp",  # attn, mlp, or layers: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
+    wandb_log=False,  # mirror log.jsonl's rows to Weights & Biases (pip install wandb)
+    wandb_project="scratchgpt",
+    wandb_run_name="",
+)
+
 DEFAULT_CONFIG = dict(
     # I/O
     out_dir="out",
@@ -93,15 +105,7 @@ DEFAULT_CONFIG = dict(
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     compile=False,  # torch.compile the model (worth it on GPUs)
     seed=1337,
-    # scale and memory
-    fsdp=False,  # under torchrun: shard weights, gradients and AdamW state over processes (FSDP2)
-    activation_checkpointing=False,  # recompute each block's activations in backward: less memory
-    lora_rank=0,  # > 0: train LoRA adapters of this rank (lora.py), every other weight frozen
-    lora_alpha=16.0,  # the adapters' scale is lora_alpha / lora_rank
-    lora_targets="attn,mlp",  # attn, mlp, or layers: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj
-    wandb_log=False,  # mirror log.jsonl's rows to Weights & Biases (pip install wandb)
-    wandb_project="scratchgpt",
-    wandb_run_name="",
+    **SCALE_CONFIG,  # fsdp, activation_checkpointing, lora_*, wandb_*
     # HellaSwag accuracy during training (hellaswag.py); 0 = never
     hellaswag_interval=0,
     hellaswag_path="data/hellaswag/hellaswag_val.jsonl",
