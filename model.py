@@ -107,10 +107,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):  # (..., C) -> (..., C)
-        # torch's fused kernel for x / sqrt(mean(x^2) + eps): one pass instead of six small ops (pow,
-        # mean, add, rsqrt, mul), which matters when generating one token at a time; in float32,
-        # also under bf16 autocast
-        return F.rms_norm(x.float(), (x.size(-1),), eps=self.eps).type_as(x) * self.weight
+        xf = x.float()  # the mean of squares in float32, also under bf16 autocast
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return xf.type_as(x) * self.weight
 
 
 def norm_layer(config):

