@@ -405,7 +405,7 @@ class GPT(nn.Module):
         """Yield the next tokens (B, 1) one step at a time; see generate."""
         if idx.dim() != 2 or idx.size(1) == 0:
             raise ValueError(f"idx must be a (B, T) tensor with T >= 1, got {tuple(idx.shape)}")
-        if max_new_tokens < 0 or temperature < 0:
+        if not (max_new_tokens >= 0 and temperature >= 0):  # a NaN fails too
             raise ValueError(f"max_new_tokens={max_new_tokens} and temperature={temperature} must "
                              "be >= 0")
         if top_k is not None and top_k < 1:

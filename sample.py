@@ -83,6 +83,9 @@ def main(argv=None):
         start = args.start
         if start.startswith("FILE:"):
             start = read_text(start[len("FILE:"):], "--start file")
+        if args.num_samples < 1 or args.max_new_tokens < 0:
+            raise ValueError(f"--num_samples={args.num_samples} must be >= 1 and --max_new_tokens="
+                             f"{args.max_new_tokens} >= 0")
         model, tok = load_model(args.init_from, args.out_dir, args.device)
         if args.question is not None:
             template = pick_template(args.template, args.init_from, args.out_dir, tok)

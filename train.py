@@ -623,10 +623,11 @@ def restore_state(ckpt, raw_model, optimizer, scaler, rank, world_size, device):
         load_optimizer_state(raw_model, optimizer, ckpt["optimizer"])
     if "scaler" in ckpt:
         scaler.load_state_dict(ckpt["scaler"])
-    if len(ckpt["rng"]) == world_size:  # continue every rank's dropout stream where it was
-        set_rng_states(ckpt["rng"][rank], device)
+    rng = ckpt.get("rng", [])  # nanoGPT's checkpoints have none
+    if len(rng) == world_size:  # continue every rank's dropout stream where it was
+        set_rng_states(rng[rank], device)
     else:
-        print0(f"checkpoint has RNG states of {len(ckpt['rng'])} processes, not {world_size}: "
+        print0(f"checkpoint has RNG states of {len(rng)} processes, not {world_size}: "
                "dropout masks will differ from the original run (the data order does not)")
 
 

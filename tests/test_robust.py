@@ -20,6 +20,7 @@ import bpe
 import checkpoints
 import files
 import runtime
+import sample
 import sft
 import token_lengths
 from configurator import apply_overrides
@@ -268,3 +269,41 @@ def test_a_hand_edited_tokenizer_file_is_a_clear_error(tmp_path):
         (tmp_path / "tokenizer.bpe").write_text(edited)
         with pytest.raises(ValueError, match=f"tokenizer.bpe is corrupt at {message}"):
             bpe.Tokenizer.load(tmp_path)
+
+
+# ----------------------------------------------------------------------------- bad sampling input
+@pytest.mark.parametrize("flag, message", [
+    ("--temperature=nan", "temperature=nan must be >= 0"),
+    ("--num_samples=-1", "--num_samples=-1 must be >= 1"),
+    ("--max_new_tokens=-5", "--max_new_tokens=-5 >= 0"),
+])
+def test_bad_sampling_settings_are_one_line_errors(tmp_path, flag, message):
+    config = GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8)
+    checkpoints.save_checkpoint(str(tmp_path / "ckpt.pt"), {
+        "model": GPT(config).state_dict(), "model_args": asdict(config),
+        "tokenizer": {"kind": "char", "chars": "abcdefgh"}})
+    with pytest.raises(SystemExit, match=message):
+        sample.main([f"--init_from={tmp_path}", "--start=ab", "--device=cpu", flag])
+
+
+def test_a_nanogpt_checkpoint_resumes(tmp_path):
+    """nanoGPT writes `_orig_mod.` keys (compiled), a positional optimizer state and no RNG states."""
+    import importlib
+
+    import train
+    prepare = importlib.import_module("data.shakespeare_char.prepare")
+    prepare.prepare("".join(chr(97 + i % 26) * 3 for i in range(4000)), str(tmp_path / "data"))
+    config = dict(train.DEFAULT_CONFIG, dataset=str(tmp_path / "data"), out_dir=str(tmp_path / "out"),
+                  device="cpu", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
+                  gradient_accumulation_steps=1, max_iters=3, lr_decay_iters=3, eval_interval=3,
+                  eval_iters=2, warmup_iters=1)
+    gpt = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=2, n_embd=16, bias=False))
+    optimizer = gpt.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")  # nanoGPT's two groups
+    gpt(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()
+    optimizer.step()
+    checkpoints.save_checkpoint(str(tmp_path / "out" / "ckpt.pt"), {
+        "model": {f"_orig_mod.{k}": v for k, v in gpt.state_dict().items()},
+        "optimizer": optimizer.state_dict(), "model_args": asdict(gpt.config), "iter_num": 1,
+        "best_val_loss": 9.0, "config": {}})
+    losses = train.main(dict(config, init_from="resume"))
+    assert losses is not None and losses["val"] < 9.0
