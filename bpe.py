@@ -489,6 +489,10 @@ def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),
         where = "the training text" if isinstance(source, str) else f"training file {source}"
         raise ValueError(f"{where} is empty (no text outside special tokens); give it some text")
     merges = _bpe_merges(word_counts, n_merges, tie_break, progress)
+    if len(merges) < n_merges:  # said, not silent: a 10,000-token request can end at 482
+        print(f"note: the text has no pair left to merge after {len(merges)} merges, so the "
+              f"vocabulary has {256 + len(merges) + len(special_tokens)} tokens, not the "
+              f"{vocab_size} asked for; train on more text for more", file=sys.stderr)
     return _finish(merges, special_tokens, pattern)
 
 

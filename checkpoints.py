@@ -11,6 +11,7 @@ weights_only=True, so a crash never leaves half a checkpoint and loading one nev
     iter_num, best_val_loss, rng (every rank's RNG states), and scaler (float16 only)
 """
 import os
+import pickle
 
 import torch
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
@@ -67,4 +68,10 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
     (a config can be looked at without reading the weights)."""
     if not hasattr(path, "read") and not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path} not found")
-    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:  # cut, empty, foreign
+        why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise ValueError(f"checkpoint {getattr(path, 'name', path)} cannot be read (truncated, "
+                         f"empty or not a torch checkpoint: {why}); delete it or point to "
+                         "another one") from None

@@ -287,16 +287,16 @@ def test_bad_sampling_settings_are_one_line_errors(tmp_path, flag, message):
 
 
 def test_a_nanogpt_checkpoint_resumes(tmp_path):
-    """nanoGPT writes `_orig_mod.` keys (compiled), a positional optimizer state and no RNG states."""
+    """nanoGPT writes `_orig_mod.` keys (compiled), a positional optimizer state, no RNG states."""
     import importlib
 
     import train
     prepare = importlib.import_module("data.shakespeare_char.prepare")
     prepare.prepare("".join(chr(97 + i % 26) * 3 for i in range(4000)), str(tmp_path / "data"))
-    config = dict(train.DEFAULT_CONFIG, dataset=str(tmp_path / "data"), out_dir=str(tmp_path / "out"),
-                  device="cpu", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4,
-                  gradient_accumulation_steps=1, max_iters=3, lr_decay_iters=3, eval_interval=3,
-                  eval_iters=2, warmup_iters=1)
+    config = dict(train.DEFAULT_CONFIG, dataset=str(tmp_path / "data"),
+                  out_dir=str(tmp_path / "out"), device="cpu", n_layer=1, n_head=2, n_embd=16,
+                  block_size=16, batch_size=4, gradient_accumulation_steps=1, max_iters=3,
+                  lr_decay_iters=3, eval_interval=3, eval_iters=2, warmup_iters=1)
     gpt = GPT(GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=2, n_embd=16, bias=False))
     optimizer = gpt.configure_optimizers(0.1, 1e-3, (0.9, 0.95), "cpu")  # nanoGPT's two groups
     gpt(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))[1].backward()
@@ -307,3 +307,22 @@ def test_a_nanogpt_checkpoint_resumes(tmp_path):
         "best_val_loss": 9.0, "config": {}})
     losses = train.main(dict(config, init_from="resume"))
     assert losses is not None and losses["val"] < 9.0
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 100, "truncated"])
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, content):
+    path = tmp_path / "ckpt.pt"
+    if content == "truncated":
+        checkpoints.save_checkpoint(str(path), {"w": torch.ones(1000)})
+        content = path.read_bytes()[:300]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="cannot be read .truncated, empty or not a torch"):
+        checkpoints.load_checkpoint(str(path))
+
+
+def test_a_bpe_that_runs_out_of_pairs_says_so(capsys):
+    tok = bpe.train_bpe("abab abab", 1000, ["<|endoftext|>"])
+    err = capsys.readouterr().err
+    assert f"the vocabulary has {len(tok.vocab)} tokens, not the 1000 asked for" in err
+    bpe.train_bpe("abab abab", 258, ["<|endoftext|>"])  # enough pairs for 1 merge: nothing said
+    assert capsys.readouterr().err == ""
