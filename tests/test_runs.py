@@ -1,7 +1,6 @@
 """Runs that lose nothing: a diverging run keeps the good checkpoint, out_dir is held by one run at
 a time, resume keeps the checkpoint's settings, DDP ranks wait for rank 0's save, errors come once
 from rank 0, bad settings are one clear error, long runs say how long they need."""
-import datetime
 import os
 import subprocess
 import sys
