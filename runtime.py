@@ -8,10 +8,11 @@ so the training script holds only training.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -120,6 +121,71 @@ def set_rng_states(states, device):
     torch.set_rng_state(states["torch"])
     if states["cuda"] is not None and torch.device(device).type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], device)
+
+
+# ------------------------------------------------------------------------------------ out_dir
+def lock_out_dir(out_dir):
+    """out_dir (created if need be) locked by this process -> the open lock file, out_dir/run.lock,
+    holding this process's pid. Closing it unlocks, and so does the process ending, however it
+    ends. Another run that holds the lock is a ValueError naming its pid."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"out_dir={out_dir!r} is a file, not a directory: pick another --out_dir")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        lock = open(os.path.join(out_dir, "run.lock"), "a+")  # a+: another run's pid stays
+    except OSError as e:  # no permission, a parent that is a file, ...
+        raise ValueError(f"out_dir={out_dir!r} cannot be written ({e.strerror}): pick another "
+                         "--out_dir") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "unknown"
+        lock.close()
+        raise ValueError(f"out_dir={out_dir!r} is in use by another run (pid {pid}): wait for it, "
+                         "stop it, or pick another --out_dir") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+@contextmanager
+def claim_out_dir(out_dir, init_from, overwrite):
+    """Hold out_dir for the run inside the with block (yields nothing): rank 0 locks it, so that two
+    runs never mix their log.jsonl and checkpoints, and a fresh run (init_from other than resume)
+    may not replace an earlier run's ckpt.pt unless overwrite. An error on rank 0 stops every rank,
+    none waiting for a rank 0 that has stopped."""
+    lock, error = None, None
+    if is_master():
+        try:
+            lock = lock_out_dir(out_dir)
+            if init_from != "resume" and not overwrite \
+                    and os.path.isfile(os.path.join(out_dir, "ckpt.pt")):
+                raise ValueError(f"{out_dir}/ckpt.pt holds an earlier run: continue it with "
+                                 "--init_from=resume, pick another --out_dir, or replace it (and "
+                                 "its log.jsonl) with --overwrite=True")
+        except ValueError as e:
+            error = e
+    if dist.is_initialized():
+        box = [error]
+        dist.broadcast_object_list(box)
+        error = box[0]
+    try:
+        if error is not None:
+            raise error
+        yield
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def duration(seconds):
+    """seconds as 1h02m, 3m20s or 12s -> a str: how long a run still needs, read at a glance."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 # ----------------------------------------------------------------------------------- logs and plots

@@ -28,12 +28,12 @@ from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_che
 from configurator import apply_overrides, quiet_broken_pipe
 from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
 from model import GPT, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
-from runtime import (JsonlLogger, autocast_context, is_master, pick_device, pick_dtype, plot_log,
-                     print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
+from runtime import (JsonlLogger, autocast_context, claim_out_dir, duration, is_master, pick_device,
+                     pick_dtype, plot_log, print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
 from lora import count_params, merge_state_dict
 from token_lengths import recommend_length
-from train import (SCALE_CONFIG, check_scale_options, claim_out_dir, duration, get_lr,
-                   optimizer_step, prepare_model, set_lr, stop_if_diverged)
+from train import (SCALE_CONFIG, check_scale_options, get_lr, optimizer_step, prepare_model,
+                   set_lr, stop_if_diverged)
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import checkpoints
+import runtime
 import sft
 import train
 from model import GPT
@@ -44,7 +45,7 @@ def test_a_diverging_run_keeps_the_good_checkpoint(char_data, tmp_path, log_inte
 
 
 def test_sft_stops_before_saving_nan_weights_holds_its_out_dir_and_shows_an_eta(tmp_path, one_thread, capsys):
-    cfg = tiny_run_config(tmp_path, epochs=1, log_interval=1, eval_train=1, free_prompts=[], max_new_tokens=2)
+    cfg = tiny_run_config(tmp_path, epochs=1, log_interval=1, eval_train=1, free_prompts=[], gen_length=2)
     sft.run(cfg)
     assert all(", eta " in line for line in capsys.readouterr().out.splitlines() if line.startswith("iter "))
     good = weights(tmp_path / "out")
@@ -66,7 +67,7 @@ def test_out_dir_is_held_by_one_run_and_never_silently_replaced(char_data, tmp_p
     with pytest.raises(ValueError, match=r"out/ckpt.pt holds an earlier run: continue it with --init_from=resume, "
                                          r"pick another --out_dir, or replace it .* with --overwrite=True"):
         train.main(config)
-    lock = train.lock_out_dir(str(out))  # another run holds out_dir: its pid is in the error
+    lock = runtime.lock_out_dir(str(out))  # another run holds out_dir: its pid is in the error
     try:
         for init_from in ("resume", "scratch"):
             with pytest.raises(ValueError, match=rf"out_dir='.*out' is in use by another run \(pid {os.getpid()}\)"):
@@ -182,5 +183,5 @@ def test_iteration_lines_show_an_eta_and_slow_cpu_runs_are_warned(char_data, tmp
     assert text.startswith("warning: at 2.00s per iteration this CPU run needs about 2h46m more")
     assert "is meant for a GPU" in text and text in capsys.readouterr().out
     assert train.warn_if_slow(c, "cuda", 2.0, 5000) is None and train.warn_if_slow(c, "cpu", 0.01, 5000) is None
-    assert [train.duration(s) for s in (0.4, 59, 61, 3599, 3600 * 25 + 120)] == ["0s", "59s", "1m01s", "59m59s",
+    assert [runtime.duration(s) for s in (0.4, 59, 61, 3599, 3600 * 25 + 120)] == ["0s", "59s", "1m01s", "59m59s",
                                                                               "25h02m"]
