@@ -303,6 +303,7 @@ def tiny_run_config(tmp_path, **overrides):
                train_file=str(train_file), val_file=str(val_file), n_layer=2, n_head=2, n_embd=64, block_size=64,
                epochs=40, batch_size=2, learning_rate=1e-2, min_lr=1e-3, warmup_iters=5, log_interval=20,
                device="cpu", free_prompts=["What is a heap?"])
+    assert set(overrides) <= set(sft.DEFAULT_CONFIG), set(overrides) - set(sft.DEFAULT_CONFIG)
     cfg.update(overrides)
     return cfg
 

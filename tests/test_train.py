@@ -53,6 +53,7 @@ def tiny_config(data_dir, out_dir, **overrides):
                   n_embd=32, block_size=32, batch_size=8, bias=True, dropout=0.0, gradient_accumulation_steps=1,
                   learning_rate=3e-3, min_lr=3e-4, warmup_iters=2, max_iters=8, lr_decay_iters=8, eval_interval=4,
                   eval_iters=4, log_interval=1)
+    assert set(overrides) <= set(train.DEFAULT_CONFIG), set(overrides) - set(train.DEFAULT_CONFIG)
     config.update(overrides)
     return config
 
