@@ -433,13 +433,12 @@ def plot(lengths, path, recommended):
 def write_config(path, updates):
     """Set `updates` in the JSON object at `path`, atomically (temp file in the same dir,
     then os.replace), keeping every other key, the key order and the file's indentation.
-    Returns the old values."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--write {path}: no such file; --write updates an existing JSON "
-                                "config (start one with: echo '{}' > " + path + ")")
+    Returns the old values (None for keys it did not have; a missing file starts as {})."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = "{\n    }"  # a missing config starts empty, indented as configs are
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         config = json.loads(text)
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not valid UTF-8, so not a JSON config; "
@@ -454,8 +453,8 @@ def write_config(path, updates):
     config.update(updates)
     indent = re.search(r"\n([ \t]+)\S", text)  # keep the file's own indentation (None: one line)
     text = json.dumps(config, indent=indent.group(1) if indent else None, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")),
-                 mode=stat.S_IMODE(os.stat(path).st_mode))
+    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.isfile(path) else 0o644
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=mode)
     return old
 
 

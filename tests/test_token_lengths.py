@@ -324,11 +324,11 @@ def test_cli_write_rejects_non_object_config(tmp_path, capsys, content, match):
     assert Path(config).read_bytes() == raw  # untouched
 
 
-def test_cli_write_missing_config(tmp_path, capsys):
-    data = write(tmp_path / "a.txt", "abc\n")
-    assert tl.main([data, "--tokenizer", "char", "--write", str(tmp_path / "none.json")]) == 1
-    assert "none.json: no such file" in capsys.readouterr().err
-    assert not (tmp_path / "none.json").exists()
+def test_cli_write_missing_config_creates_it(tmp_path, capsys):
+    data = write(tmp_path / "a.txt", "abc\nabcdefghij\n")
+    assert tl.main([data, "--tokenizer", "char", "--write", str(tmp_path / "new.json")]) == 0
+    assert "wrote " in capsys.readouterr().err  # was an error: the README's --write had no file to update
+    assert json.loads((tmp_path / "new.json").read_text()) == {"max_length": 16}
 
 
 def test_report_histogram_and_longest(tmp_path, capsys):
