@@ -18,12 +18,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# command prefix -> overrides appended (a later --key=value wins): the same path, fewer steps
+# command prefix -> overrides appended (a later --key=value wins): the same path, fewer steps;
+# the first prefix that matches counts
 SHORTER = {
     "OMP_NUM_THREADS=1 python train.py config/train_shakespeare_char_cpu.py":
         "--max_iters=20 --lr_decay_iters=20 --eval_interval=10 --eval_iters=2",
     "python train.py config/train_shakespeare_char_cpu.py":
         "--max_iters=30 --lr_decay_iters=30 --eval_interval=10 --eval_iters=2",
+    "python sft.py config/sft_demo_cpu.py --out_dir=out-sft-resume --init_from=resume": "--epochs=2",
     "python sft.py config/sft_demo_cpu.py": "--epochs=1 --eval_train=2 --eval_heldout=1",
     "python hellaswag.py --model smollm2-135m-instruct": "--limit 1",
 }
