@@ -39,7 +39,7 @@ import regex
 import tiktoken.load
 from tqdm import tqdm
 
-from configurator import quiet_broken_pipe
+from configurator import ArgumentParser, quiet_broken_pipe
 from files import (ANSWER, QUESTION, archive_files, atomic_write, atomic_write_dir, cache_dir,
                    check_dir_for, pypi_file, read_text)
 
@@ -1464,14 +1464,6 @@ def tokenizer_spec(tok: Tokenizer | CharTokenizer) -> dict:
 
 
 # ----------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one `error: ...` line and exit status 1, like the others."""
-
-    def error(self, message):
-        """Never returns: the usage error as one line, exit status 1 (argparse's would be 2)."""
-        _fail(message)
-
-
 def _fail(message) -> None:
     """Exit with status 1 after one `error: ...` line on stderr.
 
@@ -1495,7 +1487,7 @@ def _arg_parser() -> argparse.ArgumentParser:
     """The command line: train, encode, decode, download-gpt2.
 
     Flags are snake_case, as in every other script of the project."""
-    parser = _Parser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train a BPE tokenizer on a text file")
     t.add_argument("--input", required=True, help="UTF-8 text file, any size")

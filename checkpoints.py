@@ -70,7 +70,8 @@ def load_checkpoint(path, map_location="cpu", mmap=False):
         raise FileNotFoundError(f"checkpoint {path} not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:  # cut, empty, foreign
+    # cut, empty, foreign; OSError: mmap of a file cut short
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
         why = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise ValueError(f"checkpoint {getattr(path, 'name', path)} cannot be read (truncated, "
                          f"empty or not a torch checkpoint: {why}); delete it or point to "

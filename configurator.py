@@ -22,9 +22,11 @@ written (`--dataset=123`).
     # only what the file itself sets
     python configurator.py config/train_shakespeare_char_cpu.py
 """
+import argparse
 import ast
 import difflib
 import json
+import math
 import os
 import sys
 import traceback
@@ -148,6 +150,11 @@ def _set(config, defaults, key, value, where, verbose):
         elif type(value) is not expected:
             raise ValueError(f"{where}config key {key!r} expects {expected.__name__}, "
                              f"got {type(value).__name__} {value!r}")
+    # numbers every script can hold: int64 (tensors, numpy, range) and finite floats
+    if type(value) is int and not -2**63 <= value < 2**63:
+        raise ValueError(f"{where}config key {key!r}: {value} is beyond a 64-bit integer")
+    if type(value) is float and not math.isfinite(value):
+        raise ValueError(f"{where}config key {key!r}: {value} is not a finite number")
     if verbose and config[key] != value:
         print(f"  {key} = {value!r}")
     config[key] = value
@@ -169,6 +176,28 @@ def main(argv):
 
 
 # ---------------------------------------------------------------------- output cut by a closed pipe
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for every command of ours: a usage error is one `error: ...` line with exit status
+    1, as any other error of theirs (argparse's own is a usage block and status 2), and an int
+    option holds only what a 64-bit integer can (numpy and torch cannot take more)."""
+
+    def error(self, message):
+        raise SystemExit(f"error: {message}")
+
+    def add_argument(self, *args, **kwargs):
+        if kwargs.get("type") is int:
+            kwargs["type"] = int64
+        return super().add_argument(*args, **kwargs)
+
+
+def int64(text):
+    """int(text) when a 64-bit integer holds it -> int; else argparse's type error."""
+    value = int(text)
+    if not -2**63 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is beyond a 64-bit integer")
+    return value
+
+
 @contextmanager
 def quiet_broken_pipe():
     """Nothing; a command's output cut short by a closed pipe (`python sft.py --help | head`)

@@ -18,7 +18,6 @@ Data: the JSONL files of github.com/rowanz/hellaswag, downloaded once into data/
 `--data FILE`.
 train.py calls `evaluate` during training when hellaswag_interval > 0.
 """
-import argparse
 import os
 import shutil
 import urllib.request
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from configurator import quiet_broken_pipe
+from configurator import ArgumentParser, quiet_broken_pipe
 from files import atomic_write, json_rows, read_lines
 from model import load_model
 from runtime import autocast_context, pick_device, pick_dtype, setup_ddp, teardown_ddp
@@ -267,7 +266,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="gpt2",
                         help="gpt2 | gpt2-medium | gpt2-large | gpt2-xl | Hugging Face DIR | "
                              "train.py out_dir")

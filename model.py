@@ -17,7 +17,6 @@ V vocab_size, F n_inner.
     python model.py download smollm2                      # fetch SmolLM2-135M-Instruct: its path
     python model.py export --from out --to hf_out         # a train.py run, for transformers
 """
-import argparse
 import json
 import math
 import mmap
@@ -34,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 
 from bpe import Tokenizer, gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
 from checkpoints import load_checkpoint
+from configurator import ArgumentParser
 from files import archive_files, atomic_write, cache_dir, check_sha256, pypi_file, read_text
 
 ROPE_LAYOUTS = ("interleaved", "half")
@@ -1111,7 +1111,7 @@ def export_command(source, out_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Pretrained models: generate, download, export.")
+    parser = ArgumentParser(description="Pretrained models: generate, download, export.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="greedy continuation of token ids")
     gen.add_argument("model", help="a Hugging Face directory, a .gguf file, or a name (gpt2, "
@@ -1135,7 +1135,7 @@ def main(argv=None):
             prompt = torch.tensor([[int(t) for t in args.prompt_ids.split(",")]])
             print(f"{gpt.get_num_params(non_embedding=False):,} parameters")
             print(gpt.generate(prompt, args.max_new_tokens, temperature=0)[0].tolist())
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # OSError: --to names a file, a full disk
         raise SystemExit(f"error: {e}")
 
 

@@ -6,7 +6,6 @@ so the training script holds only training.
 
     python runtime.py plot OUT_DIR   # draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl
 """
-import argparse
 import datetime
 import fcntl
 import json
@@ -18,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+from configurator import ArgumentParser
 from files import atomic_write, json_rows, read_text
 
 
@@ -328,7 +328,7 @@ def _x_axis(rows):
 def main(argv=None):
     """`python runtime.py plot OUT_DIR`: draw OUT_DIR/loss.png again from OUT_DIR/log.jsonl (a
     run's plot, e.g. of a run that was stopped). A bad OUT_DIR is one `error: ...` line."""
-    parser = argparse.ArgumentParser(description="Draw a run's loss.png again from its log.")
+    parser = ArgumentParser(description="Draw a run's loss.png again from its log.")
     commands = parser.add_subparsers(dest="command", required=True)
     plot = commands.add_parser("plot", help="draw OUT_DIR/loss.png from OUT_DIR/log.jsonl")
     plot.add_argument("out_dir", metavar="OUT_DIR", help="a train.py or sft.py out_dir")

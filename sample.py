@@ -9,14 +9,13 @@ r"""Generate text from a trained checkpoint or from GPT-2 weights, streaming it 
 
 model.load_model finds the model and its tokenizer; this file streams the text.
 """
-import argparse
 import os
 
 import torch
 
 from bpe import TEMPLATES, Tokenizer, prompt_ids
 from checkpoints import load_checkpoint
-from configurator import quiet_broken_pipe
+from configurator import ArgumentParser, quiet_broken_pipe
 from files import read_text
 from model import decode_generated, load_model
 from runtime import pick_device
@@ -56,7 +55,7 @@ def pick_template(template, init_from, out_dir, tok):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--init_from", default="resume",
                         help="resume | gpt2 | gpt2-medium | gpt2-large | gpt2-xl | "
                              "DIR (a train.py out_dir or HF dir)")
@@ -78,8 +77,8 @@ def main(argv=None):
     parser.add_argument("--device", default=None,
                         help="cpu | cuda | mps; default: the best one here")
     args = parser.parse_args(argv)
-    args.device = pick_device(args.device)
     try:
+        args.device = pick_device(args.device)
         start = args.start
         if start.startswith("FILE:"):
             start = read_text(start[len("FILE:"):], "--start file")

@@ -32,8 +32,8 @@ from runtime import (JsonlLogger, all_ranks, autocast_context, claim_out_dir, du
                      teardown_ddp)
 from lora import count_params
 from token_lengths import recommend_length
-from train import (SCALE_CONFIG, check_scale_options, get_lr, given_keys, optimizer_step,
-                   prepare_model, restore_state, resumed_config, save_run, set_lr,
+from train import (SCALE_CONFIG, check_ranges, check_scale_options, get_lr, given_keys,
+                   optimizer_step, prepare_model, restore_state, resumed_config, save_run, set_lr,
                    stop_if_diverged)
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
@@ -411,15 +411,19 @@ def run(cfg):
         teardown_ddp()
 
 
+LOWEST = dict(epochs=1, batch_size=1, log_interval=1, learning_rate=0, min_lr=0, warmup_iters=0,
+              weight_decay=0, grad_clip=0, max_length=0, gen_length=0, save_interval=0,
+              eval_train=0, eval_heldout=0, show_train=0, seed=0, ddp_timeout=1, n_layer=1,
+              n_head=1, n_embd=1, block_size=1)  # each setting's lowest value
+
+
 def check_config(cfg):
     if cfg["template"] not in TEMPLATES:
         raise ValueError(f"template={cfg['template']!r}: expected one of {', '.join(TEMPLATES)}")
     if cfg["template"] == "chat" and cfg["special_tokens"]:
         raise ValueError("special_tokens=True adds <|question|>/<|answer|>, which template=chat "
                          "does not use: drop one of them")
-    for key in ("epochs", "batch_size", "log_interval"):
-        if cfg[key] < 1:
-            raise ValueError(f"{key}={cfg[key]} must be at least 1")
+    check_ranges(SimpleNamespace(**cfg), LOWEST)
     if not 0 <= cfg["val_fraction"] < 1:
         raise ValueError(f"val_fraction={cfg['val_fraction']} must be in [0, 1)")
 

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bpe import load_tokenizer
-from configurator import quiet_broken_pipe
+from configurator import ArgumentParser, quiet_broken_pipe
 from files import QUESTION, atomic_write, qa_prompt, read_lines, read_qa_file
 from wordpiece import WordPieceTokenizer
 
@@ -488,7 +488,7 @@ def warn_unknown(share, tokenizer, limit=0.01):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip().replace("\n", " "),
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0].strip().replace("\n", " "),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+",
                     help="text (one example per line), JSONL, or <|question|>/<|answer|> blocks")
@@ -525,9 +525,9 @@ def main(argv=None):
     ap.add_argument("--plot", metavar="FILE.png", help="histograms as a PNG (needs matplotlib)")
     args = ap.parse_args(argv)
     try:
-        if args.num_proc < 1 or args.batch_size < 1:
-            raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size}: "
-                             "both must be >= 1")
+        if args.num_proc < 1 or args.batch_size < 1 or args.eot < 0:
+            raise ValueError(f"--num_proc={args.num_proc} --batch_size={args.batch_size} "
+                             f"--eot={args.eot}: the first two must be >= 1, --eot >= 0")
         if args.sft:
             args.prompt_template, args.eot = qa_prompt("{prompt}"), 1  # the row sft.py builds
         if "{prompt}" not in args.prompt_template:

@@ -436,13 +436,19 @@ LOWEST = dict(max_iters=0, seed=0, eval_interval=1, log_interval=1, eval_iters=1
 
 def check_config(c):
     """Raise one clear ValueError for a setting out of range -> None, before anything starts."""
-    for key, lowest in LOWEST.items():
-        if getattr(c, key) < lowest:
-            raise ValueError(f"{key}={getattr(c, key)} must be >= {lowest}")
+    check_ranges(c, LOWEST)
+    check_scale_options(c)
+
+
+def check_ranges(c, lowest):
+    """Raise one clear ValueError for a setting below its lowest value ({key: lowest}), or a min_lr
+    above learning_rate -> None: train.py's and sft.py's shared checks."""
+    for key, low in lowest.items():
+        if getattr(c, key) < low:
+            raise ValueError(f"{key}={getattr(c, key)} must be >= {low}")
     if c.decay_lr and c.min_lr > c.learning_rate:
         raise ValueError(f"min_lr={c.min_lr} is above learning_rate={c.learning_rate}: the rate "
                          "decays to min_lr, so make it at most learning_rate (usually a tenth)")
-    check_scale_options(c)
 
 
 def main(config):

@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 from tqdm import tqdm
 
 import bpe  # GPT-2's BPE for the comparison, and readable
-from configurator import quiet_broken_pipe
+from configurator import ArgumentParser, quiet_broken_pipe
 from files import atomic_write, read_text
 
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -579,7 +579,7 @@ def compare(vocab_path: str, text: str | None, file: str | None, lowercase: bool
 
 def _parser() -> argparse.ArgumentParser:
     """The command line: `train` and `compare` subcommands."""
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="learn a vocab.txt from a UTF-8 text file")

@@ -33,6 +33,8 @@ def test_int_for_float_none_accepts_anything_and_values_with_equals():
     ("--learning_rate=fast", ["learning_rate", "expects float"]),
     ("--batch_sise=3", ["unknown config key 'batch_sise'", "did you mean 'batch_size'"]),
     ("--batch_size", ["needs a value", "--batch_size=VALUE"]),
+    ("--batch_size=99999999999999999999999", ["batch_size", "beyond a 64-bit integer"]),  # ran forever
+    ("--learning_rate=1e999", ["learning_rate", "inf is not a finite number"]),
 ])
 def test_bad_overrides_name_the_key_and_the_type(arg, words):
     with pytest.raises(ValueError) as e:

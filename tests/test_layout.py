@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Reading order, bottom up: a module may import only modules before it in this list.
-LAYERS = ["files", "runtime", "checkpoints", "configurator",  # plumbing
+LAYERS = ["configurator", "files", "runtime", "checkpoints",  # plumbing
           "bpe", "wordpiece", "model", "lora",  # tokenizers, then the model and its adapters
           "token_lengths", "hellaswag", "train", "sample", "sft"]  # the tools that use them
 ALLOWED = {  # beyond the order: a few edges that the order allows but the house forbids

@@ -2,7 +2,9 @@
 a full disk, a tokenizer's two files as one unit), a torn log.jsonl, the loss plot and its command,
 output cut by a closed pipe, config files (.json read, other files refused, errors with their
 line), and hand-edited tokenizer files."""
+import contextlib
 import errno
+import io
 import json
 import os
 import re
@@ -19,6 +21,7 @@ import torch
 import bpe
 import checkpoints
 import files
+import model
 import runtime
 import sample
 import sft
@@ -310,14 +313,61 @@ def test_a_nanogpt_checkpoint_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00garbage" * 100, "truncated"])
-def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, content):
+@pytest.mark.parametrize("mmap", [False, True])  # resume reads the config with mmap: an OSError
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, content, mmap):
     path = tmp_path / "ckpt.pt"
     if content == "truncated":
         checkpoints.save_checkpoint(str(path), {"w": torch.ones(1000)})
         content = path.read_bytes()[:300]
     path.write_bytes(content)
     with pytest.raises(ValueError, match="cannot be read .truncated, empty or not a torch"):
-        checkpoints.load_checkpoint(str(path))
+        checkpoints.load_checkpoint(str(path), mmap=mmap)
+
+
+def run_cli(script, *args):
+    """A command's main() as `python script args` ends -> (exit status, stderr): SystemExit("error: ...")
+    prints its text and exits 1, as the interpreter does."""
+    main = {"sample.py": sample.main, "token_lengths.py": token_lengths.main, "bpe.py": bpe.main,
+            "model.py": model.main, "sft.py": sft.main}[script]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args)) or 0
+        except SystemExit as e:
+            status = 1 if isinstance(e.code, str) else e.code
+            print(e.code if isinstance(e.code, str) else "", file=sys.stderr)
+    return status, err.getvalue()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample.py", "--device=foo"], "error: device='foo' is not available here"),  # was a traceback
+    (["sample.py", "--template=xyz"], "error: argument --template: invalid choice: 'xyz'"),
+    (["token_lengths.py", "README.md", "--batch_size", "99999999999999999999999"],
+     "error: argument --batch_size: 99999999999999999999999 is beyond a 64-bit integer"),
+    (["token_lengths.py", "README.md", "--eot", "-1"], "--eot=-1: the first two must be >= 1, --eot >= 0"),
+    (["bpe.py", "decode", "--model", "gpt2", "--ids", "1", "--bogus"], "error: unrecognized arguments: --bogus"),
+    (["model.py", "export", "--from", "nowhere"], "error: the following arguments are required: --to"),
+    (["sft.py", "--gen_length=-1"], "error: gen_length=-1 must be >= 0"),  # these five were accepted
+    (["sft.py", "--learning_rate=-1.0"], "error: learning_rate=-1.0 must be >= 0"),
+    (["sft.py", "--warmup_iters=-1"], "error: warmup_iters=-1 must be >= 0"),
+    (["sft.py", "--save_interval=-1"], "error: save_interval=-1 must be >= 0"),
+    (["sft.py", "--eval_train=-1"], "error: eval_train=-1 must be >= 0"),
+])
+def test_every_cli_says_a_bad_argument_in_one_error_line(argv, message):
+    """argparse's usage block and status 2, tracebacks and silent acceptance become one line, status 1."""
+    status, err = run_cli(*argv)
+    assert status == 1 and err.strip().splitlines()[-1].startswith("error:") and "Traceback" not in err
+    assert message in err
+
+
+def test_export_onto_a_file_is_one_error_line(tmp_path):
+    config = GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8)
+    checkpoints.save_checkpoint(str(tmp_path / "run" / "ckpt.pt"), {
+        "model": GPT(config).state_dict(), "model_args": asdict(config),
+        "tokenizer": {"kind": "char", "chars": "abcdefgh"}})
+    (tmp_path / "a_file").write_text("not a directory")
+    status, err = run_cli("model.py", "export", "--from", str(tmp_path / "run"), "--to", str(tmp_path / "a_file"))
+    assert status == 1 and err.startswith("error: ") and "Traceback" not in err  # was FileExistsError
 
 
 def test_a_bpe_that_runs_out_of_pairs_says_so(capsys):

@@ -370,7 +370,7 @@ def test_show_example_and_cli_errors(tmp_path, capsys):
         sft.main(args + [f"--train_file={bad}", "--strict=True"])
     with pytest.raises(SystemExit, match="unknown config key 'epoch'"):
         sft.main(["--epoch=3"])
-    with pytest.raises(SystemExit, match="batch_size=0 must be at least 1"):
+    with pytest.raises(SystemExit, match="batch_size=0 must be >= 1"):
         sft.main(args + ["--batch_size=0"])
     with pytest.raises(SystemExit, match=r"init_from=resume: no checkpoint at .*nowhere.ckpt\.pt; point --out_dir"):
         sft.main(args + ["--init_from=resume", f"--out_dir={tmp_path / 'nowhere'}"])
@@ -390,13 +390,13 @@ def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread
     assert first["exact_match_train"]["after"] == 1.0
     # a directory holding a ckpt.pt (train.py's or ours): the loaded model already knows the answers
     again = sft.run(tiny_run_config(tmp_path, init_from=str(tmp_path / "out"), out_dir=str(tmp_path / "out2"),
-                                    epochs=1, learning_rate=1e-5, warmup_iters=0, dropout=0.1))
+                                    epochs=1, learning_rate=1e-5, min_lr=1e-6, warmup_iters=0, dropout=0.1))
     assert again["exact_match_train"]["before"] == 1.0
     # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
     assert checkpoints.load_checkpoint(tmp_path / "out2" / "ckpt.pt")["model_args"]["dropout"] == 0.1
     # resume: out_dir's own run goes on to a second epoch (its answers before training are the saved ones)
     resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=2,
-                                      learning_rate=1e-5, warmup_iters=0))
+                                      learning_rate=1e-5, min_lr=1e-6, warmup_iters=0))
     assert resumed["exact_match_train"]["before"] == 1.0
     assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
 
