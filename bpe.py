@@ -30,11 +30,12 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
-from itertools import chain, groupby, repeat
+from functools import cached_property, lru_cache
+from itertools import chain, groupby, islice, repeat
 from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
 import regex
 import tiktoken.load
 from tqdm import tqdm
@@ -66,7 +67,11 @@ GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base
 # the PyPI sdist that ships the same file: our offline source, pinned by its own sha256
 GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
                     "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
-CACHE_SIZE = 1 << 20  # pre-tokens remembered by a Tokenizer (about 100 MB at most)
+# A Tokenizer remembers the ids of the pre-tokens it met lately, in two dicts of up to CACHE_SIZE
+# each (~15 MB each; the 64k most recent distinct words hold ~99% of a natural text's words).
+CACHE_SIZE = 1 << 16
+LONG_PIECE = 100  # a pre-token this long (characters) or longer is merged by _bpe_heap
+WAVE_MIN = 32  # pre-tokens _bpe_waves merges together at the least; fewer go one by one
 INF = float("inf")
 INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
 
@@ -568,7 +573,9 @@ class Tokenizer:
         self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}
         self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
         self._special_re = _special_regex(self.special_tokens)
-        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: text repeats its words
+        # pre-token -> ids, young and old (see _remember): text repeats its words
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._old_cache: dict[str, tuple[int, ...]] = {}
         # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule,
         # and about half of a text's distinct words are whole GPT-2 tokens. For learned merges BPE
         # gets there anyway: training made token t from a word in which no merge crossed t's
@@ -670,23 +677,165 @@ class Tokenizer:
                 ranks[i] = rank_of(new + parts[i + 1], INF)
         return tuple(map(ord, parts))  # a tuple: chain() joins tuples faster than lists
 
+    def _bpe_heap(self, piece: str) -> tuple[int, ...]:
+        """_bpe's ids in O(n log n): the same merges in the same order, for a long pre-token.
+
+        _bpe rescans every pair after each merge: quadratic, 100 s for 100,000 letters. Here a heap
+        holds every pair as rank, start, end (one int, so it orders by rank, then leftmost) and
+        each token knows where its right neighbour starts. A merge pushes the two new pairs and
+        leaves the two it broke in the heap: they are skipped when popped, as their span is gone."""
+        parts = list(piece.encode("utf-8").decode("latin-1").translate(self._byte_chars))
+        n, rank_of, merged = len(parts), self._rank.get, self._merged
+        bits = n.bit_length()
+        mask, rank_shift = (1 << bits) - 1, 2 * bits
+        nxt, prv = list(range(1, n + 2)), list(range(-1, n))  # token at i: parts[i], ends at nxt[i]
+        pair_ranks = map(rank_of, map(str.__add__, parts[:-1], parts[1:]))
+        heap = [r << rank_shift | i << bits | i + 2 for i, r in enumerate(pair_ranks) if r is not None]
+        heapq.heapify(heap)
+        while heap:
+            key = heapq.heappop(heap)
+            i, end = key >> bits & mask, key & mask
+            if parts[i] is None or nxt[nxt[i]] != end:
+                continue  # stale: a token of this pair was merged into another one since
+            j, new = nxt[i], merged[key >> rank_shift]
+            parts[i], parts[j], nxt[i], prv[end] = new, None, end, i
+            if i:  # the pair (left neighbour, new) is born
+                left = prv[i]
+                r = rank_of(parts[left] + new)
+                if r is not None:
+                    heapq.heappush(heap, r << rank_shift | left << bits | end)
+            if end < n:  # and (new, right neighbour)
+                r = rank_of(new + parts[end])
+                if r is not None:
+                    heapq.heappush(heap, r << rank_shift | i << bits | nxt[end])
+        return tuple(ord(p) for p in parts if p is not None)
+
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, ...] | None:
+        """(sorted pair keys a * n_vocab + b, their ranks, rank -> merged id, byte -> id or -1,
+        byte pair -> rank), or None where _bpe_waves would not give _bpe's ids.
+
+        Built on first use. _bpe_waves merges every occurrence of a piece's lowest-rank pair in one
+        step; that is _bpe's one-at-a-time order only if every pair a merge gives birth to ranks
+        after that merge (true of learned merges; a hand-made list may break it)."""
+        made_at = {t: r for r, t in enumerate(self.merges.values())}  # the last merge making t
+        if any(r <= made_at.get(a, -1) or r <= made_at.get(b, -1)
+               for r, (a, b) in enumerate(self.merges)):
+            return None
+        none = len(self.merges)  # the rank of a pair that is no merge
+        keys = np.array([a * self.n_vocab + b for a, b in self.merges], dtype=np.int64)
+        order = np.argsort(keys)
+        # a last key above every real one, so that searchsorted always lands on an entry
+        keys = np.append(keys[order], np.iinfo(np.int64).max)
+        ranks = np.append(order, none)
+        merged = np.array([*self.merges.values(), -1], dtype=np.int64)
+        byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int64)
+        # the first wave's pairs are pairs of bytes: their ranks by byte_a * 256 + byte_b
+        pairs = (byte_ids[:, None] * self.n_vocab + byte_ids[None, :]).ravel()  # (65536,)
+        where = np.searchsorted(keys, pairs)
+        byte_pairs = np.where(keys[where] == pairs, ranks[where], none)
+        return keys, ranks, merged, byte_ids, byte_pairs
+
+    def _pair_ranks(self, tokens: np.ndarray, seg: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`; len(merges) where
+        it is no merge or i is the last token of its piece (seg: the piece of each token)."""
+        keys, ranks = self._tables[:2]
+        right = np.minimum(at + 1, len(tokens) - 1)
+        pairs = tokens[at] * self.n_vocab + tokens[right]
+        where = np.searchsorted(keys, pairs)
+        found = (keys[where] == pairs) & (seg[at] == seg[right]) & (at < len(tokens) - 1)
+        return np.where(found, ranks[where], len(self.merges))
+
+    def _bpe_waves(self, pieces: list[str]) -> list[tuple[int, ...]]:
+        """_bpe of each piece, all pieces at once in numpy: in each wave every piece merges every
+        occurrence of its lowest-rank pair, leftmost first where occurrences overlap.
+
+        A pre-token needs a few merges of a few microseconds each in Python; here a wave is a
+        dozen array operations over all of them, and only the pairs around a merge are looked up
+        again. Pieces done leave the arrays; the last few (the longest) are finished by _bpe."""
+        _, _, merged, byte_ids, byte_pairs = self._tables
+        data = [p.encode("utf-8") for p in pieces]
+        raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
+        seg = np.repeat(np.arange(len(pieces)), [len(d) for d in data])  # (N,) piece of each
+        raw, seg = raw[byte_ids[raw] >= 0], seg[byte_ids[raw] >= 0]  # drop bytes the vocab lacks
+        tokens = byte_ids[raw]
+        sizes = np.bincount(seg, minlength=len(pieces))
+        out = [()] * len(pieces)
+        alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order; seg indexes this
+        seg = (np.cumsum(sizes > 0) - 1)[seg]
+        rank = byte_pairs[(raw[:-1].astype(np.int64) << 8) + raw[1:]]  # (N - 1,)
+        rank = np.append(np.where(seg[:-1] == seg[1:], rank, len(self.merges)), len(self.merges))
+        while len(alive) >= WAVE_MIN:
+            sizes = np.bincount(seg, minlength=len(alive))  # (M,)
+            starts = np.cumsum(sizes) - sizes
+            best = np.minimum.reduceat(rank, starts)  # (M,) each piece's lowest-rank pair
+            done = best == len(self.merges)
+            finished = done[seg]  # (N,)
+            # the pairs to merge; a run of equal pairs (a, a) overlaps: every other one, leftmost
+            hit = np.flatnonzero((rank == best[seg]) & ~finished)
+            first = np.ones(len(hit), bool)
+            first[1:] = np.diff(hit) != 1
+            hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+            rest = iter(tokens[finished].tolist())
+            for k, size in zip(alive[done].tolist(), sizes[done].tolist()):
+                out[k] = tuple(islice(rest, size))
+            tokens[hit] = merged[rank[hit]]
+            keep = ~finished
+            keep[hit + 1] = False
+            at = np.cumsum(keep)[hit] - 1  # where the merged tokens are once the rest is gone
+            tokens, rank, seg = tokens[keep], rank[keep], (np.cumsum(~done) - 1)[seg[keep]]
+            alive = alive[~done]
+            for changed in (at, at[at > 0] - 1):  # the pairs with a new token: right, then left
+                rank[changed] = self._pair_ranks(tokens, seg, changed)
+        for k in alive.tolist():
+            out[k] = self._bpe(pieces[k])
+        return out
+
+    def _bpe_many(self, pieces: list[str]) -> dict[str, tuple[int, ...]]:
+        """{piece: its ids} as _bpe gives them, fast: long pieces by _bpe_heap, many short ones
+        together by _bpe_waves, a few by _bpe itself."""
+        ids = {p: self._bpe_heap(p) for p in pieces if len(p) >= LONG_PIECE}
+        short = [p for p in pieces if len(p) < LONG_PIECE]
+        if len(short) >= WAVE_MIN and self._tables is not None:
+            ids.update(zip(short, self._bpe_waves(short)))
+        else:
+            ids.update(zip(short, map(self._bpe, short)))
+        return ids
+
+    def _remember(self, pieces: set[str]) -> dict[str, tuple[int, ...]]:
+        """The pre-token cache, after adding the ids of those of pieces it lacks.
+
+        Bounded in two generations: when the young dict would pass CACHE_SIZE it becomes the old
+        one (the old one is dropped), and a piece met again comes back from there. So the words in
+        use stay, memory stays flat on endless text, and nothing is ever recomputed all at once."""
+        cache = self._cache
+        new = pieces.difference(cache)
+        if len(cache) + len(new) > CACHE_SIZE:
+            self._old_cache, cache = cache, {}
+            self._cache, new = cache, pieces
+        old, whole, rest = self._old_cache, self._whole, []
+        for piece in new:
+            ids = old.get(piece)
+            if ids is None:
+                i = whole.get(piece)
+                if i is None:
+                    rest.append(piece)
+                    continue
+                ids = (i,)
+            cache[piece] = ids
+        cache.update(self._bpe_many(rest))
+        return cache
+
     def encode_ordinary(self, text: str) -> list[int]:
         """The ids of text, special tokens in it treated as plain text."""
         if self.normalizer:
             text = unicodedata.normalize(self.normalizer, text)
-        pieces, cache = pretokenize(text, self.pattern), self._cache
-        try:  # every piece seen before: one pass in C
-            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        pieces = pretokenize(text, self.pattern)
+        try:  # every piece met lately: one pass in C
+            return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
         except KeyError:
             pass
-        new = set(pieces).difference(cache)
-        if len(cache) + len(new) > CACHE_SIZE:
-            cache.clear()  # bound the memory on endless streams of new words
-            new = set(pieces)
-        whole, bpe = self._whole.get, self._bpe
-        for piece in new:
-            i = whole(piece)
-            cache[piece] = (i,) if i is not None else bpe(piece)
+        cache = self._remember(set(pieces))
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
