@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import hashlib
 import heapq
 import json
@@ -63,6 +64,8 @@ Split = str | Sequence[str]  # one split regex, or split steps applied in turn (
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 # tiktoken's source of the rank table
+# GPT-2's merges as gpt2_tokenizer caches them (see _cached_gpt2_merges)
+GPT2_MERGES_SHA256 = "929e84b3be32ea1e3d811c85ca1885e5a368515cfec3dbddc8f5efa7d161a04b"
 GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
 # the PyPI sdist that ships the same file: our offline source, pinned by its own sha256
 GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
@@ -560,7 +563,9 @@ class Tokenizer:
             raise ValueError(f"normalizer={normalizer!r}; use None or one of {NORMALIZERS}")
         self.normalizer, self.ignore_merges = normalizer, bool(ignore_merges)
         self.chat_template, self.drop_missing_bytes = chat_template, bool(drop_missing_bytes)
-        single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
+        single = {}  # byte -> the smallest id of a one-byte token
+        for i in sorted([i for i, v in self.vocab.items() if len(v) == 1], reverse=True):
+            single[self.vocab[i][0]] = i
         missing = [b for b in range(256) if b not in single]
         if missing and not drop_missing_bytes:
             raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte "
@@ -569,9 +574,6 @@ class Tokenizer:
         # the BPE loop below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as
         # chr(id of bytes([b])); a missing byte maps to None, which str.translate deletes.
         self._byte_chars = {b: chr(single[b]) if b in single else None for b in range(256)}
-        # earlier merge = lower rank
-        self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}
-        self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
         self._special_re = _special_regex(self.special_tokens)
         # pre-token -> ids, young and old (see _remember): text repeats its words
         self._cache: dict[str, tuple[int, ...]] = {}
@@ -581,15 +583,14 @@ class Tokenizer:
         # gets there anyway: training made token t from a word in which no merge crossed t's
         # edges, so t's bytes alone merge the same way, in the same order, up to t. Any merge list
         # need not: with merges b+c, a+b, ab+c, "abc" is [a, bc]. So unless the merges are learned
-        # (or ignore_merges says to take whole tokens anyway), each token is checked once, here
-        # (~7 us a token).
-        self._whole: dict[str, int] = {}
+        # (or ignore_merges says to take whole tokens anyway), each token is checked once, here.
         specials = set(self.special_tokens.values())
-        trusted = learned or self.ignore_merges
-        for i, token in self.vocab.items():
-            text = readable(token)
-            if i not in specials and isinstance(text, str) and (trusted or self._bpe(text) == (i,)):
-                self._whole[text] = i
+        self._whole = {v: i for i, v in self.vocab.items() if i not in specials}  # bytes -> id
+        if not (learned or self.ignore_merges):
+            texts = [t for t in map(readable, self._whole) if isinstance(t, str)]
+            ids = self._bpe_many(texts)
+            self._whole = {t.encode("utf-8"): self._whole[t.encode("utf-8")] for t in texts
+                           if ids[t] == (self._whole[t.encode("utf-8")],)}
 
     def _merge_ids(self, merges) -> dict[tuple[int, int], int]:
         """{(id_a, id_b): new_id} in merge order, checked against the vocab.
@@ -606,9 +607,16 @@ class Tokenizer:
                                          "merges and vocab must come from the same training run")
                 ids[(by_bytes[x], by_bytes[y])] = by_bytes[x + y]
             merges = ids
-        for (a, b), i in merges.items():
-            if (a not in self.vocab or b not in self.vocab
-                    or self.vocab.get(i) != self.vocab[a] + self.vocab[b]):
+        vocab = self.vocab
+        try:  # one pass in C: GPT-2's 50,000 merges in a few ms
+            firsts, seconds = zip(*merges) if merges else ((), ())
+            ok = (list(map(vocab.get, merges.values()))
+                  == list(map(bytes.__add__, map(vocab.__getitem__, firsts),
+                              map(vocab.__getitem__, seconds))))
+        except KeyError:
+            ok = False
+        for (a, b), i in ([] if ok else merges.items()):  # find the bad one, say which
+            if a not in vocab or b not in vocab or vocab.get(i) != vocab[a] + vocab[b]:
                 raise ValueError(f"merge ({a}, {b}) -> {i} does not match the vocab (id {i} must "
                                  "be the bytes of a followed by those of b); merges and vocab "
                                  "must belong together")
@@ -709,6 +717,19 @@ class Tokenizer:
                 if r is not None:
                     heapq.heappush(heap, r << rank_shift | i << bits | nxt[end])
         return tuple(ord(p) for p in parts if p is not None)
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        """{chr(a) + chr(b): rank}: earlier merge, lower rank. Built on first use, as the next
+        ones: a tokenizer that only decodes never needs them."""
+        firsts, seconds = zip(*self.merges) if self.merges else ((), ())
+        pairs = map(str.__add__, map(chr, firsts), map(chr, seconds))
+        return dict(zip(pairs, range(len(self.merges))))
+
+    @cached_property
+    def _merged(self) -> list[str]:
+        """rank -> chr(the token that merge makes)."""
+        return list(map(chr, self.merges.values()))
 
     @cached_property
     def _tables(self) -> tuple[np.ndarray, ...] | None:
@@ -817,7 +838,7 @@ class Tokenizer:
         for piece in new:
             ids = old.get(piece)
             if ids is None:
-                i = whole.get(piece)
+                i = whole.get(piece.encode("utf-8"))
                 if i is None:
                     rest.append(piece)
                     continue
@@ -1200,26 +1221,58 @@ def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[byte
         parts[best:best + 2] = [parts[best] + parts[best + 1]]
 
 
+def _gpt2_merges(vocab: dict[int, bytes]) -> dict[tuple[int, int], int]:
+    """GPT-2's merges {(id_a, id_b): new id}, from its rank table's vocab {id: bytes}.
+
+    The table maps each token's bytes to its id; the merge that made token t is found by running
+    BPE on t's bytes with only the tokens before t: it stops at exactly two parts, the merge.
+    (~1 s: gpt2_tokenizer keeps the result in the cache, see gpt2_merges_path.)"""
+    ranks = {token: i for i, token in vocab.items()}
+    merges = {}
+    for i in range(256, len(vocab)):  # the multi-byte tokens, in rank order
+        a, b = _rank_bpe(ranks, vocab[i], i)
+        merges[(ranks[a], ranks[b])] = i
+    return merges
+
+
+def gpt2_merges_path() -> Path:
+    """Where GPT-2's merges, derived once from the rank table, are cached (pinned by sha256)."""
+    return cache_dir() / "gpt2.merges.i32"
+
+
+def _cached_gpt2_merges(vocab: dict[int, bytes]) -> dict[tuple[int, int], int]:
+    """_gpt2_merges(vocab), read from its cache file when that is GPT-2's (its sha256 is pinned),
+    else derived and written there: building GPT-2's tokenizer then takes ~0.1 s, not ~1 s.
+
+    The file is a, b per merge as little-endian int32, the merges making tokens 256, 257, ...;
+    a foreign or damaged one is derived again, an unwritable cache only costs the time."""
+    path = gpt2_merges_path()
+    data = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(data).hexdigest() == GPT2_MERGES_SHA256:
+        ids = iter(np.frombuffer(data, "<i4").tolist())
+        return dict(zip(zip(ids, ids), range(256, 256 + len(data) // 8)))
+    merges = _gpt2_merges(vocab)
+    data = np.array(list(merges), "<i4").tobytes()
+    if hashlib.sha256(data).hexdigest() == GPT2_MERGES_SHA256:
+        try:
+            atomic_write(path, lambda f: f.write(data))
+        except (OSError, ValueError):  # a read-only or full cache: derive again next time
+            pass
+    return merges
+
+
 @lru_cache(maxsize=1)
 def gpt2_tokenizer() -> Tokenizer:
     """GPT-2's tokenizer, ids identical to tiktoken's "gpt2", from the cached rank table.
 
-    The table maps each token's bytes to its id; the merge that made token t is found by running
-    BPE on t's bytes with only the tokens before t: it stops at exactly two parts, the merge."""
+    Its merges are derived from the table (see _gpt2_merges), once: then they are cached too."""
     path = gpt2_ranks_path()
     if not path.is_file():
         raise FileNotFoundError(f"GPT-2 rank table not found at {path}; {INSTALL_HINT}")
-    ranks = {}
-    for line in _check_sha256(path.read_bytes(), str(path)).splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
-    merges = {}
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(token) > 1:
-            a, b = _rank_bpe(ranks, token, rank)
-            merges[(ranks[a], ranks[b])] = rank
-    vocab = {rank: token for token, rank in ranks.items()}
-    return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN, learned=True)
+    words = _check_sha256(path.read_bytes(), str(path)).split()  # token in base64, id, ...
+    vocab = dict(zip(map(int, words[1::2]), map(binascii.a2b_base64, words[::2])))
+    return Tokenizer(_cached_gpt2_merges(vocab), vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN,
+                     learned=True)
 
 
 # ----------------------------------------------------------------------------- real tokenizers
