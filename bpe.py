@@ -748,11 +748,11 @@ class Tokenizer:
         order = np.argsort(keys)
         # a last key above every real one, so that searchsorted always lands on an entry
         keys = np.append(keys[order], np.iinfo(np.int64).max)
-        ranks = np.append(order, none)
-        merged = np.array([*self.merges.values(), -1], dtype=np.int64)
-        byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int64)
+        ranks = np.append(order, none).astype(np.int32)
+        merged = np.array([*self.merges.values(), -1], dtype=np.int32)
+        byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int32)
         # the first wave's pairs are pairs of bytes: their ranks by byte_a * 256 + byte_b
-        pairs = (byte_ids[:, None] * self.n_vocab + byte_ids[None, :]).ravel()  # (65536,)
+        pairs = (byte_ids[:, None].astype(np.int64) * self.n_vocab + byte_ids).ravel()  # (65536,)
         where = np.searchsorted(keys, pairs)
         byte_pairs = np.where(keys[where] == pairs, ranks[where], none)
         return keys, ranks, merged, byte_ids, byte_pairs
@@ -762,7 +762,7 @@ class Tokenizer:
         it is no merge or i is the last token of its piece (seg: the piece of each token)."""
         keys, ranks = self._tables[:2]
         right = np.minimum(at + 1, len(tokens) - 1)
-        pairs = tokens[at] * self.n_vocab + tokens[right]
+        pairs = tokens[at].astype(np.int64) * self.n_vocab + tokens[right]
         where = np.searchsorted(keys, pairs)
         found = (keys[where] == pairs) & (seg[at] == seg[right]) & (at < len(tokens) - 1)
         return np.where(found, ranks[where], len(self.merges))
@@ -777,15 +777,15 @@ class Tokenizer:
         _, _, merged, byte_ids, byte_pairs = self._tables
         data = [p.encode("utf-8") for p in pieces]
         raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
-        seg = np.repeat(np.arange(len(pieces)), [len(d) for d in data])  # (N,) piece of each
+        seg = np.repeat(np.arange(len(pieces), dtype=np.int32), [len(d) for d in data])  # (N,)
         raw, seg = raw[byte_ids[raw] >= 0], seg[byte_ids[raw] >= 0]  # drop bytes the vocab lacks
         tokens = byte_ids[raw]
         sizes = np.bincount(seg, minlength=len(pieces))
-        out = [()] * len(pieces)
         alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order; seg indexes this
-        seg = (np.cumsum(sizes > 0) - 1)[seg]
+        seg = (np.cumsum(sizes > 0, dtype=np.int32) - 1)[seg]
         rank = byte_pairs[(raw[:-1].astype(np.int64) << 8) + raw[1:]]  # (N - 1,)
         rank = np.append(np.where(seg[:-1] == seg[1:], rank, len(self.merges)), len(self.merges))
+        done_pieces, done_sizes, done_tokens = [], [], []  # per wave: the pieces done in it
         while len(alive) >= WAVE_MIN:
             sizes = np.bincount(seg, minlength=len(alive))  # (M,)
             starts = np.cumsum(sizes) - sizes
@@ -797,17 +797,23 @@ class Tokenizer:
             first = np.ones(len(hit), bool)
             first[1:] = np.diff(hit) != 1
             hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
-            rest = iter(tokens[finished].tolist())
-            for k, size in zip(alive[done].tolist(), sizes[done].tolist()):
-                out[k] = tuple(islice(rest, size))
+            done_pieces.append(alive[done])
+            done_sizes.append(sizes[done])
+            done_tokens.append(tokens[finished])
             tokens[hit] = merged[rank[hit]]
             keep = ~finished
             keep[hit + 1] = False
             at = np.cumsum(keep)[hit] - 1  # where the merged tokens are once the rest is gone
-            tokens, rank, seg = tokens[keep], rank[keep], (np.cumsum(~done) - 1)[seg[keep]]
+            tokens, rank = tokens[keep], rank[keep]
+            seg = (np.cumsum(~done, dtype=np.int32) - 1)[seg[keep]]
             alive = alive[~done]
-            for changed in (at, at[at > 0] - 1):  # the pairs with a new token: right, then left
-                rank[changed] = self._pair_ranks(tokens, seg, changed)
+            changed = np.concatenate([at, at[at > 0] - 1])  # the pairs a new token is in
+            rank[changed] = self._pair_ranks(tokens, seg, changed)
+        out = [()] * len(pieces)
+        ids = iter(np.concatenate(done_tokens or [tokens[:0]]).tolist())
+        for k, size in zip(np.concatenate(done_pieces or [alive[:0]]).tolist(),
+                           np.concatenate(done_sizes or [alive[:0]]).tolist()):
+            out[k] = tuple(islice(ids, size))
         for k in alive.tolist():
             out[k] = self._bpe(pieces[k])
         return out
