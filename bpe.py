@@ -32,7 +32,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from functools import cached_property, lru_cache
-from itertools import chain, groupby, islice, repeat
+from itertools import chain, groupby, repeat
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -511,6 +511,27 @@ SAVED_FILES = ("tokenizer.bpe", "vocab.txt")  # what Tokenizer.save writes: the 
 NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicodedata names them
 
 
+def _hash_slot(keys: np.ndarray, size: int) -> np.ndarray:
+    """Each key's home slot in a table of `size` (a power of two) slots: Fibonacci hashing."""
+    product = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps around mod 2**64
+    return (product >> np.uint64(64 - size.bit_length() + 1)).astype(np.int64)
+
+
+def _hash_find(slots: np.ndarray, values: np.ndarray, keys: np.ndarray, missing: int) -> np.ndarray:
+    """values[the slot holding each key], or `missing` where a key is not in the table.
+
+    Looks in all keys' slots at once, then moves those not settled yet to their next slot."""
+    out = np.full(len(keys), missing, values.dtype)
+    todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
+    while len(todo):
+        found = slots[at]
+        here = found == keys[todo]
+        out[todo[here]] = values[at[here]]
+        go = (found != -1) & ~here  # an empty slot ends the search: the key is not there
+        todo, at = todo[go], (at[go] + 1) % len(slots)
+    return out
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer.
 
@@ -698,10 +719,12 @@ class Tokenizer:
         mask, rank_shift = (1 << bits) - 1, 2 * bits
         nxt, prv = list(range(1, n + 2)), list(range(-1, n))  # token at i: parts[i], ends at nxt[i]
         pair_ranks = map(rank_of, map(str.__add__, parts[:-1], parts[1:]))
-        heap = [r << rank_shift | i << bits | i + 2 for i, r in enumerate(pair_ranks) if r is not None]
+        heap = [r << rank_shift | i << bits | i + 2
+                for i, r in enumerate(pair_ranks) if r is not None]
         heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
         while heap:
-            key = heapq.heappop(heap)
+            key = pop(heap)
             i, end = key >> bits & mask, key & mask
             if parts[i] is None or nxt[nxt[i]] != end:
                 continue  # stale: a token of this pair was merged into another one since
@@ -711,11 +734,11 @@ class Tokenizer:
                 left = prv[i]
                 r = rank_of(parts[left] + new)
                 if r is not None:
-                    heapq.heappush(heap, r << rank_shift | left << bits | end)
+                    push(heap, r << rank_shift | left << bits | end)
             if end < n:  # and (new, right neighbour)
                 r = rank_of(new + parts[end])
                 if r is not None:
-                    heapq.heappush(heap, r << rank_shift | i << bits | nxt[end])
+                    push(heap, r << rank_shift | i << bits | nxt[end])
         return tuple(ord(p) for p in parts if p is not None)
 
     @cached_property
@@ -733,8 +756,8 @@ class Tokenizer:
 
     @cached_property
     def _tables(self) -> tuple[np.ndarray, ...] | None:
-        """(sorted pair keys a * n_vocab + b, their ranks, rank -> merged id, byte -> id or -1,
-        byte pair -> rank), or None where _bpe_waves would not give _bpe's ids.
+        """(a hash table of the merges: keys a * n_vocab + b and their ranks, rank -> merged id,
+        byte -> id or -1, byte pair -> rank), or None where _bpe_waves would not give _bpe's ids.
 
         Built on first use. _bpe_waves merges every occurrence of a piece's lowest-rank pair in one
         step; that is _bpe's one-at-a-time order only if every pair a merge gives birth to ranks
@@ -743,88 +766,101 @@ class Tokenizer:
         if any(r <= made_at.get(a, -1) or r <= made_at.get(b, -1)
                for r, (a, b) in enumerate(self.merges)):
             return None
-        none = len(self.merges)  # the rank of a pair that is no merge
         keys = np.array([a * self.n_vocab + b for a, b in self.merges], dtype=np.int64)
-        order = np.argsort(keys)
-        # a last key above every real one, so that searchsorted always lands on an entry
-        keys = np.append(keys[order], np.iinfo(np.int64).max)
-        ranks = np.append(order, none).astype(np.int32)
+        # open addressing, at most half full: each key goes to the first free slot from its hash
+        slots = np.full(1 << (2 * len(keys)).bit_length(), -1, np.int64)
+        ranks = np.full(len(slots), len(self.merges), np.int32)
+        todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
+        while len(todo):
+            free = todo[slots[at[todo]] == -1]
+            taken, first = np.unique(at[free], return_index=True)  # one key per free slot
+            slots[taken], ranks[taken] = keys[free[first]], free[first]
+            todo = np.setdiff1d(todo, free[first], assume_unique=True)
+            at[todo] = (at[todo] + 1) % len(slots)
         merged = np.array([*self.merges.values(), -1], dtype=np.int32)
         byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int32)
         # the first wave's pairs are pairs of bytes: their ranks by byte_a * 256 + byte_b
         pairs = (byte_ids[:, None].astype(np.int64) * self.n_vocab + byte_ids).ravel()  # (65536,)
-        where = np.searchsorted(keys, pairs)
-        byte_pairs = np.where(keys[where] == pairs, ranks[where], none)
-        return keys, ranks, merged, byte_ids, byte_pairs
+        byte_pairs = _hash_find(slots, ranks, pairs, len(self.merges))
+        return slots, ranks, merged, byte_ids, byte_pairs
 
-    def _pair_ranks(self, tokens: np.ndarray, seg: np.ndarray, at: np.ndarray) -> np.ndarray:
+    def _pair_ranks(self, tokens: np.ndarray, ends: np.ndarray, at: np.ndarray) -> np.ndarray:
         """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`; len(merges) where
-        it is no merge or i is the last token of its piece (seg: the piece of each token)."""
-        keys, ranks = self._tables[:2]
+        it is no merge or i is the last token of its piece (ends: where each piece ends)."""
+        slots, ranks = self._tables[:2]
         right = np.minimum(at + 1, len(tokens) - 1)
         pairs = tokens[at].astype(np.int64) * self.n_vocab + tokens[right]
-        where = np.searchsorted(keys, pairs)
-        found = (keys[where] == pairs) & (seg[at] == seg[right]) & (at < len(tokens) - 1)
-        return np.where(found, ranks[where], len(self.merges))
+        out = _hash_find(slots, ranks, pairs, len(self.merges))
+        last = np.zeros(len(tokens), bool)
+        last[ends - 1] = True
+        out[last[at]] = len(self.merges)
+        return out
 
-    def _bpe_waves(self, pieces: list[str]) -> list[tuple[int, ...]]:
-        """_bpe of each piece, all pieces at once in numpy: in each wave every piece merges every
+    def _bpe_waves(self, pieces: list[str], tail: int = WAVE_MIN) -> dict[str, tuple[int, ...]]:
+        """{piece: _bpe(piece)}, all pieces at once in numpy: in each wave every piece merges every
         occurrence of its lowest-rank pair, leftmost first where occurrences overlap.
 
         A pre-token needs a few merges of a few microseconds each in Python; here a wave is a
         dozen array operations over all of them, and only the pairs around a merge are looked up
-        again. Pieces done leave the arrays; the last few (the longest) are finished by _bpe."""
+        again. Pieces done leave the arrays; the last `tail` (the longest) are finished by _bpe."""
         _, _, merged, byte_ids, byte_pairs = self._tables
+        none = len(self.merges)
         data = [p.encode("utf-8") for p in pieces]
         raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
-        seg = np.repeat(np.arange(len(pieces), dtype=np.int32), [len(d) for d in data])  # (N,)
-        raw, seg = raw[byte_ids[raw] >= 0], seg[byte_ids[raw] >= 0]  # drop bytes the vocab lacks
+        sizes = np.fromiter(map(len, data), np.int64, len(data))  # (M,) tokens per piece
+        known = byte_ids[raw] >= 0
+        if not known.all():  # drop the bytes the vocab lacks
+            sizes = np.bincount(np.repeat(np.arange(len(data)), sizes)[known], minlength=len(data))
+            raw = raw[known]
+        alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order
+        sizes = sizes[alive]
+        ends = np.cumsum(sizes)
         tokens = byte_ids[raw]
-        sizes = np.bincount(seg, minlength=len(pieces))
-        alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order; seg indexes this
-        seg = (np.cumsum(sizes > 0, dtype=np.int32) - 1)[seg]
-        rank = byte_pairs[(raw[:-1].astype(np.int64) << 8) + raw[1:]]  # (N - 1,)
-        rank = np.append(np.where(seg[:-1] == seg[1:], rank, len(self.merges)), len(self.merges))
+        rank = np.append(byte_pairs[(raw[:-1].astype(np.int64) << 8) + raw[1:]], none)  # (N,)
+        rank[ends - 1] = none  # a piece's last token starts no pair
         done_pieces, done_sizes, done_tokens = [], [], []  # per wave: the pieces done in it
-        while len(alive) >= WAVE_MIN:
-            sizes = np.bincount(seg, minlength=len(alive))  # (M,)
-            starts = np.cumsum(sizes) - sizes
-            best = np.minimum.reduceat(rank, starts)  # (M,) each piece's lowest-rank pair
-            done = best == len(self.merges)
-            finished = done[seg]  # (N,)
+        while len(alive) >= max(tail, 1):
+            best = np.minimum.reduceat(rank, ends - sizes)  # (M,) each piece's lowest-rank pair
+            done = best == none
+            best[done] = -1  # so that no pair of a piece done is merged
             # the pairs to merge; a run of equal pairs (a, a) overlaps: every other one, leftmost
-            hit = np.flatnonzero((rank == best[seg]) & ~finished)
+            hit = np.flatnonzero(rank == np.repeat(best, sizes))
             first = np.ones(len(hit), bool)
             first[1:] = np.diff(hit) != 1
             hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+            finished = np.repeat(done, sizes)  # (N,)
             done_pieces.append(alive[done])
             done_sizes.append(sizes[done])
             done_tokens.append(tokens[finished])
             tokens[hit] = merged[rank[hit]]
             keep = ~finished
             keep[hit + 1] = False
-            at = np.cumsum(keep)[hit] - 1  # where the merged tokens are once the rest is gone
+            kept = np.cumsum(keep)  # (N,) where each token is once the rest is gone, plus one
+            at, ends = kept[hit] - 1, kept[ends - 1][~done]  # the merged tokens, the pieces' ends
+            sizes, alive = np.diff(ends, prepend=0), alive[~done]
             tokens, rank = tokens[keep], rank[keep]
-            seg = (np.cumsum(~done, dtype=np.int32) - 1)[seg[keep]]
-            alive = alive[~done]
             changed = np.concatenate([at, at[at > 0] - 1])  # the pairs a new token is in
-            rank[changed] = self._pair_ranks(tokens, seg, changed)
-        out = [()] * len(pieces)
-        ids = iter(np.concatenate(done_tokens or [tokens[:0]]).tolist())
-        for k, size in zip(np.concatenate(done_pieces or [alive[:0]]).tolist(),
-                           np.concatenate(done_sizes or [alive[:0]]).tolist()):
-            out[k] = tuple(islice(ids, size))
-        for k in alive.tolist():
-            out[k] = self._bpe(pieces[k])
+            rank[changed] = self._pair_ranks(tokens, ends, changed)
+        # the pieces' ids, in the order they were done: slices of one list, in C
+        ids = np.concatenate(done_tokens or [tokens[:0]]).tolist()
+        bounds = np.cumsum(np.concatenate(done_sizes or [sizes[:0]])).tolist()
+        slices = map(slice, chain([0], bounds), bounds)
+        out = dict.fromkeys(pieces, ())  # () for a piece whose every byte was dropped
+        out.update(zip(map(pieces.__getitem__, np.concatenate(done_pieces or [alive[:0]]).tolist()),
+                       map(tuple, map(ids.__getitem__, slices))))
+        out.update((pieces[k], self._bpe(pieces[k])) for k in alive.tolist())
         return out
 
     def _bpe_many(self, pieces: list[str]) -> dict[str, tuple[int, ...]]:
-        """{piece: its ids} as _bpe gives them, fast: long pieces by _bpe_heap, many short ones
-        together by _bpe_waves, a few by _bpe itself."""
-        ids = {p: self._bpe_heap(p) for p in pieces if len(p) >= LONG_PIECE}
+        """{piece: its ids} as _bpe gives them, fast: many short pieces together by _bpe_waves, a
+        few by _bpe itself, long ones by _bpe_heap, or alone by _bpe_waves if they repeat one or
+        two characters ("=====", "-=-=-="): few distinct merges, so few waves."""
+        waves = self._tables is not None
+        ids = {p: self._bpe_waves([p], 0)[p] if waves and len(set(p)) <= 2 else self._bpe_heap(p)
+               for p in pieces if len(p) >= LONG_PIECE}
         short = [p for p in pieces if len(p) < LONG_PIECE]
-        if len(short) >= WAVE_MIN and self._tables is not None:
-            ids.update(zip(short, self._bpe_waves(short)))
+        if len(short) >= WAVE_MIN and waves:
+            ids.update(self._bpe_waves(short))
         else:
             ids.update(zip(short, map(self._bpe, short)))
         return ids
@@ -840,17 +876,13 @@ class Tokenizer:
         if len(cache) + len(new) > CACHE_SIZE:
             self._old_cache, cache = cache, {}
             self._cache, new = cache, pieces
-        old, whole, rest = self._old_cache, self._whole, []
-        for piece in new:
-            ids = old.get(piece)
-            if ids is None:
-                i = whole.get(piece.encode("utf-8"))
-                if i is None:
-                    rest.append(piece)
-                    continue
-                ids = (i,)
-            cache[piece] = ids
-        cache.update(self._bpe_many(rest))
+        old = self._old_cache
+        back = list(filter(old.__contains__, new))  # met before the last turn: they come back
+        cache.update(zip(back, map(old.__getitem__, back)))
+        new = list(new.difference(back))
+        whole = list(map(self._whole.get, map(str.encode, new)))  # the id of a whole token
+        cache.update((piece, (i,)) for piece, i in zip(new, whole) if i is not None)
+        cache.update(self._bpe_many([piece for piece, i in zip(new, whole) if i is None]))
         return cache
 
     def encode_ordinary(self, text: str) -> list[int]:

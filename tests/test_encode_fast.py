@@ -70,7 +70,7 @@ def test_waves_and_heap_equal_readable_on_real_text(which, cases):
     pieces = sorted({p for t in texts(rng) for p in bpe.pretokenize(t)})
     assert len(pieces) > 800
     readable = [tok._bpe(p) for p in pieces]
-    assert tok._bpe_waves(pieces) == readable
+    assert tok._bpe_waves(pieces) == dict(zip(pieces, readable))
     assert [tok._bpe_heap(p) for p in pieces] == readable
     fresh = bpe.Tokenizer(tok.merges, tok.vocab, tok.special_tokens, learned=True)  # no cache
     for t in texts(rng):
@@ -91,7 +91,7 @@ def test_waves_handle_missing_bytes_and_refuse_unordered_merges():
             merges[(a, b)] = i
             keep.add(i)
     dropping = bpe.Tokenizer(merges, {i: tok.vocab[i] for i in keep}, drop_missing_bytes=True)
-    assert dropping._bpe_waves(pieces) == [dropping._bpe(p) for p in pieces]
+    assert dropping._bpe_waves(pieces) == {p: dropping._bpe(p) for p in pieces}
     # merges where a pair ranks before the merge that makes one of its tokens: BPE may then merge
     # a new pair before the rest of the current one, so the waves must not be used
     hand = bpe.Tokenizer([(b"ab", b"c"), (b"a", b"b")],
