@@ -941,11 +941,11 @@ class Tokenizer:
         return out + self.encode_ordinary(text[start:])
 
     def encode_iterable(self, lines: Iterable[str], allowed_special="none_raise",
-                        buffer_chars: int = 1 << 16) -> Iterator[int]:
+                        buffer_chars: int = 1 << 18) -> Iterator[int]:
         """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text.
 
         Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the
-        ids are exactly encode()'s."""
+        ids are exactly encode()'s; with the bounded pre-token cache, memory stays flat."""
         buf, threshold = "", buffer_chars
         for line in lines:
             buf += line
