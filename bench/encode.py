@@ -8,8 +8,9 @@ throughput (target >= 0.5 for the cold rows):
    random words, numbers and non-ASCII words put in, so the vocabulary keeps growing as a real
    corpus's does; plain tinyshakespeare; a variant with curly quotes and more non-ASCII words;
 3. one long pre-token (a run of letters, digits, '=' or mixed Unicode): target < 0.1 s for 100k;
-4. encode_iterable over a file of varied text against tiktoken on the same chunks: throughput and
-   the peak growth of the process's resident memory while each runs.
+4. encode_iterable over a file of varied text against tiktoken on the same chunks: throughput (in
+   turns, in this process) and how far each one's peak resident memory rises over the stream
+   (each in a fresh process).
 
     python bench/encode.py                        # 1 thread for tiktoken, ours is 1 process
     python bench/encode.py --stream_mb 100 --parts stream
@@ -18,8 +19,9 @@ import argparse
 import hashlib
 import os
 import random
+import resource
+import subprocess
 import sys
-import threading
 import time
 from itertools import islice
 from pathlib import Path
@@ -27,6 +29,7 @@ from pathlib import Path
 os.environ["RAYON_NUM_THREADS"] = os.environ["RAYON_RS_NUM_CPUS"] = "1"  # before tiktoken loads
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 import bpe  # noqa: E402
@@ -109,35 +112,6 @@ def bench_long(tok, enc) -> None:
               + (" (target < 0.1 s)" if n == 100_000 else ""))
 
 
-class PeakRSS:
-    """The peak growth of this process's resident memory while the block runs, sampled."""
-
-    def __enter__(self):
-        self.start = self.peak = self.rss()
-        self.running = True
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.running = False
-        self.thread.join()
-
-    @staticmethod
-    def rss() -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def watch(self):
-        while self.running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.01)
-
-    @property
-    def grew_mb(self) -> float:
-        return (self.peak - self.start) / 2**20
-
-
 def stream_file(text: str, mb: int) -> Path:
     path = Path(f"/tmp/bench_encode_varied_{mb}mb.txt")
     if not path.is_file():
@@ -166,34 +140,56 @@ def tiktoken_chunks(path: Path, chunk_chars: int = 1 << 20):
     yield "".join(buf)
 
 
-def bench_stream(tok, enc, text: str, mb: int) -> None:
-    import numpy as np
+def stream_once(name: str, tok, enc, path: Path) -> tuple[float, str, int]:
+    """(seconds, sha256 of the ids, how many) of one tokenizer over the file, read as a stream."""
+    forget(tok)
+    digest, n = hashlib.sha256(), 0
+    t0 = time.perf_counter()
+    if name == "ours":
+        with open(path, encoding="utf-8", newline="") as f:
+            ids = tok.encode_iterable(f)
+            while block := list(islice(ids, 1 << 16)):
+                digest.update(np.array(block, np.int32).tobytes())
+                n += len(block)
+    else:
+        for chunk in tiktoken_chunks(path):
+            block = enc.encode_ordinary(chunk)
+            digest.update(np.array(block, np.int32).tobytes())
+            n += len(block)
+    return time.perf_counter() - t0, digest.hexdigest(), n
 
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_child(name: str, path: Path) -> None:
+    """Run in a fresh process: print how far its peak resident memory rose above where it was
+    before the stream (the tokenizer built)."""
+    tok = bpe.gpt2_tokenizer()
+    enc = peer(tok)
+    tok._tables
+    start = rss_mib()
+    stream_once(name, tok, enc, path)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - start)
+
+
+def bench_stream(tok, enc, text: str, mb: int) -> None:
     path = stream_file(text, mb)
     size = path.stat().st_size / 1e6
-    results = {}
-    for name in ("tiktoken", "ours"):
-        forget(tok)
-        digest, n = hashlib.sha256(), 0
-        with PeakRSS() as mem, open(path, encoding="utf-8", newline="") as f:
-            t0 = time.perf_counter()
-            if name == "ours":
-                ids = tok.encode_iterable(f)
-                while block := list(islice(ids, 1 << 20)):
-                    digest.update(np.array(block, np.int32).tobytes())
-                    n += len(block)
-            else:
-                for chunk in tiktoken_chunks(path):
-                    block = enc.encode_ordinary(chunk)
-                    digest.update(np.array(block, np.int32).tobytes())
-                    n += len(block)
-            dt = time.perf_counter() - t0
-        results[name] = (dt, mem.grew_mb, digest.hexdigest(), n)
-    (t_tt, m_tt, h_tt, n_tt), (t_ours, m_ours, h_ours, n_ours) = results.values()
+    (t_tt, h_tt, n_tt), (t_ours, h_ours, n_ours) = [stream_once(name, tok, enc, path)
+                                                    for name in ("tiktoken", "ours")]
     assert (h_tt, n_tt) == (h_ours, n_ours), "encode_iterable's ids differ from tiktoken's"
+    # memory: each in a fresh process of its own, so that neither inherits the other's heap
+    grew = {name: float(subprocess.run([sys.executable, __file__, "--memory_child", name,
+                                        str(path)], capture_output=True, text=True,
+                                       check=True).stdout)
+            for name in ("tiktoken", "ours")}
     print(f"encode_iterable over {size:.0f} MB of varied text ({n_ours:,} tokens, ids identical): "
-          f"tiktoken {size / t_tt:.2f} MB/s, memory +{m_tt:.0f} MiB; ours {size / t_ours:.2f} MB/s"
-          f", memory +{m_ours:.0f} MiB; ratio {t_tt / t_ours:.2f} (target >= 0.5, flat memory)")
+          f"tiktoken {size / t_tt:.2f} MB/s, peak memory +{grew['tiktoken']:.0f} MiB; ours "
+          f"{size / t_ours:.2f} MB/s, peak memory +{grew['ours']:.0f} MiB; ratio "
+          f"{t_tt / t_ours:.2f} (target >= 0.5, flat memory)")
 
 
 def main():
@@ -204,7 +200,10 @@ def main():
     parser.add_argument("--parts", default="build,cold,long,stream",
                         help="comma-separated: build, cold, long, stream")
     parser.add_argument("--stream_mb", type=int, default=20, help="size of the streamed file")
+    parser.add_argument("--memory_child", nargs=2, help=argparse.SUPPRESS)  # NAME PATH
     args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child[0], Path(args.memory_child[1]))
     text = Path(args.data).read_text(encoding="utf-8")
     parts = args.parts.split(",")
     if "build" in parts:
