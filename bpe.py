@@ -763,7 +763,8 @@ class Tokenizer:
     @cached_property
     def _tables(self) -> tuple[np.ndarray, ...] | None:
         """(a hash table of the merges: keys a * n_vocab + b and their ranks, rank -> merged id,
-        byte -> id or -1, byte pair -> rank), or None where _bpe_waves would not give _bpe's ids.
+        byte -> id or -1, byte pair -> rank, byte pair -> whether some token holds it), or None
+        where _bpe_waves would not give _bpe's ids.
 
         Built on first use. _bpe_waves merges every occurrence of a piece's lowest-rank pair in one
         step; that is _bpe's one-at-a-time order only if every pair a merge gives birth to ranks
@@ -791,7 +792,14 @@ class Tokenizer:
         # the first wave's pairs are pairs of bytes: their ranks by byte_a * 256 + byte_b
         pairs = (byte_ids[:, None].astype(np.int64) * self.n_vocab + byte_ids).ravel()  # (65536,)
         byte_pairs = _hash_find(slots, ranks, pairs, len(self.merges))
-        return slots, ranks, merged, byte_ids, byte_pairs
+        specials = set(self.special_tokens.values())
+        tokens = [v for i, v in self.vocab.items() if i not in specials]
+        joined = np.frombuffer(b"".join(tokens), np.uint8).astype(np.int64)
+        within = np.ones(max(len(joined) - 1, 0), bool)  # (j, j + 1) in one token
+        within[np.cumsum([len(t) for t in tokens])[:-1] - 1] = False
+        held = np.zeros(256 * 256, bool)
+        held[(joined[:-1] << 8 | joined[1:])[within]] = True
+        return slots, ranks, merged, byte_ids, byte_pairs, held
 
     def _pair_ranks(self, tokens: np.ndarray, ends: np.ndarray, at: np.ndarray) -> np.ndarray:
         """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`; len(merges) where
@@ -812,7 +820,7 @@ class Tokenizer:
         A pre-token needs a few merges of a few microseconds each in Python; here a wave is a
         dozen array operations over all of them, and only the pairs around a merge are looked up
         again. Pieces done leave the arrays; the last `tail` (the longest) are finished by _bpe."""
-        _, _, merged, byte_ids, byte_pairs = self._tables
+        _, _, merged, byte_ids, byte_pairs, _ = self._tables
         none = len(self.merges)
         data = [p.encode("utf-8") for p in pieces]
         raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
@@ -862,17 +870,39 @@ class Tokenizer:
 
     def _bpe_many(self, pieces: list[str]) -> dict[str, tuple[int, ...]]:
         """{piece: its ids} as _bpe gives them, fast: many short pieces together by _bpe_waves, a
-        few by _bpe itself, long ones by _bpe_heap, or alone by _bpe_waves if they repeat one or
-        two characters ("=====", "-=-=-="): few distinct merges, so few waves."""
-        waves = self._tables is not None
-        ids = {p: self._bpe_waves([p], 0)[p] if waves and len(set(p)) <= 2 else self._bpe_heap(p)
-               for p in pieces if len(p) >= LONG_PIECE}
+        few by _bpe itself, long ones by _bpe_long."""
+        ids = {p: self._bpe_long(p) for p in pieces if len(p) >= LONG_PIECE}
         short = [p for p in pieces if len(p) < LONG_PIECE]
-        if len(short) >= WAVE_MIN and waves:
+        if len(short) >= WAVE_MIN and self._tables is not None:
             ids.update(self._bpe_waves(short))
         else:
             ids.update(zip(short, map(self._bpe, short)))
         return ids
+
+    def _bpe_long(self, piece: str) -> tuple[int, ...]:
+        """_bpe(piece) for a long pre-token, in O(n log n) or better.
+
+        Between two bytes that no token holds side by side no merge can ever happen: the piece is
+        cut there and its parts merge apart, short ones together by _bpe_waves (a run of random
+        letters falls into parts of ~7). A part with no such cut goes to _bpe_heap, or to
+        _bpe_waves alone if it repeats one or two characters ("=====", "-=-="): few waves then.
+        (Not where the vocab lacks bytes: a dropped byte joins its neighbours.)"""
+        tables = self._tables
+        if tables is None or self.drop_missing_bytes:
+            return self._bpe_heap(piece)
+        if len(set(piece)) <= 2:
+            return self._bpe_waves([piece], 0)[piece]
+        data = piece.encode("utf-8")
+        raw = np.frombuffer(data, np.uint8).astype(np.int64)
+        # cut before byte j if (j - 1, j) is in no token and a character starts at j
+        cut = ~tables[5][raw[:-1] << 8 | raw[1:]] & ((raw[1:] & 0xC0) != 0x80)
+        cuts = (np.flatnonzero(cut) + 1).tolist()
+        if not cuts:
+            return self._bpe_heap(piece)
+        slices = map(slice, [0, *cuts], [*cuts, len(data)])
+        parts = list(map(bytes.decode, map(data.__getitem__, slices)))
+        ids = self._bpe_many(list(set(parts)))
+        return tuple(chain.from_iterable(map(ids.__getitem__, parts)))
 
     def _remember(self, pieces: set[str]) -> dict[str, tuple[int, ...]]:
         """The pre-token cache, after adding the ids of those of pieces it lacks.
