@@ -6,6 +6,9 @@ Read top to bottom:
 3. `train_bpe`: the same merges, fast: count each distinct pre-token once, keep a pair -> words
    index and a heap, and after a merge touch only the words that contained the merged pair;
 4. `Tokenizer`: encode / decode with tiktoken's semantics, save / load in a small text format;
+   the readable `_bpe` merges one pre-token, and fast paths on top of it (a bounded pre-token
+   cache, new pre-tokens merged all together in numpy, long ones cut apart or by a heap) give
+   the same ids;
 5. GPT-2: download and verify its rank table, rebuild its 50,000 merges, `gpt2_tokenizer()`;
 6. real tokenizers: a Hugging Face tokenizer.json or the tokenizer inside a GGUF file, with the
    same ids as Hugging Face's (`load_tokenizer_json`, `load_gguf_tokenizer`), and back to a
@@ -609,11 +612,11 @@ class Tokenizer:
         # (or ignore_merges says to take whole tokens anyway), each token is checked once, here.
         specials = set(self.special_tokens.values())
         self._whole = {v: i for i, v in self.vocab.items() if i not in specials}  # bytes -> id
-        if not (learned or self.ignore_merges):
-            texts = [t for t in map(readable, self._whole) if isinstance(t, str)]
-            ids = self._bpe_many(texts)
-            self._whole = {t.encode("utf-8"): self._whole[t.encode("utf-8")] for t in texts
-                           if ids[t] == (self._whole[t.encode("utf-8")],)}
+        if not (learned or self.ignore_merges):  # keep the tokens BPE gets to
+            texts = {t: i for t, i in zip(map(readable, self._whole), self._whole.values())
+                     if isinstance(t, str)}
+            ids = self._bpe_many(list(texts))
+            self._whole = {t.encode("utf-8"): i for t, i in texts.items() if ids[t] == (i,)}
 
     def _merge_ids(self, merges) -> dict[tuple[int, int], int]:
         """{(id_a, id_b): new_id} in merge order, checked against the vocab.
@@ -783,9 +786,9 @@ class Tokenizer:
         todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
         while len(todo):
             free = todo[slots[at[todo]] == -1]
-            taken, first = np.unique(at[free], return_index=True)  # one key per free slot
-            slots[taken], ranks[taken] = keys[free[first]], free[first]
-            todo = np.setdiff1d(todo, free[first], assume_unique=True)
+            taken, one = np.unique(at[free], return_index=True)  # one key per free slot
+            slots[taken], ranks[taken] = keys[free[one]], free[one]
+            todo = np.setdiff1d(todo, free[one], assume_unique=True)
             at[todo] = (at[todo] + 1) % len(slots)
         merged = np.array([*self.merges.values(), -1], dtype=np.int32)
         byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int32)
