@@ -139,4 +139,5 @@ def test_gpt2_merges_cache_is_derived_again_when_damaged(gpt2, tmp_path, monkeyp
     assert tok.merges == gpt2.merges and list(tok.merges.values()) == list(range(256, 50256))
     data = (tmp_path / "gpt2.merges.i32").read_bytes()
     assert hashlib.sha256(data).hexdigest() == bpe.GPT2_MERGES_SHA256
+    monkeypatch.setattr(bpe, "_gpt2_merges", lambda vocab: pytest.fail("derived again"))
     assert bpe.gpt2_tokenizer.__wrapped__().merges == gpt2.merges  # now read from the cache
