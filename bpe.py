@@ -6,6 +6,9 @@ Read top to bottom:
 3. `train_bpe`: the same merges, fast: count each distinct pre-token once, keep a pair -> words
    index and a heap, and after a merge touch only the words that contained the merged pair;
 4. `Tokenizer`: encode / decode with tiktoken's semantics, save / load in a small text format;
+   the readable `_bpe` merges one pre-token, and fast paths on top of it (a bounded pre-token
+   cache, new pre-tokens merged all together in numpy, long ones cut apart or by a heap) give
+   the same ids;
 5. GPT-2: download and verify its rank table, rebuild its 50,000 merges, `gpt2_tokenizer()`;
 6. real tokenizers: a Hugging Face tokenizer.json or the tokenizer inside a GGUF file, with the
    same ids as Hugging Face's (`load_tokenizer_json`, `load_gguf_tokenizer`), and back to a
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import hashlib
 import heapq
 import json
@@ -30,11 +34,13 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
-from itertools import chain, groupby, repeat
+from functools import cached_property, lru_cache
+from itertools import chain, compress, groupby, repeat
+from operator import add
 from multiprocessing import Pool
 from pathlib import Path
 
+import numpy as np
 import regex
 import tiktoken.load
 from tqdm import tqdm
@@ -62,11 +68,17 @@ Split = str | Sequence[str]  # one split regex, or split steps applied in turn (
 GPT2_EOT = "<|endoftext|>"
 GPT2_RANKS_SHA256 = "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"
 # tiktoken's source of the rank table
+# GPT-2's merges as gpt2_tokenizer caches them (see _cached_gpt2_merges)
+GPT2_MERGES_SHA256 = "929e84b3be32ea1e3d811c85ca1885e5a368515cfec3dbddc8f5efa7d161a04b"
 GPT2_RANKS_URL = "https://openaipublic.blob.core.windows.net/encodings/r50k_base.tiktoken"
 # the PyPI sdist that ships the same file: our offline source, pinned by its own sha256
 GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
                     "37a91a3921809d9f44748ffc73c0a55c9f366c85a3ef5c2ae0cc09540432eb96")
-CACHE_SIZE = 1 << 20  # pre-tokens remembered by a Tokenizer (about 100 MB at most)
+# A Tokenizer remembers the ids of the pre-tokens it met lately, in two dicts of up to CACHE_SIZE
+# each (~15 MB each; the 64k most recent distinct words hold ~99% of a natural text's words).
+CACHE_SIZE = 1 << 16
+LONG_PIECE = 100  # a pre-token this long (characters) or longer is merged by _bpe_heap
+WAVE_MIN = 32  # pre-tokens _bpe_waves merges together at the least; fewer go one by one
 INF = float("inf")
 INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
 
@@ -503,6 +515,27 @@ SAVED_FILES = ("tokenizer.bpe", "vocab.txt")  # what Tokenizer.save writes: the 
 NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicodedata names them
 
 
+def _hash_slot(keys: np.ndarray, size: int) -> np.ndarray:
+    """Each key's home slot in a table of `size` (a power of two) slots: Fibonacci hashing."""
+    product = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps around mod 2**64
+    return (product >> np.uint64(64 - size.bit_length() + 1)).astype(np.int64)
+
+
+def _hash_find(slots: np.ndarray, values: np.ndarray, keys: np.ndarray, missing: int) -> np.ndarray:
+    """values[the slot holding each key], or `missing` where a key is not in the table.
+
+    Looks in all keys' slots at once, then moves those not settled yet to their next slot."""
+    out = np.full(len(keys), missing, values.dtype)
+    todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
+    while len(todo):
+        found = slots[at]
+        here = found == keys[todo]
+        out[todo[here]] = values[at[here]]
+        go = (found != -1) & ~here  # an empty slot ends the search: the key is not there
+        todo, at = todo[go], (at[go] + 1) % len(slots)
+    return out
+
+
 class Tokenizer:
     """A byte-level BPE tokenizer.
 
@@ -555,7 +588,10 @@ class Tokenizer:
             raise ValueError(f"normalizer={normalizer!r}; use None or one of {NORMALIZERS}")
         self.normalizer, self.ignore_merges = normalizer, bool(ignore_merges)
         self.chat_template, self.drop_missing_bytes = chat_template, bool(drop_missing_bytes)
-        single = {v[0]: i for i, v in sorted(self.vocab.items(), reverse=True) if len(v) == 1}
+        single = {}  # byte -> the smallest id of a one-byte token
+        ones = compress(self.vocab, map((1).__eq__, map(len, self.vocab.values())))  # in C
+        for i in sorted(ones, reverse=True):
+            single[self.vocab[i][0]] = i
         missing = [b for b in range(256) if b not in single]
         if missing and not drop_missing_bytes:
             raise ValueError(f"the vocab lacks {len(missing)} single-byte token(s), e.g. byte "
@@ -564,25 +600,23 @@ class Tokenizer:
         # the BPE loop below then runs in C calls. GPT-2's byte ids are permuted: byte b starts as
         # chr(id of bytes([b])); a missing byte maps to None, which str.translate deletes.
         self._byte_chars = {b: chr(single[b]) if b in single else None for b in range(256)}
-        # earlier merge = lower rank
-        self._rank = {chr(a) + chr(b): r for r, (a, b) in enumerate(self.merges)}
-        self._merged = [chr(i) for i in self.merges.values()]  # rank -> the token that merge makes
         self._special_re = _special_regex(self.special_tokens)
-        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> ids: text repeats its words
+        # pre-token -> ids, young and old (see _remember): text repeats its words
+        self._cache: dict[str, tuple[int, ...]] = {}
+        self._old_cache: dict[str, tuple[int, ...]] = {}
         # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule,
         # and about half of a text's distinct words are whole GPT-2 tokens. For learned merges BPE
         # gets there anyway: training made token t from a word in which no merge crossed t's
         # edges, so t's bytes alone merge the same way, in the same order, up to t. Any merge list
         # need not: with merges b+c, a+b, ab+c, "abc" is [a, bc]. So unless the merges are learned
-        # (or ignore_merges says to take whole tokens anyway), each token is checked once, here
-        # (~7 us a token).
-        self._whole: dict[str, int] = {}
+        # (or ignore_merges says to take whole tokens anyway), each token is checked once, here.
         specials = set(self.special_tokens.values())
-        trusted = learned or self.ignore_merges
-        for i, token in self.vocab.items():
-            text = readable(token)
-            if i not in specials and isinstance(text, str) and (trusted or self._bpe(text) == (i,)):
-                self._whole[text] = i
+        self._whole = {v: i for i, v in self.vocab.items() if i not in specials}  # bytes -> id
+        if not (learned or self.ignore_merges):  # keep the tokens BPE gets to
+            texts = {t: i for t, i in zip(map(readable, self._whole), self._whole.values())
+                     if isinstance(t, str)}
+            ids = self._bpe_many(list(texts))
+            self._whole = {t.encode("utf-8"): i for t, i in texts.items() if ids[t] == (i,)}
 
     def _merge_ids(self, merges) -> dict[tuple[int, int], int]:
         """{(id_a, id_b): new_id} in merge order, checked against the vocab.
@@ -599,9 +633,20 @@ class Tokenizer:
                                          "merges and vocab must come from the same training run")
                 ids[(by_bytes[x], by_bytes[y])] = by_bytes[x + y]
             merges = ids
-        for (a, b), i in merges.items():
-            if (a not in self.vocab or b not in self.vocab
-                    or self.vocab.get(i) != self.vocab[a] + self.vocab[b]):
+        vocab = self.vocab
+        # In C, in bulk (GPT-2's 50,000 in a few ms): every made token is as long as its two parts,
+        # and all made tokens joined are all parts joined, so each is its parts.
+        try:
+            made = list(map(vocab.get, merges.values()))
+            firsts, seconds = zip(*merges) if merges else ((), ())
+            parts_len = map(add, map(len, map(vocab.__getitem__, firsts)),
+                            map(len, map(vocab.__getitem__, seconds)))
+            parts = map(vocab.__getitem__, chain.from_iterable(merges))
+            ok = list(map(len, made)) == list(parts_len) and b"".join(made) == b"".join(parts)
+        except (KeyError, TypeError):  # TypeError: len(None), a made id not in the vocab
+            ok = False
+        for (a, b), i in ([] if ok else merges.items()):  # find the bad one, say which
+            if a not in vocab or b not in vocab or vocab.get(i) != vocab[a] + vocab[b]:
                 raise ValueError(f"merge ({a}, {b}) -> {i} does not match the vocab (id {i} must "
                                  "be the bytes of a followed by those of b); merges and vocab "
                                  "must belong together")
@@ -670,23 +715,228 @@ class Tokenizer:
                 ranks[i] = rank_of(new + parts[i + 1], INF)
         return tuple(map(ord, parts))  # a tuple: chain() joins tuples faster than lists
 
+    def _bpe_heap(self, piece: str) -> tuple[int, ...]:
+        """_bpe's ids in O(n log n): the same merges in the same order, for a long pre-token.
+
+        _bpe rescans every pair after each merge: quadratic, 100 s for 100,000 letters. Here a heap
+        holds every pair as rank, start, end (one int, so it orders by rank, then leftmost) and
+        each token knows where its right neighbour starts. A merge pushes the two new pairs and
+        leaves the two it broke in the heap: they are skipped when popped, as their span is gone."""
+        parts = list(piece.encode("utf-8").decode("latin-1").translate(self._byte_chars))
+        n, rank_of, merged = len(parts), self._rank.get, self._merged
+        bits = n.bit_length()
+        mask, rank_shift = (1 << bits) - 1, 2 * bits
+        nxt, prv = list(range(1, n + 2)), list(range(-1, n))  # token at i: parts[i], ends at nxt[i]
+        pair_ranks = map(rank_of, map(str.__add__, parts[:-1], parts[1:]))
+        heap = [r << rank_shift | i << bits | i + 2
+                for i, r in enumerate(pair_ranks) if r is not None]
+        heapq.heapify(heap)
+        pop, push = heapq.heappop, heapq.heappush
+        while heap:
+            key = pop(heap)
+            i, end = key >> bits & mask, key & mask
+            if parts[i] is None or nxt[nxt[i]] != end:
+                continue  # stale: a token of this pair was merged into another one since
+            j, new = nxt[i], merged[key >> rank_shift]
+            parts[i], parts[j], nxt[i], prv[end] = new, None, end, i
+            if i:  # the pair (left neighbour, new) is born
+                left = prv[i]
+                r = rank_of(parts[left] + new)
+                if r is not None:
+                    push(heap, r << rank_shift | left << bits | end)
+            if end < n:  # and (new, right neighbour)
+                r = rank_of(new + parts[end])
+                if r is not None:
+                    push(heap, r << rank_shift | i << bits | nxt[end])
+        return tuple(ord(p) for p in parts if p is not None)
+
+    @cached_property
+    def _rank(self) -> dict[str, int]:
+        """{chr(a) + chr(b): rank}: earlier merge, lower rank. Built on first use, as the next
+        ones: a tokenizer that only decodes never needs them."""
+        firsts, seconds = zip(*self.merges) if self.merges else ((), ())
+        pairs = map(str.__add__, map(chr, firsts), map(chr, seconds))
+        return dict(zip(pairs, range(len(self.merges))))
+
+    @cached_property
+    def _merged(self) -> list[str]:
+        """rank -> chr(the token that merge makes)."""
+        return list(map(chr, self.merges.values()))
+
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, ...] | None:
+        """(a hash table of the merges: keys a * n_vocab + b and their ranks, rank -> merged id,
+        byte -> id or -1, byte pair -> rank, byte pair -> whether some token holds it), or None
+        where _bpe_waves would not give _bpe's ids.
+
+        Built on first use. _bpe_waves merges every occurrence of a piece's lowest-rank pair in one
+        step; that is _bpe's one-at-a-time order only if every pair a merge gives birth to ranks
+        after that merge (true of learned merges; a hand-made list may break it)."""
+        pairs = np.fromiter(chain.from_iterable(self.merges), np.int64, 2 * len(self.merges))
+        first, second = pairs.reshape(-1, 2).T  # (n_merges,) each
+        rank = np.arange(len(self.merges))
+        made_at = np.full(self.n_vocab, -1)
+        np.maximum.at(made_at, np.fromiter(self.merges.values(), np.int64, len(self.merges)), rank)
+        if np.any((rank <= made_at[first]) | (rank <= made_at[second])):
+            return None
+        keys = first * self.n_vocab + second
+        # open addressing, at most half full: each key goes to the first free slot from its hash
+        slots = np.full(1 << (2 * len(keys)).bit_length(), -1, np.int64)
+        ranks = np.full(len(slots), len(self.merges), np.int32)
+        todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
+        while len(todo):
+            free = todo[slots[at[todo]] == -1]
+            taken, one = np.unique(at[free], return_index=True)  # one key per free slot
+            slots[taken], ranks[taken] = keys[free[one]], free[one]
+            todo = np.setdiff1d(todo, free[one], assume_unique=True)
+            at[todo] = (at[todo] + 1) % len(slots)
+        merged = np.array([*self.merges.values(), -1], dtype=np.int32)
+        byte_ids = np.array([ord(c) if c else -1 for c in self._byte_chars.values()], np.int32)
+        # the first wave's pairs are pairs of bytes: their ranks by byte_a * 256 + byte_b
+        pairs = (byte_ids[:, None].astype(np.int64) * self.n_vocab + byte_ids).ravel()  # (65536,)
+        byte_pairs = _hash_find(slots, ranks, pairs, len(self.merges))
+        specials = set(self.special_tokens.values())
+        tokens = [v for i, v in self.vocab.items() if i not in specials]
+        joined = np.frombuffer(b"".join(tokens), np.uint8).astype(np.int64)
+        within = np.ones(max(len(joined) - 1, 0), bool)  # (j, j + 1) in one token
+        within[np.cumsum([len(t) for t in tokens])[:-1] - 1] = False
+        held = np.zeros(256 * 256, bool)
+        held[(joined[:-1] << 8 | joined[1:])[within]] = True
+        return slots, ranks, merged, byte_ids, byte_pairs, held
+
+    def _pair_ranks(self, tokens: np.ndarray, ends: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`; len(merges) where
+        it is no merge or i is the last token of its piece (ends: where each piece ends)."""
+        slots, ranks = self._tables[:2]
+        right = np.minimum(at + 1, len(tokens) - 1)
+        pairs = tokens[at].astype(np.int64) * self.n_vocab + tokens[right]
+        out = _hash_find(slots, ranks, pairs, len(self.merges))
+        last = np.zeros(len(tokens), bool)
+        last[ends - 1] = True
+        out[last[at]] = len(self.merges)
+        return out
+
+    def _bpe_waves(self, pieces: list[str], tail: int = WAVE_MIN) -> dict[str, tuple[int, ...]]:
+        """{piece: _bpe(piece)}, all pieces at once in numpy: in each wave every piece merges every
+        occurrence of its lowest-rank pair, leftmost first where occurrences overlap.
+
+        A pre-token needs a few merges of a few microseconds each in Python; here a wave is a
+        dozen array operations over all of them, and only the pairs around a merge are looked up
+        again. Pieces done leave the arrays; the last `tail` (the longest) are finished by _bpe."""
+        _, _, merged, byte_ids, byte_pairs, _ = self._tables
+        none = len(self.merges)
+        data = [p.encode("utf-8") for p in pieces]
+        raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
+        sizes = np.fromiter(map(len, data), np.int64, len(data))  # (M,) tokens per piece
+        known = byte_ids[raw] >= 0
+        if not known.all():  # drop the bytes the vocab lacks
+            sizes = np.bincount(np.repeat(np.arange(len(data)), sizes)[known], minlength=len(data))
+            raw = raw[known]
+        alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order
+        sizes = sizes[alive]
+        ends = np.cumsum(sizes)
+        tokens = byte_ids[raw]
+        rank = np.append(byte_pairs[(raw[:-1].astype(np.int64) << 8) + raw[1:]], none)  # (N,)
+        rank[ends - 1] = none  # a piece's last token starts no pair
+        done_pieces, done_sizes, done_tokens = [], [], []  # per wave: the pieces done in it
+        while len(alive) >= max(tail, 1):
+            best = np.minimum.reduceat(rank, ends - sizes)  # (M,) each piece's lowest-rank pair
+            done = best == none
+            best[done] = -1  # so that no pair of a piece done is merged
+            # the pairs to merge; a run of equal pairs (a, a) overlaps: every other one, leftmost
+            hit = np.flatnonzero(rank == np.repeat(best, sizes))
+            first = np.ones(len(hit), bool)
+            first[1:] = np.diff(hit) != 1
+            hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+            finished = np.repeat(done, sizes)  # (N,)
+            done_pieces.append(alive[done])
+            done_sizes.append(sizes[done])
+            done_tokens.append(tokens[finished])
+            tokens[hit] = merged[rank[hit]]
+            keep = ~finished
+            keep[hit + 1] = False
+            kept = np.cumsum(keep)  # (N,) where each token is once the rest is gone, plus one
+            at, ends = kept[hit] - 1, kept[ends - 1][~done]  # the merged tokens, the pieces' ends
+            sizes, alive = np.diff(ends, prepend=0), alive[~done]
+            tokens, rank = tokens[keep], rank[keep]
+            changed = np.concatenate([at, at[at > 0] - 1])  # the pairs a new token is in
+            rank[changed] = self._pair_ranks(tokens, ends, changed)
+        # the pieces' ids, in the order they were done: slices of one list, in C
+        ids = np.concatenate(done_tokens or [tokens[:0]]).tolist()
+        bounds = np.cumsum(np.concatenate(done_sizes or [sizes[:0]])).tolist()
+        slices = map(slice, chain([0], bounds), bounds)
+        out = dict.fromkeys(pieces, ())  # () for a piece whose every byte was dropped
+        out.update(zip(map(pieces.__getitem__, np.concatenate(done_pieces or [alive[:0]]).tolist()),
+                       map(tuple, map(ids.__getitem__, slices))))
+        out.update((pieces[k], self._bpe(pieces[k])) for k in alive.tolist())
+        return out
+
+    def _bpe_many(self, pieces: list[str]) -> dict[str, tuple[int, ...]]:
+        """{piece: its ids} as _bpe gives them, fast: many short pieces together by _bpe_waves, a
+        few by _bpe itself, long ones by _bpe_long."""
+        ids = {p: self._bpe_long(p) for p in pieces if len(p) >= LONG_PIECE}
+        short = [p for p in pieces if len(p) < LONG_PIECE]
+        if len(short) >= WAVE_MIN and self._tables is not None:
+            ids.update(self._bpe_waves(short))
+        else:
+            ids.update(zip(short, map(self._bpe, short)))
+        return ids
+
+    def _bpe_long(self, piece: str) -> tuple[int, ...]:
+        """_bpe(piece) for a long pre-token, in O(n log n) or better.
+
+        Between two bytes that no token holds side by side no merge can ever happen: the piece is
+        cut there and its parts merge apart, short ones together by _bpe_waves (a run of random
+        letters falls into parts of ~7). A part with no such cut goes to _bpe_heap, or to
+        _bpe_waves alone if it repeats one or two characters ("=====", "-=-="): few waves then.
+        (Not where the vocab lacks bytes: a dropped byte joins its neighbours.)"""
+        tables = self._tables
+        if tables is None or self.drop_missing_bytes:
+            return self._bpe_heap(piece)
+        if len(set(piece)) <= 2:
+            return self._bpe_waves([piece], 0)[piece]
+        data = piece.encode("utf-8")
+        raw = np.frombuffer(data, np.uint8).astype(np.int64)
+        # cut before byte j if (j - 1, j) is in no token and a character starts at j
+        cut = ~tables[5][raw[:-1] << 8 | raw[1:]] & ((raw[1:] & 0xC0) != 0x80)
+        cuts = (np.flatnonzero(cut) + 1).tolist()
+        if not cuts:
+            return self._bpe_heap(piece)
+        slices = map(slice, [0, *cuts], [*cuts, len(data)])
+        parts = list(map(bytes.decode, map(data.__getitem__, slices)))
+        ids = self._bpe_many(list(set(parts)))
+        return tuple(chain.from_iterable(map(ids.__getitem__, parts)))
+
+    def _remember(self, pieces: set[str]) -> dict[str, tuple[int, ...]]:
+        """The pre-token cache, after adding the ids of those of pieces it lacks.
+
+        Bounded in two generations: when the young dict would pass CACHE_SIZE it becomes the old
+        one (the old one is dropped), and a piece met again comes back from there. So the words in
+        use stay, memory stays flat on endless text, and nothing is ever recomputed all at once."""
+        cache = self._cache
+        new = pieces.difference(cache)
+        if len(cache) + len(new) > CACHE_SIZE:
+            self._old_cache, cache = cache, {}
+            self._cache, new = cache, pieces
+        old = self._old_cache
+        back = list(filter(old.__contains__, new))  # met before the last turn: they come back
+        cache.update(zip(back, map(old.__getitem__, back)))
+        new = list(new.difference(back))
+        whole = list(map(self._whole.get, map(str.encode, new)))  # the id of a whole token
+        cache.update((piece, (i,)) for piece, i in zip(new, whole) if i is not None)
+        cache.update(self._bpe_many([piece for piece, i in zip(new, whole) if i is None]))
+        return cache
+
     def encode_ordinary(self, text: str) -> list[int]:
         """The ids of text, special tokens in it treated as plain text."""
         if self.normalizer:
             text = unicodedata.normalize(self.normalizer, text)
-        pieces, cache = pretokenize(text, self.pattern), self._cache
-        try:  # every piece seen before: one pass in C
-            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        pieces = pretokenize(text, self.pattern)
+        try:  # every piece met lately: one pass in C
+            return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
         except KeyError:
             pass
-        new = set(pieces).difference(cache)
-        if len(cache) + len(new) > CACHE_SIZE:
-            cache.clear()  # bound the memory on endless streams of new words
-            new = set(pieces)
-        whole, bpe = self._whole.get, self._bpe
-        for piece in new:
-            i = whole(piece)
-            cache[piece] = (i,) if i is not None else bpe(piece)
+        cache = self._remember(set(pieces))
         return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
@@ -724,11 +974,11 @@ class Tokenizer:
         return out + self.encode_ordinary(text[start:])
 
     def encode_iterable(self, lines: Iterable[str], allowed_special="none_raise",
-                        buffer_chars: int = 1 << 16) -> Iterator[int]:
+                        buffer_chars: int = 1 << 18) -> Iterator[int]:
         """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text.
 
         Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the
-        ids are exactly encode()'s."""
+        ids are exactly encode()'s; with the bounded pre-token cache, memory stays flat."""
         buf, threshold = "", buffer_chars
         for line in lines:
             buf += line
@@ -1051,26 +1301,58 @@ def _rank_bpe(ranks: dict[bytes, int], token: bytes, max_rank: int) -> list[byte
         parts[best:best + 2] = [parts[best] + parts[best + 1]]
 
 
+def _gpt2_merges(vocab: dict[int, bytes]) -> dict[tuple[int, int], int]:
+    """GPT-2's merges {(id_a, id_b): new id}, from its rank table's vocab {id: bytes}.
+
+    The table maps each token's bytes to its id; the merge that made token t is found by running
+    BPE on t's bytes with only the tokens before t: it stops at exactly two parts, the merge.
+    (~1 s: gpt2_tokenizer keeps the result in the cache, see gpt2_merges_path.)"""
+    ranks = {token: i for i, token in vocab.items()}
+    merges = {}
+    for i in range(256, len(vocab)):  # the multi-byte tokens, in rank order
+        a, b = _rank_bpe(ranks, vocab[i], i)
+        merges[(ranks[a], ranks[b])] = i
+    return merges
+
+
+def gpt2_merges_path() -> Path:
+    """Where GPT-2's merges, derived once from the rank table, are cached (pinned by sha256)."""
+    return cache_dir() / "gpt2.merges.i32"
+
+
+def _cached_gpt2_merges(vocab: dict[int, bytes]) -> dict[tuple[int, int], int]:
+    """_gpt2_merges(vocab), read from its cache file when that is GPT-2's (its sha256 is pinned),
+    else derived and written there: building GPT-2's tokenizer then takes ~0.1 s, not ~1 s.
+
+    The file is a, b per merge as little-endian int32, the merges making tokens 256, 257, ...;
+    a foreign or damaged one is derived again, an unwritable cache only costs the time."""
+    path = gpt2_merges_path()
+    data = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(data).hexdigest() == GPT2_MERGES_SHA256:
+        ids = iter(np.frombuffer(data, "<i4").tolist())
+        return dict(zip(zip(ids, ids), range(256, 256 + len(data) // 8)))
+    merges = _gpt2_merges(vocab)
+    data = np.array(list(merges), "<i4").tobytes()
+    if hashlib.sha256(data).hexdigest() == GPT2_MERGES_SHA256:
+        try:
+            atomic_write(path, lambda f: f.write(data))
+        except (OSError, ValueError):  # a read-only or full cache: derive again next time
+            pass
+    return merges
+
+
 @lru_cache(maxsize=1)
 def gpt2_tokenizer() -> Tokenizer:
     """GPT-2's tokenizer, ids identical to tiktoken's "gpt2", from the cached rank table.
 
-    The table maps each token's bytes to its id; the merge that made token t is found by running
-    BPE on t's bytes with only the tokens before t: it stops at exactly two parts, the merge."""
+    Its merges are derived from the table (see _gpt2_merges), once: then they are cached too."""
     path = gpt2_ranks_path()
     if not path.is_file():
         raise FileNotFoundError(f"GPT-2 rank table not found at {path}; {INSTALL_HINT}")
-    ranks = {}
-    for line in _check_sha256(path.read_bytes(), str(path)).splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
-    merges = {}
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(token) > 1:
-            a, b = _rank_bpe(ranks, token, rank)
-            merges[(ranks[a], ranks[b])] = rank
-    vocab = {rank: token for token, rank in ranks.items()}
-    return Tokenizer(merges, vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN, learned=True)
+    words = _check_sha256(path.read_bytes(), str(path)).split()  # token in base64, id, ...
+    vocab = dict(zip(map(int, words[1::2]), map(binascii.a2b_base64, words[::2])))
+    return Tokenizer(_cached_gpt2_merges(vocab), vocab, {GPT2_EOT: 50256}, GPT2_SPLIT_PATTERN,
+                     learned=True)
 
 
 # ----------------------------------------------------------------------------- real tokenizers
