@@ -237,9 +237,8 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
     Each cut moves forward to where a special token starts or to the start of a line where '\\n'
     sits between two visible ASCII characters: both are where GPT-2's, GPT-4's, Llama 3's and
     Qwen2's patterns (and a digits step before them) cut anyway, so counting or encoding chunks
-    apart changes nothing. (Line cuts only
-    if no special token holds a '\\n': then none can straddle one. A file with few special tokens
-    still gets cut every ~chunk_bytes.)"""
+    apart changes nothing. (Line cuts only if no special token holds a '\\n': then none can
+    straddle one. A file with few special tokens still gets cut every ~chunk_bytes.)"""
     size = path.stat().st_size
     cuts = [regex.escape(s.encode("utf-8")) for s in special_tokens]
     if not any("\n" in s for s in special_tokens):
