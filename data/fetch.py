@@ -12,7 +12,9 @@ import os
 import shutil
 import urllib.request
 
-from files import archive_files, atomic_write, pypi_file, read_text  # the repo root is on sys.path
+# the repo root is on sys.path
+from files import (SHARD_TOKENS, archive_files, atomic_write, pypi_file, read_text, token_dtype,
+                   write_token_split)
 
 TINYSHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/"
                        "data/tinyshakespeare/input.txt")
@@ -28,14 +30,31 @@ def download(url, path, timeout=20):
         atomic_write(path, lambda f: shutil.copyfileobj(response, f))
 
 
-def write_meta(out_dir, vocab_size, tokenizer_spec):
+def write_meta(out_dir, vocab_size, tokenizer_spec, token_files):
     """Write out_dir/meta.json -> the meta dict it holds: what train.py needs besides the token
-    files (the vocabulary size, the tokenizer spec that sample.py decodes with, the ids' dtype).
-    JSON, not a pickle, so that reading a dataset cannot run code."""
-    meta = {"vocab_size": vocab_size, "tokenizer": tokenizer_spec, "dtype": "uint16"}
+    files (the vocabulary size, the tokenizer spec that sample.py decodes with, the ids' dtype, the
+    token files of each split: {split: [[name, count], ...]}, as write_token_split returns them).
+    JSON, not a pickle, so that reading a dataset cannot run code. Written last, so that it lists
+    only files that are complete."""
+    meta = {"vocab_size": vocab_size, "tokenizer": tokenizer_spec,
+            "dtype": token_dtype(vocab_size), "token_files": token_files}
     text = json.dumps(meta, ensure_ascii=False, indent=1) + "\n"
     atomic_write(os.path.join(out_dir, "meta.json"), lambda f: f.write(text.encode("utf-8")))
     return meta
+
+
+def write_splits(out_dir, vocab_size, tokenizer_spec, splits, shard_tokens=SHARD_TOKENS):
+    """Write each split's ids ({split: chunks of ids}, in order) with write_token_split, then
+    meta.json -> meta. A split of fewer than 2 tokens is a ValueError: nothing to predict."""
+    token_files = {}
+    for split, chunks in splits.items():
+        files = write_token_split(out_dir, split, chunks, token_dtype(vocab_size), shard_tokens)
+        n = sum(count for _, count in files)
+        print(f"{split}: {n:,} tokens" + (f" in {len(files)} shards" if len(files) > 1 else ""))
+        if n < 2:
+            raise ValueError(f"the {split} split has {n} tokens: give a longer text")
+        token_files[split] = files
+    return write_meta(out_dir, vocab_size, tokenizer_spec, token_files)
 
 
 def join_texts(files):
@@ -77,15 +96,20 @@ def shakespeare_text(data_dir, input_path=None):
     return read_text(cached, "cached tinyshakespeare")
 
 
-def prepare_main(prepare, description, data_dir):
+def prepare_main(prepare, description, data_dir, encodes=False):
     """The command line of the Shakespeare prepare scripts: prepare(text, out_dir) on --input FILE,
-    or on tinyshakespeare (downloaded into data_dir, or the offline fallback)."""
+    or on tinyshakespeare (downloaded into data_dir, or the offline fallback). encodes: the script
+    encodes with a BPE, in --num_proc processes: prepare(text, out_dir, num_proc)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
     parser.add_argument("--out_dir", default=data_dir,
                         help="where to write train.bin, val.bin, meta.json")
+    if encodes:
+        parser.add_argument("--num_proc", type=int, default=os.cpu_count(),
+                            help="processes that encode the text (default: one per CPU)")
     args = parser.parse_args()
     try:
-        prepare(shakespeare_text(data_dir, args.input), args.out_dir)
+        text = shakespeare_text(data_dir, args.input)
+        prepare(text, args.out_dir, *([args.num_proc] if encodes else []))
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}")

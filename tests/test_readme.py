@@ -42,6 +42,7 @@ NOT_RUN = {
     "python hellaswag.py --model gpt2": "GPT-2's weights from the Hugging Face hub",
     "python hellaswag.py --model out-tinystories": "a TinyStories run on a GPU",
     "python sample.py --init_from=smollm2-135m-instruct": "tests/test_chat.py runs this command",
+    "python bench/prepare.py": "a 1 GB text made from ../shared's tinyshakespeare: minutes on 2 cores",
 }
 
 

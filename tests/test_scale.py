@@ -77,7 +77,7 @@ def test_logged_grad_norm_is_torchs(char_data, tmp_path):
     torch.manual_seed(config["seed"])
     data_dir, meta = train.load_meta(config["dataset"])
     model, _ = train.init_model(train.SimpleNamespace(**config), meta, 0)
-    splits = train.load_splits(data_dir, config["block_size"])
+    splits = train.load_splits(data_dir, meta, config["block_size"])
     x, y = train.get_batch(splits["train"], config["batch_size"], config["block_size"], "cpu",
                            train.batch_generator(config["seed"], 0, 0, 0))
     model(x, y)[1].backward()

@@ -287,6 +287,27 @@ def test_stop_and_resume_equals_a_straight_run(char_data, tmp_path):
     assert os.path.getmtime(tmp_path / "split" / "ckpt.pt") == mtime
 
 
+def test_sharded_data_resumes_exactly_as_one_file(char_data, tmp_path):
+    """The same tokens in shards of ~1/3 of the file: a run stopped and resumed on the shards has, bit for bit,
+    the loss curve of a straight run on the single files (batches sample the joined shards)."""
+    from files import write_token_split
+    fetch = importlib.import_module("data.fetch")
+    data_dir, meta = train.load_meta(char_data)
+    shards = tmp_path / "shards"
+    token_files = {}
+    for split in ("train", "val"):
+        ids = np.fromfile(os.path.join(data_dir, f"{split}.bin"), dtype=np.uint16)
+        token_files[split] = write_token_split(shards, split, [ids], "uint16", shard_tokens=len(ids) // 3 + 1)
+        assert len(token_files[split]) == 3
+    fetch.write_meta(shards, meta["vocab_size"], meta["tokenizer"], token_files)
+    common = dict(max_iters=8, lr_decay_iters=8, eval_interval=4, eval_iters=2, dropout=0.1)
+    train.main(tiny_config(char_data, tmp_path / "straight", **common))
+    train.main(tiny_config(str(shards), tmp_path / "split", **dict(common, max_iters=4)))
+    train.main(tiny_config(str(shards), tmp_path / "split", **dict(common, init_from="resume")))
+    straight, split = curve(read_log(tmp_path / "straight")), curve(read_log(tmp_path / "split"))
+    assert len(straight) == 8 + 3 and split == straight
+
+
 def _ddp_worker(rank, world_size, port, config, count_path):
     """One torchrun-like process: the env torchrun would set, then train.main. Counts gradient all-reduces."""
     from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
@@ -371,13 +392,14 @@ def test_prepare_shakespeare_char(tmp_path):
     text = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 20
     meta = prepare.prepare(text, str(tmp_path))
     chars = sorted(set(text))
+    n = int(0.9 * len(text))
     assert meta == {"vocab_size": len(chars), "tokenizer": {"kind": "char", "chars": "".join(chars)},
-                    "dtype": "uint16"}
+                    "dtype": "uint16", "token_files": {"train": [["train.bin", n]], "val": [["val.bin", len(text) - n]]}}
     assert json.loads((tmp_path / "meta.json").read_text(encoding="utf-8")) == meta
     assert not (tmp_path / "meta.pkl").exists()
     assert train.load_meta(str(tmp_path)) == (str(tmp_path), meta)
     ids = np.concatenate([np.fromfile(tmp_path / f"{s}.bin", dtype=np.uint16) for s in ("train", "val")])
-    assert len(np.fromfile(tmp_path / "train.bin", dtype=np.uint16)) == int(0.9 * len(text))
+    assert len(np.fromfile(tmp_path / "train.bin", dtype=np.uint16)) == n
     assert "".join(meta["tokenizer"]["chars"][i] for i in ids) == text
 
 
@@ -408,7 +430,7 @@ def test_meta_is_plain_data_and_never_runs_code(tmp_path):
     with open(data / "meta.pkl", "wb") as f:
         pickle.dump({"vocab_size": 3, "itos": {0: "a", 1: "b", 2: "c"}, "stoi": {"a": 0, "b": 1, "c": 2}}, f)
     assert train.load_meta(str(data))[1] == {"vocab_size": 3, "tokenizer": {"kind": "char", "chars": "abc"},
-                                             "dtype": "uint16"}
+                                             "dtype": "uint16", "token_files": train.OLD_TOKEN_FILES}
     # garbage: one clear error each
     for name, body in [("meta.pkl", b"\x80\x04garbage"), ("meta.json", b"{not json"), ("meta.json", b'{"vocab_size": 0}'),
                        ("meta.json", b'{"vocab_size": 3, "tokenizer": {"kind": "char"}, "dtype": "int64"}')]:
@@ -447,8 +469,8 @@ def test_prepare_shakespeare_gpt2_tokens_match_tiktoken(tmp_path):
     import bpe
     prepare = importlib.import_module("data.shakespeare.prepare")
     text = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n" * 5
-    meta = prepare.prepare(text, str(tmp_path))
-    assert meta == {"vocab_size": 50257, "tokenizer": {"kind": "gpt2"}, "dtype": "uint16"}
+    meta = prepare.prepare(text, str(tmp_path), num_proc=2)
+    assert meta == dict(train.load_meta(str(tmp_path))[1], vocab_size=50257, tokenizer={"kind": "gpt2"}, dtype="uint16")
     enc = tiktoken.Encoding("gpt2-local", pat_str=bpe.GPT2_SPLIT_PATTERN, special_tokens={"<|endoftext|>": 50256},
                             mergeable_ranks=tiktoken.load.load_tiktoken_bpe(str(bpe.gpt2_ranks_path())))
     n = int(0.9 * len(text))
@@ -457,21 +479,37 @@ def test_prepare_shakespeare_gpt2_tokens_match_tiktoken(tmp_path):
 
 
 def test_prepare_tinystories_trains_a_bpe_and_separates_stories(tmp_path):
+    import re
+
     from bpe import tokenizer_from_spec
     prepare = importlib.import_module("data.tinystories.prepare")
     stories = [f"Once upon a time, story number {i} had a little dog named Spot." for i in range(40)]
     src = tmp_path / "stories.txt"
-    src.write_text("".join(s + "\n<|endoftext|>\n" for s in stories))
-    meta = prepare.prepare(str(src), None, str(tmp_path / "out"), vocab_size=300, num_proc=2)
+    text = "".join(s + "\n<|endoftext|>\n" for s in stories)
+    src.write_text(text)
+    # 100-token shards: train is written in shards, val (77 tokens) as one file
+    meta = prepare.prepare(str(src), None, str(tmp_path / "out"), vocab_size=300, num_proc=2, shard_tokens=100)
     assert meta["tokenizer"]["kind"] == "bpe" and meta["vocab_size"] <= 300
     codec = tokenizer_from_spec(meta["tokenizer"])
     assert (tmp_path / "out" / "tokenizer" / "tokenizer.bpe").is_file()
     assert len(codec.encode(" little dog named Spot")) <= 5  # merges learned from the stories: words, not bytes
-    for split, expected in (("train", [s for i, s in enumerate(stories) if i % 10 != 9]),
-                            ("val", stories[9::10])):
+    # the file encoded as it is; every 10th story (its ids up to its <|endoftext|>) held out
+    docs = re.split("(?<=<\\|endoftext\\|>)", text)
+    assert len(docs) == 41 and docs[9] == "\n" + stories[9] + "\n<|endoftext|>"
+    data_dir, loaded = train.load_meta(str(tmp_path / "out"))
+    splits = train.load_splits(data_dir, loaded, 8)
+    assert len(meta["token_files"]["train"]) > 5 and meta["token_files"]["val"] == [["val.bin", 77]]
+    for split, held in (("train", False), ("val", True)):
+        expected = "".join(d for i, d in enumerate(docs) if (i % 10 == 9) == held)
+        ids = np.concatenate(splits[split]).tolist()
+        assert ids == codec.encode(expected, allowed_special="all")
+        assert ids.count(codec.eot_id) == (4 if held else 36)
+    # --val_input: each file encoded whole
+    meta = prepare.prepare(str(src), str(src), str(tmp_path / "out"), vocab_size=300, num_proc=1)
+    for split in ("train", "val"):
         ids = np.fromfile(tmp_path / "out" / f"{split}.bin", dtype=np.uint16).tolist()
-        assert codec.decode(ids) == "".join(s + "<|endoftext|>" for s in expected)
-        assert ids.count(codec.eot_id) == len(expected)
+        assert ids == codec.encode(text, allowed_special="all")
+    assert sorted(os.listdir(tmp_path / "out")) == ["meta.json", "tokenizer", "train.bin", "val.bin"]
 
 
 def test_hellaswag_during_training_is_logged(tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 # repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from data.fetch import prepare_main, write_meta  # noqa: E402
+from files import write_token_split  # noqa: E402
 
 
 def prepare(text, out_dir):
@@ -28,9 +29,9 @@ def prepare(text, out_dir):
     ids = np.array([stoi[ch] for ch in text], dtype=np.uint16)
     n = int(0.9 * len(ids))
     os.makedirs(out_dir, exist_ok=True)
-    ids[:n].tofile(os.path.join(out_dir, "train.bin"))
-    ids[n:].tofile(os.path.join(out_dir, "val.bin"))
-    meta = write_meta(out_dir, len(chars), {"kind": "char", "chars": "".join(chars)})
+    token_files = {split: write_token_split(out_dir, split, [part], "uint16")
+                   for split, part in (("train", ids[:n]), ("val", ids[n:]))}
+    meta = write_meta(out_dir, len(chars), {"kind": "char", "chars": "".join(chars)}, token_files)
     print(f"{len(text):,} characters, vocab {len(chars)}: "
           f"train {n:,} tokens, val {len(ids) - n:,} tokens -> {out_dir}")
     return meta
