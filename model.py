@@ -192,8 +192,8 @@ class Documents:
     lengths: per row, its documents' lengths; T: the row length (a row's unused tail is one more
     document, so every query has a key). mask() is this attention as a dense (B, T, T) mask: the
     readable definition, which takes F.scaled_dot_product_attention off its fused kernel. attend()
-    never builds it: documents of similar length (within 2x) form a group, padded on the right to
-    its longest (no real query sees that padding), one fused causal call per group.
+    never builds it: documents of similar length form a group, padded on the right to its longest
+    (no real query sees that padding), one fused causal call per group.
     """
 
     def __init__(self, lengths, T):
@@ -204,7 +204,8 @@ class Documents:
         self.positions = torch.cat([torch.arange(n) for _, n in self.spans]).view(self.B, T)
         index, real, self.shapes = [], [], []  # shapes: (documents, padded length) per group
         longest_first = sorted(self.spans, key=lambda span: span[1], reverse=True)
-        for _, group in groupby(longest_first, key=lambda span: span[1].bit_length()):
+        # lengths within 2x share a group; all under 128 share one (a call costs more than padding)
+        for _, group in groupby(longest_first, key=lambda span: max(span[1], 64).bit_length()):
             group = list(group)
             steps = torch.arange(group[0][1])  # (L): the group's longest document
             for start, n in group:  # a padding slot repeats the document's last token

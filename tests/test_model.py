@@ -158,15 +158,16 @@ def block_diagonal_mask(lengths, T):
 @pytest.mark.parametrize("rope, n_kv_head", [(False, None), (True, 2)])
 def test_documents_attend_as_the_dense_block_diagonal_mask(rope, n_kv_head):
     # packed rows attended per document (no (B, T, T) mask) == the dense mask, in logits and gradients
-    T = 40
+    T = 300  # long enough for several groups of document lengths
     gen = torch.Generator().manual_seed(1)
-    lengths = [[T], [20, 20], [1, 1, 3], [T - 1]]  # full rows, one-token documents, a 1-token tail
+    lengths = [[T], [150, 150], [1, 1, 3], [T - 1]]  # full rows, one-token documents, a 1-token tail
     for _ in range(4):  # random rows: 1..T tokens per document, until the next would not fit
         row = []
         while sum(row) + (n := int(torch.randint(1, T + 1, (1,), generator=gen))) <= T:
             row.append(n)
         lengths.append(row)
     docs = Documents(lengths, T)
+    assert len(docs.shapes) >= 3
     assert torch.equal(docs.mask(), block_diagonal_mask(lengths, T))
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=T, vocab_size=50, n_layer=2, n_head=4, n_embd=32, rope=rope,
