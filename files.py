@@ -52,6 +52,14 @@ def atomic_write(path: str | os.PathLike, write, mode: int = 0o644) -> None:
     _sync_dir(folder)
 
 
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """None; dst then holds a whole copy of src (made by atomic_write, so never half of one), its
+    folder made if missing. The copy streams: a checkpoint of many GB never sits in memory."""
+    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+    with open(src, "rb") as f_src:
+        atomic_write(dst, lambda f: shutil.copyfileobj(f_src, f, 1 << 24))
+
+
 def atomic_write_dir(path: str | os.PathLike, files: dict) -> None:
     """None; the directory path then holds the files {name: write} made (each by write(f) on a
     binary file), or is as it was before. So files that belong together (a tokenizer's model and

@@ -9,7 +9,8 @@ of in * out, and the frozen weights need no gradients. B starts at zero: before 
 model is exactly the pretrained one. Afterwards W + (alpha / r) B A is an ordinary weight again
 (`merge_state_dict`), so checkpoints and exports hold plain Linear layers that every tool reads.
 
-    python sft.py config/sft_demo_cpu.py --lora_rank=8 --lora_alpha=16 --lora_targets=attn,mlp
+    python sft.py config/sft_demo_cpu.py --lora_rank=8 --lora_alpha=16 --lora_targets=attn,mlp \
+        --out_dir=out-sft-lora
 """
 import math
 

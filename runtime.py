@@ -116,6 +116,16 @@ def rng_states(device):
     return {"torch": torch.get_rng_state(), "cuda": cuda}
 
 
+def all_ranks(value):
+    """[rank 0's value, rank 1's, ...] -> a list gathered on every rank ([value] without DDP): what
+    rank 0 writes into a checkpoint so that each process resumes its own state."""
+    if not dist.is_initialized():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def set_rng_states(states, device):
     """Continue the RNG streams that rng_states saved."""
     torch.set_rng_state(states["torch"])

@@ -10,7 +10,6 @@ The model reads the whole row but is only taught the answer and the end-of-text 
 target inside the prompt is -100 (cross-entropy's ignore_index), so it learns to answer, not to
 ask, and to stop.
 """
-import dataclasses
 import json
 import os
 import sys
@@ -24,16 +23,18 @@ from torch.distributed.fsdp import FSDPModule
 
 import bpe
 from bpe import TEMPLATES, prompt_ids
-from checkpoints import gather_state, load_checkpoint, make_checkpoint, save_checkpoint
+from checkpoints import load_checkpoint
 from configurator import apply_overrides, quiet_broken_pipe
-from files import ANSWER, QUESTION, atomic_write, qa_prompt, read_qa_file
+from files import ANSWER, QUESTION, atomic_copy, atomic_write, qa_prompt, read_qa_file
 from model import GPT, Documents, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
-from runtime import (JsonlLogger, autocast_context, claim_out_dir, duration, is_master, pick_device,
-                     pick_dtype, plot_log, print0, rng_states, setup_ddp, start_wandb, teardown_ddp)
-from lora import count_params, merge_state_dict
+from runtime import (JsonlLogger, all_ranks, autocast_context, claim_out_dir, duration, is_master,
+                     pick_device, pick_dtype, plot_log, print0, setup_ddp, start_wandb,
+                     teardown_ddp)
+from lora import count_params
 from token_lengths import recommend_length
-from train import (SCALE_CONFIG, check_scale_options, get_lr, optimizer_step, prepare_model,
-                   set_lr, stop_if_diverged)
+from train import (SCALE_CONFIG, check_scale_options, get_lr, given_keys, optimizer_step,
+                   prepare_model, restore_state, resumed_config, save_run, set_lr,
+                   stop_if_diverged)
 
 IGNORE = -100  # F.cross_entropy's ignore_index: targets we do not learn
 
@@ -77,6 +78,8 @@ DEFAULT_CONFIG = dict(
     grad_clip=1.0,
     log_interval=10,
     seed=1337,
+    save_interval=0,  # steps between checkpoints inside an epoch (0: at the end of each epoch)
+    keep_best=False,  # also keep the checkpoint with the lowest held-out loss in out_dir/best/
     # before/after answers
     eval_train=0,  # training questions answered for the exact-match rate (0: all of them)
     eval_heldout=0,  # held-out questions answered (0: all; the held-out loss always uses all)
@@ -87,6 +90,7 @@ DEFAULT_CONFIG = dict(
     device=None,  # None: cuda, then mps, then cpu
     dtype=None,  # None: bfloat16 on CUDA (float16 + grad scaler without bf16), float32 elsewhere
     backend=None,  # DDP backend; None: nccl on CUDA, gloo otherwise
+    ddp_timeout=1800,  # seconds a process waits for the others (a save, a stuck rank), then fails
     compile=False,
     **SCALE_CONFIG,  # fsdp, activation_checkpointing, lora_*, wandb_*: as in train.py
     num_threads=0,  # CPU threads for torch; 0: torch's default (tiny models, busy machine: try 1)
@@ -343,8 +347,8 @@ def print_side_by_side(title, rows, width=150):
 
 # ----------------------------------------------------------------------------- the run
 def load_start(cfg, train_text, device):
-    """-> (model on device, bpe.Tokenizer) to fine-tune, per init_from;
-    markers added if special_tokens."""
+    """-> (model on device, bpe.Tokenizer, the checkpoint to resume or None) to fine-tune, per
+    init_from; markers added if special_tokens."""
     init = cfg["init_from"]
     ckpt_dir = cfg["out_dir"] if init == "resume" else init
     if init == "scratch":
@@ -353,12 +357,13 @@ def load_start(cfg, train_text, device):
         model = GPT(GPTConfig(block_size=cfg["block_size"], vocab_size=pad_vocab_size(tok.n_vocab),
                               n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
                               bias=cfg["bias"], dropout=cfg["dropout"]))
-        return model.to(device), tok
+        return model.to(device), tok, None
     path = os.path.join(ckpt_dir, "ckpt.pt")
     if init == "resume" and not os.path.isfile(path):
         raise FileNotFoundError(f"init_from=resume: no checkpoint at {path}; point --out_dir at "
                                 "the run to go on from, or start from scratch, gpt2 or a directory "
                                 "(--init_from=...)")
+    ckpt = None
     if os.path.isfile(path):
         ckpt = load_checkpoint(path)
         spec = ckpt.get("tokenizer", {})
@@ -378,7 +383,7 @@ def load_start(cfg, train_text, device):
     if cfg["special_tokens"] and not {QUESTION, ANSWER} <= set(tok.special_tokens):
         n_old, tok = tok.n_vocab, add_marker_tokens(tok)
         init_new_rows(model, [tok.special_tokens[QUESTION], tok.special_tokens[ANSWER]], n_old)
-    return model.to(device), tok
+    return model.to(device), tok, ckpt if init == "resume" else None
 
 
 def epoch_plan(lengths, batch_size, packing, block_size, generator):
@@ -413,7 +418,8 @@ def run(cfg):
     returns the answers.json dict on rank 0."""
     device = pick_device(cfg["device"])
     check_scale_options(SimpleNamespace(**cfg))
-    ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"])
+    ddp, rank, local_rank, world_size, device = setup_ddp(device, cfg["backend"],
+                                                          cfg["ddp_timeout"])
     try:  # out_dir is held for the run (--show_example writes nothing)
         with claim_out_dir(cfg["out_dir"], cfg["init_from"], cfg["overwrite"]) \
                 if cfg["show_example"] < 0 else nullcontext():
@@ -501,107 +507,179 @@ def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autoc
 
 
 def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world_size, device,
-                 dtype):
-    """Every epoch: its steps, then the held-out loss, a log.jsonl row and ckpt.pt.
+                 dtype, ckpt, before):
+    """Every epoch: its steps, then the held-out loss, a log.jsonl row and ckpt.pt (also every
+    save_interval steps). ckpt: a checkpoint to continue exactly where it stopped, else None.
     -> (the trained model, the epoch rows, {steps, train_time_s, tokens_seen, positions_seen})."""
     rows = [make_row(p, c) for p, c in examples]  # (inputs, targets) per example
     lengths = [len(x) for x, _ in rows]
-    pad_id = tok.eot_id  # any valid id: padding is never attended to and its targets are ignored
-    autocast = autocast_context(device, dtype)
-    g = torch.Generator().manual_seed(cfg["seed"])
+    g = torch.Generator().manual_seed(cfg["seed"])  # the same plans on every rank and on resume
     plans = [epoch_plan(lengths, cfg["batch_size"], cfg["packing"], model.config.block_size, g)
              for _ in range(cfg["epochs"])]
-    plans = rank_share(plans, dist.get_rank() if ddp else 0, world_size)
-    total_iters = sum(len(plan) for plan in plans)
+    rank = dist.get_rank() if ddp else 0
+    plans = rank_share(plans, rank, world_size)
     raw_model = model
     model, optimizer, scaler = prepare_model(raw_model, SimpleNamespace(**cfg), device, dtype, ddp,
                                              local_rank)
+    run = SimpleNamespace(
+        cfg=cfg, model=model, raw_model=raw_model, optimizer=optimizer, scaler=scaler, tok=tok,
+        rows=rows, lengths=lengths, val_examples=val_examples, pad_id=tok.eot_id, device=device,
+        autocast=autocast_context(device, dtype), world_size=world_size, before=before,
+        total_iters=sum(len(plan) for plan in plans))
+    # pad_id: any valid id; padding is never attended to and its targets are ignored
+    p = start_progress(run, ckpt, rank)
     wandb_run = start_wandb(cfg["wandb_project"], cfg["wandb_run_name"], cfg) \
         if cfg["wandb_log"] else None
-    logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"), 0, wandb_run)  # a fresh log
+    # a fresh log, or the resumed run's rows up to its checkpoint (not those logged after it)
+    run.logger = JsonlLogger(os.path.join(cfg["out_dir"], "log.jsonl"),
+                             p.it + 1 if ckpt else 0, wandb_run)
     print0(f"training {raw_model.get_num_params() / 1e6:.2f}M parameters for {cfg['epochs']} "
-           f"epochs, {total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), "
-           f"on {device}")
-    it, best_val, epoch_rows = 0, float("inf"), []
-    trainable, total = count_params(raw_model)
-    stats = {"steps": total_iters, "train_time_s": 0.0, "tokens_seen": 0, "positions_seen": 0,
-             "trainable_params": trainable, "total_params": total}
-    log_time, log_tokens = 0.0, 0  # seconds spent in training steps (not in evaluation)
+           f"epochs, {run.total_iters} steps ({'packing' if cfg['packing'] else 'padding'}), "
+           f"on {device}" + (f"; resuming after step {p.it}" if ckpt else ""))
+    done = 0  # steps before this epoch
     for epoch, plan in enumerate(plans):
-        model.train()
-        loss_sum = torch.zeros(2, device=device)  # sum of loss * learned tokens, learned tokens
-        counts = [0, 0]  # input tokens (padding excluded), input positions (padding included)
-        for batch in plan:
-            t0 = time.time()
-            lr = get_lr(it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"], total_iters) \
-                if cfg["decay_lr"] else cfg["learning_rate"]
-            set_lr(optimizer, lr)
-            loss, norm, n_learned, n_positions = train_step(model, optimizer, scaler, batch, rows,
-                                                            cfg, pad_id, device, autocast)
-            n_real = sum(lengths[i] for row in batch for i in row)  # no padding
-            loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
-            counts = [counts[0] + n_real, counts[1] + n_positions]
-            dt, it = time.time() - t0, it + 1
-            stats["train_time_s"] += dt
-            log_time, log_tokens = log_time + dt, log_tokens + n_real
-            if it % cfg["log_interval"] == 0 and is_master():  # tokens/s: this rank's x the ranks
-                ms, tps = log_time * 1000 / cfg["log_interval"], log_tokens * world_size / log_time
-                eta = stats["train_time_s"] / it * (total_iters - it)  # mean step time so far
-                print0(f"iter {it}/{total_iters}: loss {loss.item():.4f}, grad_norm "
-                       f"{norm.item():.4f}, lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s, "
-                       f"eta {duration(eta)}")
-                logger.log({"iter": it, "loss": loss.item(), "grad_norm": norm.item(), "lr": lr,
-                            "dt_ms": ms, "tokens_per_sec": tps})
-                log_time, log_tokens = 0.0, 0
-        row = end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it,
-                        epoch, pad_id, device, autocast)
-        best_val = min(best_val, row.get("val_loss", best_val))
-        epoch_rows.append(row)
-        logger.log(row)
-        stop_if_diverged(it, {k: row[k] for k in ("train_loss", "val_loss") if k in row},
-                         cfg["learning_rate"], raw_model)
-        model_state = save_sft(cfg, raw_model, optimizer, tok, it, best_val, device)
+        if p.it < done + len(plan):  # an epoch a resumed run has not finished
+            run_epoch(run, p, epoch, plan[p.it - done:] if p.it > done else plan)
+        done += len(plan)
     if isinstance(raw_model, FSDPModule) and is_master():  # answers come from one whole model
         raw_model = GPT(raw_model.config).to(device)
-        raw_model.load_state_dict(model_state)
-    return raw_model, epoch_rows, stats
+        raw_model.load_state_dict(p.model_state)
+    return raw_model, p.epoch_rows, p.stats
 
 
-def save_sft(cfg, raw_model, optimizer, tok, it, best_val, device):
-    """Write out_dir/ckpt.pt (merged LoRA weights, gathered FSDP shards) on rank 0 -> the model's
-    state_dict there (every rank must call: FSDP gathers)."""
-    model_state, optimizer_state = gather_state(raw_model, optimizer)
-    if not is_master():
-        return None
-    if cfg["lora_rank"]:
-        model_state = merge_state_dict(model_state, cfg["lora_alpha"])
-    save_checkpoint(os.path.join(cfg["out_dir"], "ckpt.pt"), make_checkpoint(
-        model_state, optimizer_state, dataclasses.asdict(raw_model.config),
-        bpe.tokenizer_spec(tok), dict(cfg), it, best_val, [rng_states(device)]))
-    return model_state
+def start_progress(run, ckpt, rank):
+    """-> the run's progress (step, best held-out loss, epoch rows, stats, this epoch's sums): at
+    zero, or a checkpoint's, with the optimizer, loss scale and RNG continued from it too."""
+    trainable, total = count_params(run.raw_model)
+    p = SimpleNamespace(it=0, best_val=float("inf"), epoch_rows=[], model_state=None,
+                        stats={"steps": run.total_iters, "train_time_s": 0.0, "tokens_seen": 0,
+                               "positions_seen": 0, "trainable_params": trainable,
+                               "total_params": total},
+                        loss_sum=torch.zeros(2, device=run.device), counts=[0, 0])
+    if ckpt is None:
+        return p
+    saved = ckpt.get("sft")
+    if saved is None:  # an older sft.py's checkpoint: its weights, without where it stopped
+        raise ValueError("init_from=resume: the checkpoint has no sft progress (it was written "
+                         "by train.py or an older sft.py); fine-tune from it with "
+                         f"--init_from={run.cfg['out_dir']} --out_dir=NEW_DIR instead")
+    if ckpt["iter_num"] >= run.total_iters:
+        raise ValueError(f"init_from=resume: the run finished its {run.total_iters} steps "
+                         f"({run.cfg['epochs']} epochs); give --epochs=N with N > "
+                         f"{run.cfg['epochs']} to train on")
+    restore_state(ckpt, run.raw_model, run.optimizer, run.scaler, rank, run.world_size, run.device)
+    sums = saved["epoch_sums"][rank] if len(saved["epoch_sums"]) == run.world_size else [[0, 0],
+                                                                                          [0, 0]]
+    p.it, p.best_val, p.epoch_rows = ckpt["iter_num"], ckpt["best_val_loss"], saved["epoch_rows"]
+    p.stats.update(saved["stats"], steps=run.total_iters)
+    p.loss_sum, p.counts = torch.tensor(sums[0], device=run.device), sums[1]
+    return p
 
 
-def end_epoch(cfg, raw_model, optimizer, tok, val_examples, loss_sum, counts, stats, it, epoch,
-              pad_id, device, autocast):
+def run_epoch(run, p, epoch, plan):
+    """Train on plan (this epoch's batches, or the rest of them on resume), then end the epoch:
+    the held-out loss, its log.jsonl row and ckpt.pt."""
+    cfg = run.cfg
+    run.model.train()
+    log_time, log_tokens = 0.0, 0  # seconds spent in training steps (not in evaluation)
+    for step, batch in enumerate(plan):
+        t0 = time.time()
+        lr = get_lr(p.it, cfg["learning_rate"], cfg["min_lr"], cfg["warmup_iters"],
+                    run.total_iters) if cfg["decay_lr"] else cfg["learning_rate"]
+        set_lr(run.optimizer, lr)
+        loss, norm, n_learned, n_positions = train_step(run.model, run.optimizer, run.scaler,
+                                                        batch, run.rows, cfg, run.pad_id,
+                                                        run.device, run.autocast)
+        n_real = sum(run.lengths[i] for row in batch for i in row)  # no padding
+        # sum of loss * learned tokens, learned tokens; input tokens without and with padding
+        p.loss_sum += torch.stack([loss.detach().float() * n_learned, n_learned.float()])
+        p.counts = [p.counts[0] + n_real, p.counts[1] + n_positions]
+        dt, p.it = time.time() - t0, p.it + 1
+        p.stats["train_time_s"] += dt
+        log_time, log_tokens = log_time + dt, log_tokens + n_real
+        if p.it % cfg["log_interval"] == 0 and is_master():
+            log_step(run, p, loss, norm, lr, log_time, log_tokens)
+            log_time, log_tokens = 0.0, 0
+        if cfg["save_interval"] and p.it % cfg["save_interval"] == 0 and step < len(plan) - 1:
+            save_sft(run, p)  # mid-epoch (the epoch's end saves anyway)
+    row = end_epoch(run, p, epoch)
+    improved = row.get("val_loss", float("inf")) < p.best_val
+    p.best_val = min(p.best_val, row.get("val_loss", p.best_val))
+    p.epoch_rows.append(row)
+    run.logger.log(row)
+    stop_if_diverged(p.it, {k: row[k] for k in ("train_loss", "val_loss") if k in row},
+                     cfg["learning_rate"], run.raw_model)
+    p.loss_sum, p.counts = torch.zeros(2, device=run.device), [0, 0]  # the next epoch's sums
+    p.model_state = save_sft(run, p)
+    if improved and cfg["keep_best"] and is_master():  # ckpt.pt goes on; best/ keeps the best
+        best = os.path.join(cfg["out_dir"], "best", "ckpt.pt")
+        atomic_copy(os.path.join(cfg["out_dir"], "ckpt.pt"), best)
+        print0(f"held-out loss {p.best_val:.4f} is the lowest so far: copied ckpt.pt to {best}")
+
+
+def log_step(run, p, loss, norm, lr, log_time, log_tokens):
+    """Print and log one training step's row (rank 0): tokens/s is this rank's times the ranks,
+    the ETA comes from the mean step time so far."""
+    cfg = run.cfg
+    ms = log_time * 1000 / cfg["log_interval"]
+    tps = log_tokens * run.world_size / log_time
+    eta = p.stats["train_time_s"] / p.it * (run.total_iters - p.it)
+    print0(f"iter {p.it}/{run.total_iters}: loss {loss.item():.4f}, grad_norm {norm.item():.4f}, "
+           f"lr {lr:.2e}, {ms:.0f} ms/iter, {tps:.0f} tokens/s, eta {duration(eta)}")
+    run.logger.log({"iter": p.it, "loss": loss.item(), "grad_norm": norm.item(), "lr": lr,
+                    "dt_ms": ms, "tokens_per_sec": tps})
+
+
+def save_sft(run, p):
+    """Write out_dir/ckpt.pt (merged LoRA weights, gathered FSDP shards) on rank 0, with where the
+    run stands (step, epoch rows, this epoch's sums per rank, the answers before training), so
+    that init_from=resume continues it exactly -> the model's state_dict there (else None)."""
+    sums = all_ranks([p.loss_sum.tolist(), p.counts])
+    progress = {"epoch_rows": p.epoch_rows, "stats": p.stats, "epoch_sums": sums,
+                "answers_before": run.before}
+    return save_run(os.path.join(run.cfg["out_dir"], "ckpt.pt"), dict(run.cfg), run.raw_model,
+                    run.optimizer, run.scaler, bpe.tokenizer_spec(run.tok), p.it, p.best_val,
+                    run.device, sft=progress)
+
+
+def end_epoch(run, p, epoch):
     """The epoch's row: token-weighted mean training loss over all ranks,
     held-out loss, tokens seen."""
+    loss_sum, counts = p.loss_sum.clone(), p.counts
     if dist.is_initialized():
-        counts = torch.tensor(counts, device=device)
+        counts = torch.tensor(counts, device=run.device)
         for t in (loss_sum, counts):
             dist.all_reduce(t)
         counts = counts.tolist()
     train_loss = (loss_sum[0] / loss_sum[1]).item()
-    stats["tokens_seen"] += counts[0]
-    stats["positions_seen"] += counts[1]
-    row = {"iter": it, "epoch": epoch + 1, "train_loss": train_loss,
-           "tokens_seen": stats["tokens_seen"]}
-    if val_examples:  # the held-out loss goes where train.py logs its val_loss
-        row["val_loss"] = mean_loss(raw_model, val_examples, cfg["batch_size"], pad_id, device,
-                                    autocast)
-    held_out = f", held-out loss {row['val_loss']:.4f}" if val_examples else ""
+    p.stats["tokens_seen"] += counts[0]
+    p.stats["positions_seen"] += counts[1]
+    row = {"iter": p.it, "epoch": epoch + 1, "train_loss": train_loss,
+           "tokens_seen": p.stats["tokens_seen"]}
+    if run.val_examples:  # the held-out loss goes where train.py logs its val_loss
+        row["val_loss"] = mean_loss(run.raw_model, run.val_examples, run.cfg["batch_size"],
+                                    run.pad_id, run.device, run.autocast)
+    held_out = f", held-out loss {row['val_loss']:.4f}" if run.val_examples else ""
     print0(f"epoch {epoch + 1}: train loss {train_loss:.4f}{held_out}, "
-           f"tokens seen {stats['tokens_seen']}")
+           f"tokens seen {p.stats['tokens_seen']}")
     return row
+
+
+def answers_before(cfg, ckpt, model, tok, questions, max_new, device):
+    """The model's greedy answers to questions before fine-tuning, on rank 0 (None elsewhere): a
+    resumed run's come from its checkpoint, as its model has already learned."""
+    saved = (ckpt or {}).get("sft", {}).get("answers_before") or {}
+    if saved.get("questions") == questions:
+        return saved["answers"]
+    if ckpt is not None:
+        print0("the checkpoint's answers before training were to other questions: answering "
+               "them now with the resumed model")
+    if not is_master():
+        return None
+    t0 = time.time()
+    before = greedy_answers(model, tok, questions, max_new, device, cfg["template"])
+    print0(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
+    return before
 
 
 def report(cfg, questions, refs, n_tr, n_val, before, after, epoch_rows, stats):
@@ -642,7 +720,7 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     pairs, val_pairs = read_data(cfg)
     # for a tokenizer trained here
     train_text = "<|endoftext|>".join(qa_prompt(q) + a for q, a in pairs)
-    model, tok = load_start(cfg, train_text, device)
+    model, tok, ckpt = load_start(cfg, train_text, device)
     examples, val_examples, _ = tokenize(cfg, tok, pairs, val_pairs, model.config.block_size)
     if cfg["show_example"] >= 0:
         if not 0 <= cfg["show_example"] < len(examples):
@@ -662,13 +740,11 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
     refs = ([pairs[i][1] for i in train_idx] + [a for _, a in held]
             + [None] * len(cfg["free_prompts"]))
     max_new = cfg["gen_length"] or max(len(c) for _, c in examples)
-    t0 = time.time()
-    before = greedy_answers(model, tok, questions, max_new, device, cfg["template"]) \
-        if is_master() else None
-    print0(f"answered {len(questions)} questions before training in {time.time() - t0:.1f}s")
+    before = answers_before(cfg, ckpt, model, tok, questions, max_new, device)
 
     model, epoch_rows, stats = train_epochs(cfg, model, tok, examples, val_examples, ddp,
-                                            local_rank, world_size, device, dtype)
+                                            local_rank, world_size, device, dtype, ckpt,
+                                            {"questions": questions, "answers": before})
     if not is_master():
         return None
     after = greedy_answers(model, tok, questions, max_new, device, cfg["template"])
@@ -683,7 +759,9 @@ def fine_tune(cfg, ddp, rank, local_rank, world_size, device):
 
 def main(argv=None):
     try:
-        cfg = apply_overrides(DEFAULT_CONFIG, sys.argv[1:] if argv is None else argv)
+        argv = sys.argv[1:] if argv is None else argv
+        # on resume, the checkpoint's settings, except those given here
+        cfg = resumed_config(apply_overrides(DEFAULT_CONFIG, argv), given_keys(argv))
         if cfg["num_threads"] > 0:
             torch.set_num_threads(cfg["num_threads"])
         return run(cfg)

@@ -46,17 +46,22 @@ CANDIDATES = {"p90": 0.9, "p95": 0.95, "p99": 0.99, "max": 1.0}
 
 def load_counter(spec, lowercase=True):
     """'gpt2' | 'char' | a bpe.py model dir or .bpe file | a WordPiece vocab.txt
-    -> fn(text) -> int."""
+    -> fn(text) -> (tokens, how many of them are unknown: WordPiece's [UNK]; 0 for byte-level)."""
     if spec == "char":
-        return len  # one token per Unicode code point, as in nanoGPT's shakespeare_char
+        # one token per Unicode code point, as in nanoGPT's shakespeare_char
+        return lambda text: (len(text), 0)
     if spec == "gpt2" or os.path.isdir(spec) or spec.endswith(".bpe"):
         tok = load_tokenizer(spec)
         # ordinary text: a literal "<|endoftext|>" inside an example is text,
         # as sft.py's markers are
-        return lambda text: len(tok.encode_ordinary(text))
+        return lambda text: (len(tok.encode_ordinary(text)), 0)
     if os.path.isfile(spec):
         tok = WordPieceTokenizer.from_vocab_file(spec, lowercase=lowercase)
-        return lambda text: len(tok.encode(text))
+
+        def count(text):
+            ids = tok.encode(text)
+            return len(ids), ids.count(tok.unk_id)
+        return count
     raise FileNotFoundError(f"--tokenizer {spec!r}: not 'gpt2' or 'char', and no such directory "
                             "or file; give gpt2, char, a bpe.py model directory/.bpe file, "
                             "or a WordPiece vocab.txt")
@@ -169,24 +174,29 @@ def _init_worker(spec, lowercase, prompt_template, eot):
 
 
 def _count_chunk(chunk):
-    """[(prompt or None, completion)] -> (prompt lengths or None, completion lengths)."""
+    """[(prompt or None, completion)] -> (prompt lengths or None, completion lengths, unknown
+    tokens in all of them)."""
     count, template, eot = _count
-    completions = [count(c) + eot for _, c in chunk]
+    completions = [count(c) for _, c in chunk]
+    unknown = sum(u for _, u in completions)
+    completions = [n + eot for n, _ in completions]
     if chunk[0][0] is None:
-        return None, completions
-    return [count(template.replace("{prompt}", p)) for p, _ in chunk], completions
+        return None, completions, unknown
+    prompts = [count(template.replace("{prompt}", p)) for p, _ in chunk]
+    return [n for n, _ in prompts], completions, unknown + sum(u for _, u in prompts)
 
 
 class Lengths:
     """Per-example token lengths of a dataset (int64 arrays in file order)
     and its longest example."""
 
-    def __init__(self, prompt, completion, longest, skipped):
+    def __init__(self, prompt, completion, longest, skipped, unknown=0):
         self.prompt = prompt  # [N] or None for plain text (no prompt/completion split)
         self.completion = completion  # [N]; for plain text, the whole example
         self.total = completion if prompt is None else prompt + completion  # [N]
         self.longest = longest  # (where, prompt, completion, total length)
         self.skipped = skipped  # ["path:line: why"] rows left out by --skip_bad
+        self.unknown = unknown  # how many tokens are unknown ([UNK]) in all examples
 
 
 def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_field=None,
@@ -211,12 +221,13 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
     initargs = (tokenizer, lowercase, prompt_template, eot)
     _init_worker(*initargs)
     # 8 bytes per example each
-    prompt, completion, longest = array.array("q"), array.array("q"), None
+    prompt, completion, longest, unknown = array.array("q"), array.array("q"), None, 0
     pending = deque()  # (result, chunk, wheres), in file order
 
     def collect(result, chunk, wheres):
-        nonlocal longest
-        p, c = result.get() if pool else result
+        nonlocal longest, unknown
+        p, c, u = result.get() if pool else result
+        unknown += u
         totals = c if p is None else [a + b for a, b in zip(p, c)]
         i = max(range(len(totals)), key=totals.__getitem__)
         if longest is None or totals[i] > longest[3]:
@@ -257,7 +268,7 @@ def measure(paths, tokenizer="gpt2", field=None, prompt_field=None, completion_f
         why = f" ({len(skipped)} rows skipped as bad)" if skipped else ""
         raise ValueError(f"no examples found in {', '.join(paths)}{why}: the dataset is empty")
     arr = lambda xs: np.frombuffer(xs, dtype=np.int64)
-    return Lengths(arr(prompt) if prompt else None, arr(completion), longest, skipped)
+    return Lengths(arr(prompt) if prompt else None, arr(completion), longest, skipped, unknown)
 
 
 # -----------------------------------------------------------------------------
@@ -336,6 +347,7 @@ def summary(lengths, coverage=1.0, multiple_of=8):
         "prompt": length_stats(lengths.prompt) if paired else None,
         "completion": length_stats(lengths.completion) if paired else None,
         "total": length_stats(lengths.total),
+        "unknown_share": lengths.unknown / max(int(lengths.total.sum()), 1),
         "recommended": {
             "max_length": recommend_length(lengths.total, coverage, multiple_of),
             "gen_length": recommend_length(lengths.completion, coverage, multiple_of)
@@ -369,6 +381,8 @@ def cut_to_screen(text, max_lines=12, max_chars=600):
 def report(s, lengths, paths, tokenizer, coverage, multiple_of, batch_size):
     """The human-readable report of `lengths`, whose summary() is `s`."""
     out = [f"{s['count']:,} examples in {', '.join(paths)}, tokenizer {tokenizer}"]
+    if lengths.unknown:
+        out.append(f"unknown tokens ([UNK]): {lengths.unknown:,}, {s['unknown_share']:.1%} of all")
     if lengths.skipped:
         out.append(f"skipped {len(lengths.skipped)} bad row(s), the first: {lengths.skipped[0]}")
     out.append(f"\n{'tokens':<11}{'min':>7}{'mean':>9}{'p50':>7}{'p90':>7}{'p95':>7}"
@@ -433,13 +447,12 @@ def plot(lengths, path, recommended):
 def write_config(path, updates):
     """Set `updates` in the JSON object at `path`, atomically (temp file in the same dir,
     then os.replace), keeping every other key, the key order and the file's indentation.
-    Returns the old values."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--write {path}: no such file; --write updates an existing JSON "
-                                "config (start one with: echo '{}' > " + path + ")")
+    Returns the old values (None for keys it did not have; a missing file starts as {})."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = "{\n    }"  # a missing config starts empty, indented as configs are
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         config = json.loads(text)
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not valid UTF-8, so not a JSON config; "
@@ -454,12 +467,24 @@ def write_config(path, updates):
     config.update(updates)
     indent = re.search(r"\n([ \t]+)\S", text)  # keep the file's own indentation (None: one line)
     text = json.dumps(config, indent=indent.group(1) if indent else None, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")),
-                 mode=stat.S_IMODE(os.stat(path).st_mode))
+    mode = stat.S_IMODE(os.stat(path).st_mode) if os.path.isfile(path) else 0o644
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")), mode=mode)
     return old
 
 
 # -----------------------------------------------------------------------------
+
+
+def warn_unknown(share, tokenizer, limit=0.01):
+    """Warn on stderr when more than `limit` of the tokens are [UNK] -> whether it warned: the
+    lengths then describe a vocab that does not fit the text, not the model's real rows."""
+    if share <= limit:
+        return False
+    print(f"warning: {share:.1%} of the tokens are [UNK]: the vocab {tokenizer} does not cover "
+          "this text (another language or script, or cased text with an uncased vocab: try "
+          "--cased), so the lengths are not what a model with a fitting vocab sees",
+          file=sys.stderr)
+    return True
 
 
 def main(argv=None):
@@ -513,6 +538,7 @@ def main(argv=None):
                           args.completion_field, args.blocks, args.skip_bad, args.prompt_template,
                           args.eot, not args.cased, args.num_proc)
         s = summary(lengths, args.coverage, args.multiple_of)
+        warn_unknown(s["unknown_share"], args.tokenizer)
         print(json.dumps(s) if args.json else report(s, lengths, args.files, args.tokenizer,
                                                        args.coverage, args.multiple_of,
                                                        args.batch_size))

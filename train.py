@@ -46,9 +46,9 @@ from checkpoints import (gather_state, load_checkpoint, load_optimizer_state, ma
 from configurator import apply_overrides, quiet_broken_pipe
 from lora import apply_lora, count_params, merge_state_dict
 from model import GPT, GPTConfig, pad_vocab_size
-from runtime import (JsonlLogger, autocast_context, claim_out_dir, duration, is_master, pick_device,
-                     pick_dtype, plot_log, print0, rng_states, set_rng_states, setup_ddp,
-                     shard_model, start_wandb, teardown_ddp)
+from runtime import (JsonlLogger, all_ranks, autocast_context, claim_out_dir, duration, is_master,
+                     pick_device, pick_dtype, plot_log, print0, rng_states, set_rng_states,
+                     setup_ddp, shard_model, start_wandb, teardown_ddp)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -373,7 +373,7 @@ def given_keys(argv):
 
 # where and how this run executes, not what it trains: on resume, this run's, never the checkpoint's
 RUN_KEYS = ("out_dir", "init_from", "overwrite", "device", "dtype", "backend", "compile",
-            "ddp_timeout")
+            "ddp_timeout", "num_threads")
 SHAPE_KEYS = ("n_layer", "n_head", "n_embd", "block_size", "bias")  # a resumed model keeps them
 
 
@@ -601,23 +601,23 @@ def hellaswag_evaluator(c, meta, raw_model, ctx, rank, world_size, device):
     return evaluate
 
 
-def save_run(c, config, raw_model, optimizer, scaler, meta, iter_num, best_val_loss, device):
-    """Write out_dir/ckpt.pt on rank 0, with every rank's RNG states
-    (so resume continues all of them)."""
-    rng = [rng_states(device)]
-    if dist.is_initialized():
-        rng = [None] * dist.get_world_size()
-        dist.all_gather_object(rng, rng_states(device))
-    model_state, optimizer_state = gather_state(raw_model, optimizer)  # every rank: FSDP gathers
+def save_run(path, config, raw_model, optimizer, scaler, tokenizer, iter_num, best_val_loss,
+             device, **extra):
+    """Write a run's checkpoint to path on rank 0 -> the model's state_dict there (None on other
+    ranks). Every rank calls it: FSDP gathers, and every rank's RNG states go in for resume."""
+    rng = all_ranks(rng_states(device))
+    model_state, optimizer_state = gather_state(raw_model, optimizer)
     if not is_master():
-        return
-    if c.lora_rank:  # an ordinary model for every other tool: W + (alpha / r) B A
-        model_state = merge_state_dict(model_state, c.lora_alpha)
-    extra = {"scaler": scaler.state_dict()} if scaler.is_enabled() else {}
-    checkpoint = make_checkpoint(model_state, optimizer_state, asdict(raw_model.config),
-                                 meta["tokenizer"], config, iter_num, best_val_loss, rng, **extra)
-    save_checkpoint(os.path.join(c.out_dir, "ckpt.pt"), checkpoint)
-    print0(f"saved checkpoint to {c.out_dir}/ckpt.pt")
+        return None
+    if config["lora_rank"]:  # an ordinary model for every other tool: W + (alpha / r) B A
+        model_state = merge_state_dict(model_state, config["lora_alpha"])
+    if scaler.is_enabled():
+        extra["scaler"] = scaler.state_dict()
+    save_checkpoint(path, make_checkpoint(model_state, optimizer_state, asdict(raw_model.config),
+                                          tokenizer, config, iter_num, best_val_loss, rng,
+                                          **extra))
+    print0(f"saved checkpoint to {path}")
+    return model_state
 
 
 def train_iteration(model, raw_model, optimizer, scaler, batch, accum, rank, grad_clip, ctx,
@@ -737,8 +737,8 @@ def evaluate_and_save(c, config, run, iter_num, best_val_loss):
     stop_if_diverged(iter_num, losses, c.learning_rate, run.raw_model if save else None)
     if save:
         best_val_loss = min(best_val_loss, losses["val"])
-        save_run(c, config, run.raw_model, run.optimizer, run.scaler, run.meta, iter_num,
-                 best_val_loss, run.device)
+        save_run(os.path.join(c.out_dir, "ckpt.pt"), config, run.raw_model, run.optimizer,
+                 run.scaler, run.meta["tokenizer"], iter_num, best_val_loss, run.device)
     return losses, best_val_loss
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import files
 import model as model_lib
 import sample
+import checkpoints
 import sft
 from model import GPT, GPTConfig
 from tests.adapters import get_sft_batch
@@ -404,12 +405,13 @@ def test_starts_from_a_checkpoint_dir_resume_and_hf_weights(tmp_path, one_thread
     again = sft.run(tiny_run_config(tmp_path, init_from=str(tmp_path / "out"), out_dir=str(tmp_path / "out2"),
                                     epochs=1, learning_rate=1e-5, warmup_iters=0, dropout=0.1))
     assert again["exact_match_train"]["before"] == 1.0
-    import checkpoints  # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
+    # --dropout applies to a checkpoint start too (it was silently the checkpoint's 0.0)
     assert checkpoints.load_checkpoint(tmp_path / "out2" / "ckpt.pt")["model_args"]["dropout"] == 0.1
-    # resume: out_dir's own checkpoint, replaced by the result
-    resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=1,
+    # resume: out_dir's own run goes on to a second epoch (its answers before training are the saved ones)
+    resumed = sft.run(tiny_run_config(tmp_path, init_from="resume", out_dir=str(tmp_path / "out2"), epochs=2,
                                       learning_rate=1e-5, warmup_iters=0))
     assert resumed["exact_match_train"]["before"] == 1.0
+    assert [e["epoch"] for e in resumed["epochs"]] == [1, 2]
 
 
 def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, one_thread):
@@ -424,3 +426,46 @@ def test_starts_from_hugging_face_gpt2_weights_with_new_marker_tokens(tmp_path, 
     model, codec = model_lib.load_model("resume", cfg["out_dir"], "cpu")
     assert model.config.vocab_size == 50259  # GPT-2's 50257 + <|question|> + <|answer|>
     assert codec.encode("<|question|><|answer|>", allowed_special="all") == [50257, 50258]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_killed_and_resumed_equals_a_straight_run(tmp_path, one_thread, monkeypatch):
+    """Resume continues step, epoch, schedule, RNG (dropout), optimizer, epoch sums and log exactly
+    (it restarted at epoch 1 with warmup, and erased the log)."""
+    common = dict(epochs=3, batch_size=1, save_interval=3, log_interval=1, dropout=0.1, keep_best=True)
+    straight = sft.run(tiny_run_config(tmp_path, **common))
+    out, crashed = tmp_path / "out", tmp_path / "crashed"
+    cfg = tiny_run_config(tmp_path, out_dir=str(crashed), **common)
+    steps, real_step = [], sft.train_step
+
+    def step_then_crash(*args):
+        if len(steps) == 7:  # 4 steps per epoch: the last checkpoint is step 6's, mid-epoch 2
+            raise Crash
+        steps.append(1)
+        return real_step(*args)
+    monkeypatch.setattr(sft, "train_step", step_then_crash)
+    with pytest.raises(Crash):
+        sft.run(cfg)
+    assert checkpoints.load_checkpoint(crashed / "ckpt.pt")["iter_num"] == 6
+    monkeypatch.setattr(sft, "train_step", real_step)
+    args = [f"--out_dir={crashed}", "--init_from=resume", "--device=cpu"]
+    with pytest.raises(SystemExit, match="n_layer=3 .*the checkpoint's model has 2"):  # a shape cannot change
+        sft.main(args + ["--n_layer=3"])
+    resumed = sft.main(args)  # the checkpoint's config: nothing else given
+    a, b = (checkpoints.load_checkpoint(d / "ckpt.pt") for d in (out, crashed))
+    assert a["iter_num"] == b["iter_num"] == 12
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    drop = lambda r: {k: v for k, v in r.items() if k not in ("dt_ms", "tokens_per_sec")}
+    logs = [[drop(json.loads(line)) for line in (d / "log.jsonl").read_text().splitlines()] for d in (out, crashed)]
+    assert logs[0] == logs[1] and [r["iter"] for r in logs[0] if "loss" in r] == list(range(1, 13))
+    assert resumed["epochs"] == straight["epochs"] and resumed["train"] == straight["train"]
+    assert resumed["tokens_per_sec"] > 0 and resumed["steps"] == straight["steps"] == 12
+    # keep_best: best/ckpt.pt is the epoch with the lowest held-out loss
+    val = [e["val_loss"] for e in straight["epochs"]]
+    best = checkpoints.load_checkpoint(out / "best" / "ckpt.pt")
+    assert best["iter_num"] == 4 * (val.index(min(val)) + 1) and best["best_val_loss"] == min(val)
+    with pytest.raises(SystemExit, match="finished its 12 steps .*give --epochs=N with N > 3"):
+        sft.main(args)

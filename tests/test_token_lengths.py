@@ -270,6 +270,24 @@ def test_wordpiece_vocab_equals_hf_bert(tmp_path):
         want = [len(peer.encode(s, add_special_tokens=False).tokens) for s in lines]
         got = tl.measure([path], vocab_file, lowercase=lowercase)
         assert got.total.tolist() == want, lowercase
+        unknown = sum(peer.encode(s, add_special_tokens=False).tokens.count("[UNK]") for s in lines)
+        assert got.unknown == unknown > 0, lowercase
+
+
+def test_cli_reports_and_warns_about_unknown_tokens(tmp_path, capsys):
+    """A WordPiece vocab that does not cover the text: the [UNK] share is reported and warned about (it
+    was silent at 37%); a byte-level tokenizer has none."""
+    vocab_file = write(tmp_path / "vocab.txt", "\n".join(["[PAD]", "[UNK]", "the", "tree", "fell"]) + "\n")
+    path = write(tmp_path / "a.txt", "the tree fell\n나무가 쓰러졌다 the tree\n")  # 3 + (2 [UNK] + 2)
+    assert tl.main([path, "--tokenizer", vocab_file, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["unknown_share"] == 2 / 7
+    assert "warning: 28.6% of the tokens are [UNK]" in err
+    assert tl.main([path, "--tokenizer", vocab_file]) == 0
+    assert "unknown tokens ([UNK]): 2, 28.6% of all" in capsys.readouterr().out
+    assert tl.main([path, "--tokenizer", "gpt2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["unknown_share"] == 0 and "warning" not in err
 
 
 # ----------------------------------------------------------------------------- CLI: --json, --write, report
@@ -279,7 +297,7 @@ def test_cli_json(tmp_path, capsys):
     assert tl.main([str(RATIONALES), "--tokenizer", "char", "--prompt_field", "question",
                     "--completion_field", "answer", "--json", "--coverage", "0.95"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert list(out) == ["count", "prompt", "completion", "total", "recommended"]
+    assert list(out) == ["count", "prompt", "completion", "total", "unknown_share", "recommended"]
     answers = [len(json.loads(r)["answer"]) for r in RATIONALES.read_text(encoding="utf-8").splitlines()]
     assert out["completion"]["max"] == max(answers)
     assert out["recommended"]["gen_length"] == -(-direct_at(answers, 0.95) // 8) * 8
@@ -324,11 +342,11 @@ def test_cli_write_rejects_non_object_config(tmp_path, capsys, content, match):
     assert Path(config).read_bytes() == raw  # untouched
 
 
-def test_cli_write_missing_config(tmp_path, capsys):
-    data = write(tmp_path / "a.txt", "abc\n")
-    assert tl.main([data, "--tokenizer", "char", "--write", str(tmp_path / "none.json")]) == 1
-    assert "none.json: no such file" in capsys.readouterr().err
-    assert not (tmp_path / "none.json").exists()
+def test_cli_write_missing_config_creates_it(tmp_path, capsys):
+    data = write(tmp_path / "a.txt", "abc\nabcdefghij\n")
+    assert tl.main([data, "--tokenizer", "char", "--write", str(tmp_path / "new.json")]) == 0
+    assert "wrote " in capsys.readouterr().err  # was an error: the README's --write had no file to update
+    assert json.loads((tmp_path / "new.json").read_text()) == {"max_length": 16}
 
 
 def test_report_histogram_and_longest(tmp_path, capsys):
