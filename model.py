@@ -231,6 +231,7 @@ class Documents:
         causal = torch.ones(self.T, self.T, dtype=torch.bool, device=doc.device).tril()
         return (doc[:, :, None] == doc[:, None, :]) & causal  # (B, T, T)
 
+    @torch.compiler.disable  # eager: the groups change every batch, so compiled it would recompile
     def attend(self, q, k, v, dropout_p=0.0):
         """q (B, H, T, D), k and v (B, K, T, D) -> y (B, T, H * D): scaled dot-product attention
         under mask(), computed by the fused causal kernel on each group of documents."""
