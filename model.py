@@ -17,6 +17,7 @@ V vocab_size, F n_inner.
     python model.py download smollm2                      # fetch SmolLM2-135M-Instruct: its path
     python model.py export --from out --to hf_out         # a train.py run, for transformers
 """
+import copy
 import json
 import math
 import mmap
@@ -24,6 +25,7 @@ import os
 import pickle
 import struct
 from dataclasses import dataclass
+from itertools import accumulate, groupby
 
 import numpy as np
 import torch
@@ -183,6 +185,70 @@ class KVCache:
         return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
 
 
+class Documents:
+    """Rows of documents back to back (packed SFT rows), each document attending causally to itself
+    only, with positions that restart at 0: as if each were alone.
+
+    lengths: per row, its documents' lengths; T: the row length (a row's unused tail is one more
+    document, so every query has a key). mask() is this attention as a dense (B, T, T) mask: the
+    readable definition, which takes F.scaled_dot_product_attention off its fused kernel. attend()
+    never builds it: documents of similar length form a group, padded on the right to its longest
+    (no real query sees that padding), one fused causal call per group.
+    """
+
+    def __init__(self, lengths, T):
+        self.B, self.T = len(lengths), T
+        # (start in the flattened B * T tokens, length) of every document, row by row
+        self.spans = [(b * T + s, n) for b, row in enumerate(lengths)
+                      for s, n in zip(accumulate(row, initial=0), row + [T - sum(row)]) if n > 0]
+        self.positions = torch.cat([torch.arange(n) for _, n in self.spans]).view(self.B, T)
+        index, real, self.shapes = [], [], []  # shapes: (documents, padded length) per group
+        longest_first = sorted(self.spans, key=lambda span: span[1], reverse=True)
+        # lengths within 2x share a group; all under 128 share one (a call costs more than padding)
+        for _, group in groupby(longest_first, key=lambda span: max(span[1], 64).bit_length()):
+            group = list(group)
+            steps = torch.arange(group[0][1])  # (L): the group's longest document
+            for start, n in group:  # a padding slot repeats the document's last token
+                index.append(start + steps.clamp(max=n - 1))
+                real.append(steps < n)
+            self.shapes.append((len(group), len(steps)))
+        self.index, real = torch.cat(index), torch.cat(real)  # token of each slot, (sum n * L)
+        self.inverse = torch.empty(self.B * T, dtype=torch.long)  # slot of each token, (B * T)
+        self.inverse[self.index[real]] = real.nonzero().squeeze(1)
+
+    def to(self, device):
+        """A copy with its tensors on device."""
+        moved = copy.copy(self)
+        moved.positions, moved.index, moved.inverse = (
+            t.to(device) for t in (self.positions, self.index, self.inverse))
+        return moved
+
+    def mask(self):
+        """-> bool (B, T, T), True = may attend: the same token and earlier in the same document."""
+        sizes = torch.tensor([n for _, n in self.spans], device=self.index.device)
+        doc = torch.arange(len(self.spans), device=sizes.device).repeat_interleave(sizes)
+        doc = doc.view(self.B, self.T)  # which document each token is in
+        causal = torch.ones(self.T, self.T, dtype=torch.bool, device=doc.device).tril()
+        return (doc[:, :, None] == doc[:, None, :]) & causal  # (B, T, T)
+
+    @torch.compiler.disable  # eager: the groups change every batch, so compiled it would recompile
+    def attend(self, q, k, v, dropout_p=0.0):
+        """q (B, H, T, D), k and v (B, K, T, D) -> y (B, T, H * D): scaled dot-product attention
+        under mask(), computed by the fused causal kernel on each group of documents."""
+        B, H, T, D = q.shape
+        sizes = [n * L for n, L in self.shapes]
+        # every token's vector in its group's slot, then cut into the groups: (n * L, heads, D) each
+        grouped = [t.transpose(1, 2).reshape(B * T, -1, D)[self.index].split(sizes)
+                   for t in (q, k, v)]
+        ys = []
+        for (n, L), parts in zip(self.shapes, zip(*grouped)):
+            qg, kg, vg = (t.view(n, L, -1, D).transpose(1, 2) for t in parts)  # (n, heads, L, D)
+            y = F.scaled_dot_product_attention(qg, kg, vg, dropout_p=dropout_p, is_causal=True,
+                                               enable_gqa=kg.size(1) != H)  # (n, H, L, D)
+            ys.append(y.transpose(1, 2).reshape(n * L, H, D))
+        return torch.cat(ys)[self.inverse].view(B, T, H * D)  # every token's output back in place
+
+
 class CausalSelfAttention(nn.Module):
 
     def __init__(self, config, layer_idx=0):
@@ -206,7 +272,10 @@ class CausalSelfAttention(nn.Module):
         past = kv_cache.pos if kv_cache is not None else 0
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, K, past + T, D)
-        if attn_mask is not None:  # (B, T, T) True = may attend, e.g. block-diagonal (packed rows)
+        dropout = self.config.dropout if self.training else 0.0
+        if isinstance(attn_mask, Documents):  # packed rows: the fused kernel on each document
+            return self.resid_dropout(self.c_proj(attn_mask.attend(q, k, v, dropout)))
+        if attn_mask is not None:  # (B, T, T) True = may attend
             mask, is_causal = attn_mask[:, None], False
         elif past > 0 and T > 1:  # new queries after cached keys: query i sees keys up to past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
@@ -216,8 +285,7 @@ class CausalSelfAttention(nn.Module):
         # fused attention (flash / memory-efficient kernels on CUDA when no mask is given); with
         # K < H each key/value head serves H/K query heads (enable_gqa), without H/K copies of it
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
-                                           dropout_p=self.config.dropout if self.training else 0.0,
-                                           enable_gqa=K != H)  # (B, H, T, D)
+                                           dropout_p=dropout, enable_gqa=K != H)  # (B, H, T, D)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
         return self.resid_dropout(self.c_proj(y))
 
@@ -310,7 +378,8 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> (logits (B, T, V), loss): loss is the mean cross-entropy over
         targets != -100 when targets are given, else None.
 
-        attn_mask: optional bool (B, T, T), True = may attend (default causal).
+        attn_mask: optional bool (B, T, T), True = may attend (default causal), or Documents
+        (packed rows: each document attends to itself only).
         positions: optional long (B, T) position ids (default 0..T-1, or after the cache's ones).
         kv_cache: optional KVCache; the new keys/values are appended to it."""
         B, T = idx.shape

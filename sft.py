@@ -26,7 +26,7 @@ from bpe import TEMPLATES, prompt_ids
 from checkpoints import load_checkpoint
 from configurator import apply_overrides, quiet_broken_pipe
 from files import ANSWER, QUESTION, atomic_copy, atomic_write, qa_prompt, read_qa_file
-from model import GPT, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
+from model import GPT, Documents, GPTConfig, decode_generated, load_pretrained, pad_vocab_size
 from runtime import (JsonlLogger, all_ranks, autocast_context, claim_out_dir, duration, is_master,
                      pick_device, pick_dtype, plot_log, print0, setup_ddp, start_wandb,
                      teardown_ddp)
@@ -132,13 +132,14 @@ def sft_batch(examples, eot_id, pad_id):
     return pad_batch([make_row(p, a + [eot_id]) for p, a in examples], pad_id)
 
 
-def pack(lengths, block_size):
+def first_fit(lengths, block_size):
     """First fit: each example goes into the first row that still has room for it,
     else into a new row.
 
     lengths: input tokens per example (each <= block_size). Returns a list of rows, each a list
     of indices. Given the examples in random order, rows come out nearly full and different in
-    every epoch.
+    every epoch. The readable definition: it reads every open row per example, O(examples x rows);
+    pack() gives the same rows in O(examples x log(examples)).
     """
     rows, room = [], []
     for i, n in enumerate(lengths):
@@ -151,31 +152,47 @@ def pack(lengths, block_size):
     return rows
 
 
+def pack(lengths, block_size):
+    """The rows of first_fit(lengths, block_size), finding each example's row in O(log rows).
+
+    A tournament tree over the rows' free space: leaf r (at size + r) holds row r's room, every
+    node the most room among the leaves below it, so the first row with room >= n is one walk
+    down, always left when the left half has room. There are as many leaves as examples, all
+    starting empty (block_size of room): the first leaf not used yet opens the next row.
+    """
+    size = 1 << max(len(lengths) - 1, 0).bit_length()  # leaves: a power of 2 >= examples
+    room = [block_size] * (2 * size)  # node i has children 2i and 2i + 1; the root is 1
+    rows = []
+    for i, n in enumerate(lengths):
+        node = 1
+        while node < size:
+            node = 2 * node if room[2 * node] >= n else 2 * node + 1
+        if node - size == len(rows):
+            rows.append([])
+        rows[node - size].append(i)
+        room[node] -= n
+        while node > 1:  # up: each node the most room below it, until one stays the same
+            node //= 2
+            most = max(room[2 * node], room[2 * node + 1])
+            if room[node] == most:
+                break
+            room[node] = most
+    return rows
+
+
 def packed_batch(packed_rows, pad_id):
     """packed_rows: list of rows, each a list of (inputs, targets)
-    -> inputs, targets, positions [B, T], mask [B, T, T].
+    -> inputs, targets, positions [B, T], documents (a model.Documents).
 
-    mask[b, i, j] is True when token i may attend to token j: same example and j <= i
-    (block-diagonal causal), so no example sees another; positions restart at 0 for every example,
-    as if it were alone. The padding at the end of a row is one more "example", so every query has
+    Every example attends only to itself, causally, and its positions restart at 0, as if it were
+    alone; documents.mask() is that block-diagonal causal mask, which the model never builds
+    (Documents.attend). The padding at the end of a row is one more "example", so every query has
     something to attend to.
     """
     flat = [(sum((x for x, _ in row), []), sum((y for _, y in row), [])) for row in packed_rows]
     inputs, targets = pad_batch(flat, pad_id)
-    B, T = inputs.shape
-    # which example each token belongs to; -1 = padding
-    segment = torch.full((B, T), -1, dtype=torch.long)
-    positions = torch.zeros((B, T), dtype=torch.long)
-    for b, row in enumerate(packed_rows):
-        start = 0
-        for s, (x, _) in enumerate(row):
-            segment[b, start : start + len(x)] = s
-            positions[b, start : start + len(x)] = torch.arange(len(x))
-            start += len(x)
-        positions[b, start:] = torch.arange(T - start)
-    causal = torch.ones(T, T, dtype=torch.bool).tril()  # [T, T]
-    mask = (segment[:, :, None] == segment[:, None, :]) & causal  # [B, T, T]
-    return inputs, targets, positions, mask
+    documents = Documents([[len(x) for x, _ in row] for row in packed_rows], inputs.size(1))
+    return inputs, targets, documents.positions, documents
 
 
 def truncate(examples, max_length):
@@ -480,14 +497,14 @@ def train_step(model, optimizer, scaler, batch, rows, cfg, pad_id, device, autoc
     """One optimizer step on one batch
     -> (mean loss over its learned tokens, their count, positions)."""
     if cfg["packing"]:
-        x, y, pos, mask = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
-        pos, mask = pos.to(device), mask.to(device)
+        x, y, pos, docs = packed_batch([[rows[i] for i in row] for row in batch], pad_id)
+        pos, docs = pos.to(device), docs.to(device)
     else:
-        (x, y), pos, mask = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
+        (x, y), pos, docs = pad_batch([rows[row[0]] for row in batch], pad_id), None, None
     x, y = x.to(device), y.to(device)
     with autocast:
         # mean over this batch's learned tokens
-        _, loss = model(x, y, attn_mask=mask, positions=pos)
+        _, loss = model(x, y, attn_mask=docs, positions=pos)
     scaler.scale(loss).backward()
     norm = optimizer_step(optimizer, scaler, model.parameters(), cfg["grad_clip"])
     return loss, norm, (y != IGNORE).sum(), x.numel()

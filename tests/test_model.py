@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from model import GPT, PEAK_FLOPS, GPTConfig, KVCache, sample_next
+from model import GPT, PEAK_FLOPS, Documents, GPTConfig, KVCache, sample_next
 from tests import adapters
 
 TINY = dict(vocab_size=97, n_positions=48, n_embd=32, n_layer=2, n_head=4, bos_token_id=None, eos_token_id=None)
@@ -141,6 +141,48 @@ def test_packed_sequences_with_mask_and_positions_equal_separate_forwards():
         positions = torch.cat([torch.arange(9), torch.arange(7)])[None]
         packed, _ = model(torch.cat([a, b], dim=1), attn_mask=mask, positions=positions)
         torch.testing.assert_close(packed, torch.cat([model(a)[0], model(b)[0]], dim=1), atol=1e-5, rtol=0)
+
+
+def block_diagonal_mask(lengths, T):
+    """bool (B, T, T): token i sees token j when both lie in the same document and j <= i; a row's
+    tail after its documents is one more document."""
+    mask = torch.zeros(len(lengths), T, T, dtype=torch.bool)
+    for b, row in enumerate(lengths):
+        start = 0
+        for n in row + [T - sum(row)]:
+            mask[b, start:start + n, start:start + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            start += n
+    return mask
+
+
+@pytest.mark.parametrize("rope, n_kv_head", [(False, None), (True, 2)])
+def test_documents_attend_as_the_dense_block_diagonal_mask(rope, n_kv_head):
+    # packed rows attended per document (no (B, T, T) mask) == the dense mask, in logits and gradients
+    T = 300  # long enough for several groups of document lengths
+    gen = torch.Generator().manual_seed(1)
+    lengths = [[T], [150, 150], [1, 1, 3], [T - 1]]  # full rows, one-token documents, a 1-token tail
+    for _ in range(4):  # random rows: 1..T tokens per document, until the next would not fit
+        row = []
+        while sum(row) + (n := int(torch.randint(1, T + 1, (1,), generator=gen))) <= T:
+            row.append(n)
+        lengths.append(row)
+    docs = Documents(lengths, T)
+    assert len(docs.shapes) >= 3
+    assert torch.equal(docs.mask(), block_diagonal_mask(lengths, T))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=T, vocab_size=50, n_layer=2, n_head=4, n_embd=32, rope=rope,
+                          n_kv_head=n_kv_head))
+    idx, targets = torch.randint(0, 50, (len(lengths), T)), torch.randint(0, 50, (len(lengths), T))
+    results = []
+    for attn_mask in (block_diagonal_mask(lengths, T), docs):
+        model.zero_grad()
+        logits, loss = model(idx, targets, attn_mask=attn_mask, positions=docs.positions)
+        loss.backward()
+        results.append((logits, [p.grad.clone() for p in model.parameters()]))
+    (dense, dense_grads), (fast, fast_grads) = results
+    torch.testing.assert_close(fast, dense, atol=1e-5, rtol=1e-5)
+    for g_fast, g_dense in zip(fast_grads, dense_grads):
+        torch.testing.assert_close(g_fast, g_dense, atol=1e-5, rtol=1e-5)
 
 
 def test_loss_ignores_minus_100():

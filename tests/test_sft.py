@@ -99,8 +99,8 @@ def test_packing_blocks_attention_between_examples(rope):
     rows = [sft.make_row(p, a + [2]) for p, a in examples]
     packed = sft.pack([len(x) for x, _ in rows], block_size=12)
     assert packed == [[0, 1], [2, 3]]  # input lengths 5, 5, 3, 7 in rows of 12
-    inputs, targets, positions, mask = sft.packed_batch([[rows[i] for i in r] for r in packed], pad_id=0)
-    logits, loss = model(inputs, targets, attn_mask=mask, positions=positions)
+    inputs, targets, positions, docs = sft.packed_batch([[rows[i] for i in r] for r in packed], pad_id=0)
+    logits, loss = model(inputs, targets, attn_mask=docs, positions=positions)
     # each example alone, with the default causal mask and positions 0..n-1
     alone_terms = []
     for b, r in enumerate(packed):
@@ -117,11 +117,14 @@ def test_packing_blocks_attention_between_examples(rope):
 
 
 def test_pack_and_mask_shapes():
-    assert sft.pack([5, 5, 5, 3], block_size=10) == [[0, 1], [2, 3]]
-    assert sft.pack([10, 1], block_size=10) == [[0], [1]]
-    assert sft.pack([6, 6, 4, 4], block_size=10) == [[0, 2], [1, 3]]  # first fit: the 4s fill the gaps
+    for pack in (sft.first_fit, sft.pack):
+        assert pack([5, 5, 5, 3], block_size=10) == [[0, 1], [2, 3]]
+        assert pack([10, 1], block_size=10) == [[0], [1]]
+        assert pack([6, 6, 4, 4], block_size=10) == [[0, 2], [1, 3]]  # first fit: the 4s fill the gaps
+        assert pack([], block_size=10) == []
     rows = [[([1, 2], [-100, 3])], [([4, 5, 6], [7, 8, 9]), ([1], [2])]]
-    inputs, targets, positions, mask = sft.packed_batch(rows, pad_id=0)
+    inputs, targets, positions, docs = sft.packed_batch(rows, pad_id=0)
+    mask = docs.mask()
     assert inputs.tolist() == [[1, 2, 0, 0], [4, 5, 6, 1]]
     assert targets.tolist() == [[-100, 3, -100, -100], [7, 8, 9, 2]]
     assert positions.tolist() == [[0, 1, 0, 1], [0, 1, 2, 0]]
@@ -131,6 +134,16 @@ def test_pack_and_mask_shapes():
             for i in range(s, e):
                 want[b, i, s:i + 1] = True
     assert torch.equal(mask, want)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 128])
+def test_pack_gives_the_rows_of_first_fit(block_size):
+    # the tournament tree against the readable scan, on random lengths: short, long, and a mix
+    gen = torch.Generator().manual_seed(block_size)
+    for low, high, n in [(1, block_size, 2000), (1, max(1, block_size // 8), 1000),
+                         (max(1, block_size // 2), block_size, 1000), (1, block_size, 3)]:
+        lengths = torch.randint(low, high + 1, (n,), generator=gen).tolist()
+        assert sft.pack(lengths, block_size) == sft.first_fit(lengths, block_size)
 
 
 def test_rank_share_gives_every_rank_the_same_steps():
