@@ -35,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from bpe import Tokenizer, gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
 from checkpoints import load_checkpoint
 from files import archive_files, atomic_write, cache_dir, check_sha256, pypi_file, read_text
+from runtime import set_generation_threads
 
 ROPE_LAYOUTS = ("interleaved", "half")
 LLAMA3_ROPE = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
@@ -1137,6 +1138,7 @@ def main(argv=None):
         elif args.command == "export":
             export_command(args.source, args.out_dir)
         else:
+            set_generation_threads()  # half the cores: holds up on a shared machine
             gpt = GPT.from_pretrained(args.model).eval()
             prompt = torch.tensor([[int(t) for t in args.prompt_ids.split(",")]])
             print(f"{gpt.get_num_params(non_embedding=False):,} parameters")
