@@ -36,6 +36,7 @@ from runtime import autocast_context, pick_device, pick_dtype, setup_ddp, teardo
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hellaswag")
 URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
+SCORE_ROWS = 1024  # positions whose logits are computed at once (GPT-2: 206 MB in float32)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -131,7 +132,8 @@ def padded_losses(model, rendered, device):
 
     All 4N rows go through the model in one forward pass, right-padded to the longest row. Padding
     on the right changes nothing before it (attention is causal, positions start at 0), and it is
-    never scored."""
+    never scored. Logits are computed only where an ending's token is predicted, in chunks: the
+    (4N, T, V) logits of every position would be the largest tensor by far (GBs for GPT-2)."""
     rows = [pair for example in rendered for pair in example]
     R, T = len(rows), max(len(tokens) for tokens, _ in rows)
     idx = torch.zeros((R, T), dtype=torch.long)  # (4N, T), padded with token 0
@@ -139,12 +141,16 @@ def padded_losses(model, rendered, device):
     for i, (tokens, n) in enumerate(rows):
         L = len(tokens)
         idx[i, :L] = torch.tensor(tokens)
-        targets[i, L - n - 1:L - 1] = idx[i, L - n:L]  # the logits at t predict token t+1
+        targets[i, L - n - 1:L - 1] = idx[i, L - n:L]  # the hidden state at t predicts token t+1
     idx, targets = idx.to(device), targets.to(device)
-    logits, _ = model(idx)  # (4N, T, V)
-    losses = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100,
-                             reduction="none")
-    sum_losses = losses.view(R, T).sum(dim=1)  # (4N,): ignored positions contribute 0
+    scored = targets != -100  # (4N, T)
+    hidden = model.hidden_states(idx)[scored]  # (M, C): the M scored positions
+    chunks = zip(hidden.split(SCORE_ROWS), targets[scored].split(SCORE_ROWS))
+    # their logits, SCORE_ROWS positions at a time: memory bounded whatever the batch size
+    losses = torch.cat([F.cross_entropy(model.lm_head(h).float(), t, reduction="none")
+                        for h, t in chunks])  # (M,)
+    row = scored.nonzero()[:, 0]  # (M,): the row of each scored position
+    sum_losses = torch.zeros(R, device=losses.device).index_add_(0, row, losses)  # (4N,)
     mean_losses = sum_losses / torch.tensor([n for _, n in rows], device=sum_losses.device)
     return sum_losses.view(-1, 4), mean_losses.view(-1, 4)
 

@@ -37,6 +37,7 @@ from bpe import Tokenizer, gpt2_tokenizer, load_tokenizer, tokenizer_from_spec
 from checkpoints import load_checkpoint
 from configurator import ArgumentParser
 from files import archive_files, atomic_write, cache_dir, check_sha256, pypi_file, read_text
+from runtime import set_generation_threads
 
 ROPE_LAYOUTS = ("interleaved", "half")
 LLAMA3_ROPE = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
@@ -382,6 +383,16 @@ class GPT(nn.Module):
         (packed rows: each document attends to itself only).
         positions: optional long (B, T) position ids (default 0..T-1, or after the cache's ones).
         kv_cache: optional KVCache; the new keys/values are appended to it."""
+        logits = self.lm_head(self.hidden_states(idx, attn_mask, positions, kv_cache))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=-100)
+        return logits, loss
+
+    def hidden_states(self, idx, attn_mask=None, positions=None, kv_cache=None):
+        """The final hidden states (B, T, C), after ln_f: forward's logits are lm_head of them.
+        A caller that needs the logits of a few positions applies lm_head to those rows only."""
         B, T = idx.shape
         past = kv_cache.pos if kv_cache is not None else 0
         if past + T > self.config.block_size:
@@ -412,12 +423,7 @@ class GPT(nn.Module):
                 x = block(x, rope, attn_mask, kv_cache)
         if kv_cache is not None:
             kv_cache.pos += T
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=-100)
-        return logits, loss
+        return self.transformer.ln_f(x)
 
     def check_inputs(self, idx, positions=None):
         """ValueError unless every token id is in the vocab and every learned position in the table:
@@ -490,17 +496,18 @@ class GPT(nn.Module):
         cache, finished = None, torch.zeros(B, dtype=torch.bool, device=idx.device)
         for n in range(T, T + max_new_tokens):
             if not use_cache:  # recompute everything over the last block_size tokens
-                logits, _ = self(tokens[:, max(0, n - block):n])
+                h = self.hidden_states(tokens[:, max(0, n - block):n])
             elif cache is None or cache.pos == block:
                 # (re)fill the cache from the recent context, positions from 0. Learned positions
                 # cannot be shifted in place, so the window slides by recomputing half of it once
                 # every block_size/2 tokens. The cache holds no more positions than this call needs.
                 cache = KVCache(self.config.n_layer, min(block, T + max_new_tokens))
                 start = max(0, n - (block if n == T else keep))
-                logits, _ = self(tokens[:, start:n], kv_cache=cache)
+                h = self.hidden_states(tokens[:, start:n], kv_cache=cache)
             else:
-                logits, _ = self(tokens[:, n - 1:n], kv_cache=cache)  # only the newest token
-            idx_next = sample_next(logits[:, -1, :], temperature, top_k, top_p)  # (B, 1)
+                h = self.hidden_states(tokens[:, n - 1:n], kv_cache=cache)  # the newest token only
+            logits = self.lm_head(h[:, -1])  # (B, V): only the last position predicts a token
+            idx_next = sample_next(logits, temperature, top_k, top_p)  # (B, 1)
             if eos_id is not None:  # finished rows keep emitting eos; stop when every row is done
                 idx_next = torch.where(finished[:, None], eos_id, idx_next)
                 finished |= idx_next[:, 0] == eos_id
@@ -1200,6 +1207,7 @@ def main(argv=None):
         elif args.command == "export":
             export_command(args.source, args.out_dir)
         else:
+            set_generation_threads()  # half the cores: holds up on a shared machine
             gpt = GPT.from_pretrained(args.model).eval()
             prompt = torch.tensor([[int(t) for t in args.prompt_ids.split(",")]])
             print(f"{gpt.get_num_params(non_embedding=False):,} parameters")

@@ -53,6 +53,34 @@ def pick_dtype(device, dtype=None):
     return dtype
 
 
+def pick_weights_dtype(device, dtype):
+    """The torch dtype to convert a model's weights to for generation (not autocast: a decode step
+    reads every weight, so bfloat16 weights halve the bytes it reads). bfloat16 on a CPU needs
+    avx512_bf16 or AMX, without which torch emulates it, slower than float32."""
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
+    kind = torch.device(device).type
+    if kind == "cpu" and dtype == "float16":
+        raise ValueError("dtype='float16' is for GPUs; on a CPU use bfloat16 or float32")
+    if kind == "cpu" and dtype == "bfloat16" and not (torch.cpu._is_avx512_bf16_supported()
+                                                      or torch.cpu._is_amx_tile_supported()):
+        raise ValueError("this CPU has neither avx512_bf16 nor AMX: bfloat16 would be emulated, "
+                         "slower than float32; use --dtype=float32")
+    return getattr(torch, dtype)
+
+
+def set_generation_threads(threads=0):
+    """Set torch's CPU threads -> their number: threads, or if 0 half the cores this process may
+    use (at least 1). A decode step is a chain of small matrix-vector products, each split over the
+    threads and waited for: on a shared machine one thread that waits for a busy core holds up all
+    of them (2 threads: 2.5-3.5x slower than 1 here), and half the cores leave room for others."""
+    if threads < 0:
+        raise ValueError(f"threads={threads} must be >= 1, or 0 for half the cores")
+    threads = threads or max(1, len(os.sched_getaffinity(0)) // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def autocast_context(device, dtype):
     """Mixed precision on CUDA: matmuls in bf16/fp16, reductions and weights in float32.
     Nothing elsewhere."""

@@ -6,6 +6,7 @@ r"""Generate text from a trained checkpoint or from GPT-2 weights, streaming it 
         --top_p=0.95
     python sample.py --init_from=path/to/hf_dir --temperature=0        # greedy
     python sample.py --init_from=out-sft --question="What is a stack?" --temperature=0
+    python sample.py --init_from=smollm2 --question="What is a stack?" --dtype=bfloat16
 
 model.load_model finds the model and its tokenizer; this file streams the text.
 """
@@ -18,7 +19,7 @@ from checkpoints import load_checkpoint
 from configurator import ArgumentParser, quiet_broken_pipe
 from files import read_text
 from model import decode_generated, load_model
-from runtime import pick_device
+from runtime import pick_device, pick_weights_dtype, set_generation_threads
 
 
 def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, top_p, device, write):
@@ -76,6 +77,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default=None,
                         help="cpu | cuda | mps; default: the best one here")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="the weights' dtype: bfloat16 halves the bytes read per token (a CPU "
+                             "needs avx512_bf16 or AMX); float16 on GPUs")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads; 0: half the cores, which holds up on a machine "
+                             "shared with other busy processes")
     args = parser.parse_args(argv)
     try:
         args.device = pick_device(args.device)
@@ -85,7 +92,10 @@ def main(argv=None):
         if args.num_samples < 1 or args.max_new_tokens < 0:
             raise ValueError(f"--num_samples={args.num_samples} must be >= 1 and --max_new_tokens="
                              f"{args.max_new_tokens} >= 0")
+        dtype = pick_weights_dtype(args.device, args.dtype)
+        set_generation_threads(args.threads)
         model, tok = load_model(args.init_from, args.out_dir, args.device)
+        model = model.to(dtype)  # the weights themselves, not autocast: fewer bytes to read
         if args.question is not None:
             template = pick_template(args.template, args.init_from, args.out_dir, tok)
             ids = prompt_ids(tok, args.question, template)

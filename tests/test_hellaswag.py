@@ -66,15 +66,28 @@ def test_losses_match_our_logits_and_transformers(gpt2_dir, encode, examples):
         assert len(set(round(s, 3) for s in sums)) == 4  # the random model really tells the endings apart
 
 
-def test_evaluate_matches_direct_argmin(gpt2_dir, encode, examples):
+def test_losses_and_acc_equal_the_full_logits_path_on_the_fixture(gpt2_dir, encode, examples, monkeypatch):
+    """hellaswag.py computes logits only where an ending is scored, in chunks: its losses, acc and acc_norm on
+    every example equal those of every position's logits, ours and transformers'."""
+    from transformers import GPT2LMHeadModel
     model = GPT.from_pretrained(gpt2_dir)
-    right = right_norm = 0
-    for ex in examples:
-        scores = [direct_losses(lambda x: model(x)[0], encode(ex["ctx"]), encode(" " + e)) for e in ex["endings"]]
-        right += min(range(4), key=lambda i: scores[i][0]) == ex["label"]
-        right_norm += min(range(4), key=lambda i: scores[i][1]) == ex["label"]
-    result = hellaswag.evaluate(model, encode, examples, "cpu", batch_size=3)
-    assert result == {"acc": right / len(examples), "acc_norm": right_norm / len(examples), "count": len(examples)}
+    hf = GPT2LMHeadModel.from_pretrained(gpt2_dir).eval()
+    sums, means = hellaswag.ending_losses(model.eval(), encode, examples, "cpu")  # one batch of 28 rows
+    monkeypatch.setattr(hellaswag, "SCORE_ROWS", 7)  # ~80 chunks, some across rows and examples
+    chunked = hellaswag.ending_losses(model, encode, examples, "cpu")
+    torch.testing.assert_close(chunked, (sums, means), rtol=1e-6, atol=1e-6)
+    for logits_fn in (lambda x: model(x)[0], lambda x: hf(x).logits):
+        right = right_norm = 0
+        for i, ex in enumerate(examples):
+            with torch.no_grad():
+                scores = [direct_losses(logits_fn, encode(ex["ctx"]), encode(" " + e)) for e in ex["endings"]]
+            assert sums[i].tolist() == pytest.approx([s for s, _ in scores], rel=1e-5)
+            assert means[i].tolist() == pytest.approx([m for _, m in scores], rel=1e-5)
+            right += min(range(4), key=lambda i: scores[i][0]) == ex["label"]
+            right_norm += min(range(4), key=lambda i: scores[i][1]) == ex["label"]
+        result = hellaswag.evaluate(model, encode, examples, "cpu", batch_size=3)
+        assert result == {"acc": right / len(examples), "acc_norm": right_norm / len(examples),
+                          "count": len(examples)}
 
 
 def test_batching_and_padding_match_one_at_a_time(gpt2_dir, encode, examples):
@@ -117,10 +130,12 @@ class Successor(nn.Module):
         self.config = GPTConfig(block_size=block_size, vocab_size=self.V, n_layer=1, n_head=1, n_embd=1)
         self.dropout = nn.Dropout(0.5)  # must be off while scoring
 
-    def forward(self, idx, targets=None):
+        self.lm_head = nn.Identity()  # its hidden states are the logits
+
+    def hidden_states(self, idx):
         assert idx.shape[1] <= self.config.block_size
         logits = self.C * nn.functional.one_hot((idx + 1) % self.V, self.V).float()  # (B, T, V)
-        return self.dropout(logits), None
+        return self.dropout(logits)
 
 
 def ascii_encode(text):

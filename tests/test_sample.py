@@ -1,4 +1,7 @@
-"""sample.py: tokenizer specs (GPT-2 against tiktoken), and the CLI on an HF directory and a train.py checkpoint."""
+"""sample.py: tokenizer specs (GPT-2 against tiktoken), the CLI on an HF directory and a train.py checkpoint, and
+generation in bfloat16 against float32 on SmolLM2."""
+import copy
+import os
 from dataclasses import asdict
 
 import pytest
@@ -10,9 +13,19 @@ from transformers import GPT2Config, GPT2LMHeadModel
 import bpe
 import sample
 import checkpoints
+import model as model_lib
+import runtime
 from model import GPT, GPTConfig
 
 CHARS = "\n !',.:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """sample.main sets torch's thread count for the whole process: the next tests get theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiktoken_gpt2():
@@ -135,3 +148,56 @@ def test_cli_errors_are_clean(tmp_path):
     for argv, message in cases:
         with pytest.raises(SystemExit, match="^error: .*" + message):
             sample.main(argv + ["--device=cpu", "--max_new_tokens=2"])
+
+
+def test_cli_dtype_and_threads(tmp_path, capsys, monkeypatch):
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_positions=64, n_embd=16, n_layer=1, n_head=2)).save_pretrained(tmp_path / "hf")
+    seen = []
+    stream = GPT.generate_stream
+    monkeypatch.setattr(GPT, "generate_stream",
+                        lambda self, *a, **k: seen.append(self.lm_head.weight.dtype) or stream(self, *a, **k))
+    argv = [f"--init_from={tmp_path / 'hf'}", "--start=Hello", "--num_samples=1", "--max_new_tokens=3",
+            "--device=cpu"]
+    sample.main(argv + ["--dtype=bfloat16", "--threads=1"])
+    assert seen == [torch.bfloat16] and torch.get_num_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    sample.main(argv)  # the defaults: float32, half of the 8 cores
+    assert seen[-1] == torch.float32 and torch.get_num_threads() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert runtime.set_generation_threads() == 1
+    capsys.readouterr()
+    cases = [(["--dtype=float16"], "float16' is for GPUs"), (["--threads=-1"], "threads=-1 must be >= 1")]
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match="^error: .*" + message):
+            sample.main(argv + extra)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.raises(SystemExit, match="^error: this CPU has neither avx512_bf16 nor AMX"):
+        sample.main(argv + ["--dtype=bfloat16"])
+
+
+def test_bfloat16_greedy_picks_float32s_choice_but_at_near_ties():
+    """Greedy generation of SmolLM2-135M-Instruct with its weights in bfloat16, as sample.py --dtype=bfloat16 runs
+    it, against float32 logits over the same tokens (teacher-forced). bfloat16 keeps 8 bits of mantissa, which moves
+    these logits by up to ~2: where float32's two likeliest tokens are closer than that, bfloat16 may pick the
+    second and the texts go separate ways. Measured: on "France" all 16 tokens are float32's first choice (the texts
+    are equal); on "haiku" the first token is a near-tie (0.14 apart) that bfloat16 breaks the other way, so the
+    text differs from there."""
+    ours, tok = model_lib.load_pretrained(str(model_lib.smollm2_gguf()))
+    ours16 = copy.deepcopy(ours).to(torch.bfloat16)
+    exact = steps = 0
+    for question in ("What is the capital of France?", "Write a haiku about the sea."):
+        ids = torch.tensor([bpe.prompt_ids(tok, question, "chat")])
+        T = ids.shape[1]
+        out = ours16.generate(ids, 16, temperature=0)  # (1, T + 16)
+        with torch.no_grad():
+            logits = ours(out[:, :-1])[0][0, T - 1:]  # (16, V) float32: what each bf16 token was picked after
+        gap = logits.max(dim=-1).values - logits.gather(1, out[0, T:, None])[:, 0]  # 0 where float32 agrees
+        assert gap.max() < 0.25, f"{question!r}: bfloat16 picked a token {gap.max():.2f} below float32's best"
+        exact += int((gap == 0).sum())
+        steps += len(gap)
+        if question.endswith("France?"):
+            assert torch.equal(out, ours.generate(ids, 16, temperature=0))  # the same text in float32
+            assert tok.decode(out[0, T:].tolist()).startswith("The capital of France is Paris.")
+    assert exact >= 0.9 * steps
