@@ -151,7 +151,7 @@ def _set(config, defaults, key, value, where, verbose):
             raise ValueError(f"{where}config key {key!r} expects {expected.__name__}, "
                              f"got {type(value).__name__} {value!r}")
     # numbers every script can hold: int64 (tensors, numpy, range) and finite floats
-    if type(value) is int and not -2**63 <= value < 2**63:
+    if type(value) is int and value not in INT64:
         raise ValueError(f"{where}config key {key!r}: {value} is beyond a 64-bit integer")
     if type(value) is float and not math.isfinite(value):
         raise ValueError(f"{where}config key {key!r}: {value} is not a finite number")
@@ -190,10 +190,13 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
 
+INT64 = range(-2**63, 2**63)  # what a 64-bit integer holds (`in` a range is O(1) for an int)
+
+
 def int64(text):
     """int(text) when a 64-bit integer holds it -> int; else argparse's type error."""
     value = int(text)
-    if not -2**63 <= value < 2**63:
+    if value not in INT64:
         raise argparse.ArgumentTypeError(f"{text} is beyond a 64-bit integer")
     return value
 

@@ -38,6 +38,16 @@ def pick_device(device=None):
     return "cpu"
 
 
+DTYPES = ("float32", "bfloat16", "float16")  # what --dtype may name
+
+
+def check_dtype(dtype):
+    """dtype, when it is one of DTYPES -> the same str; else one ValueError naming them."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of {', '.join(DTYPES)}")
+    return dtype
+
+
 def pick_dtype(device, dtype=None):
     """Compute dtype: bfloat16 on CUDA (float16 on GPUs without bf16), float32 on CPU and mps."""
     on_cuda = torch.device(device).type == "cuda"
@@ -45,9 +55,7 @@ def pick_dtype(device, dtype=None):
         if not on_cuda:
             return "float32"
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
-    if dtype != "float32" and not on_cuda:
+    if check_dtype(dtype) != "float32" and not on_cuda:
         raise ValueError(f"dtype={dtype!r} is for CUDA; on {device} train in float32 "
                          "(--dtype=float32)")
     return dtype
@@ -57,8 +65,7 @@ def pick_weights_dtype(device, dtype):
     """The torch dtype to convert a model's weights to for generation (not autocast: a decode step
     reads every weight, so bfloat16 weights halve the bytes it reads). bfloat16 on a CPU needs
     avx512_bf16 or AMX, without which torch emulates it, slower than float32."""
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"dtype={dtype!r} is not one of float32, bfloat16, float16")
+    check_dtype(dtype)
     kind = torch.device(device).type
     if kind == "cpu" and dtype == "float16":
         raise ValueError("dtype='float16' is for GPUs; on a CPU use bfloat16 or float32")

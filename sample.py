@@ -19,7 +19,7 @@ from checkpoints import load_checkpoint
 from configurator import ArgumentParser, quiet_broken_pipe
 from files import read_text
 from model import decode_generated, load_model
-from runtime import pick_device, pick_weights_dtype, set_generation_threads
+from runtime import DTYPES, pick_device, pick_weights_dtype, set_generation_threads
 
 
 def stream_sample(model, tok, prompt_ids, max_new_tokens, temperature, top_k, top_p, device, write):
@@ -77,7 +77,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--device", default=None,
                         help="cpu | cuda | mps; default: the best one here")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
+    parser.add_argument("--dtype", default="float32", choices=DTYPES,
                         help="the weights' dtype: bfloat16 halves the bytes read per token (a CPU "
                              "needs avx512_bf16 or AMX); float16 on GPUs")
     parser.add_argument("--threads", type=int, default=0,
