@@ -7,10 +7,13 @@
    (target < 2 GB) and time.
 
     python bench/bpe.py --threads 1                # HF and tiktoken on 1 thread, ours 1 process
-    python bench/bpe.py --threads 2 --parts train  # parts: train, encode, 1gb
+    python bench/bpe.py --threads 2 --parts train  # parts: train, varied, encode, 1gb
+    python bench/bpe.py --threads 2 --parts varied --varied_mb 10,50 --repeat 2
 
 The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct
-words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization.
+words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization. "varied"
+trains on 10-100 MB whose vocabulary keeps growing, as a real corpus's does: copies of the text,
+each with other made-up words put in (bench/encode.py's `varied`).
 """
 import argparse
 import os
@@ -22,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from encode import varied  # noqa: E402  (bench/encode.py, beside this file)
+
 EOT = "<|endoftext|>"
 
 
@@ -140,7 +145,8 @@ def main():
                         help="~1 MB of real text")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parts", default="train,encode,1gb",
-                        help="comma-separated: train, encode, 1gb")
+                        help="comma-separated: train, varied, encode, 1gb")
+    parser.add_argument("--varied_mb", default="10,50", help="sizes of the varied training texts")
     parser.add_argument("--big_file", default="/tmp/bpe_bench_1gb.txt")
     args = parser.parse_args()
     # the Rust thread pools read these when first used: set them before importing tokenizers and
@@ -160,6 +166,12 @@ def main():
             bench_train(curly, "1MB, not ASCII", args.threads, Path(tmp), args.repeat)
             bench_train(EOT.join([curly] * 5), "5MB, not ASCII", args.threads, Path(tmp),
                         args.repeat)
+    if "varied" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            for mb in map(int, args.varied_mb.split(",")):
+                copies = -(-mb * 10**6 // len(varied(text, 0).encode()))  # rounded up
+                big = EOT.join(varied(text, seed) for seed in range(copies))
+                bench_train(big, f"{mb}MB varied", args.threads, Path(tmp), args.repeat)
     if "encode" in parts:
         bench_encode(text, "ASCII", args.repeat)
         bench_encode(curly, "not ASCII", args.repeat)
