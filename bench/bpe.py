@@ -13,10 +13,11 @@
 The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct
 words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization. "varied"
 trains on 10-100 MB whose vocabulary keeps growing, as a real corpus's does: copies of the text,
-each with other made-up words put in (bench/encode.py's `varied`).
+each with other made-up words put in (`varied` below, which bench/encode.py uses too).
 """
 import argparse
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -25,9 +26,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from encode import varied  # noqa: E402  (bench/encode.py, beside this file)
-
 EOT = "<|endoftext|>"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SCRIPTS = ["абвгдежзийклмнопрстуфхцчшщыэюя", "αβγδεζηθικλμνξοπρστυφχψω", "éèêàâçôûîïüöäßñ",
+           "的一是不了人我在有他这为之大来以个中上们", "あいうえおかきくけこさしすせそ", "가나다라마바사아자차카"]
+
+
+def varied(text: str, seed: int, share: float = 0.15, non_ascii: float = 0.1) -> str:
+    """text with a made-up word after `share` of its words: a random word of letters (a third
+    capitalized), a number, or (`non_ascii` of them) a word of another script."""
+    rng = random.Random(seed)
+    out = []
+    for word in text.split(" "):
+        out.append(word)
+        if rng.random() < share:
+            r = rng.random()
+            if r < non_ascii:
+                script = rng.choice(SCRIPTS)
+                out.append("".join(rng.choice(script) for _ in range(rng.randint(2, 8))))
+            elif r < non_ascii + 0.25:
+                out.append(str(rng.randint(0, 10 ** rng.randint(1, 8))))
+            else:
+                w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 10)))
+                out.append(w.capitalize() if rng.random() < 0.3 else w)
+    return " ".join(out)
 
 
 def race(fns, repeat):
