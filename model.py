@@ -25,7 +25,7 @@ import os
 import pickle
 import struct
 from dataclasses import dataclass
-from itertools import accumulate, groupby
+from itertools import accumulate
 
 import numpy as np
 import torch
@@ -199,6 +199,50 @@ class KVCache:
         return self.k[layer][:, :, :self.pos + T], self.v[layer][:, :, :self.pos + T]
 
 
+# what one more fused call per layer costs, as attention work (token pairs): a group of documents
+# takes one more while its padding costs less. On free CPU cores one call per document is cheapest
+# (bench/sft_pack.py); each call costs GPU kernel launches, and on busy cores a wait per parallel op
+CALL_COST = 256 ** 2
+
+
+def length_groups(spans, call_cost=CALL_COST):
+    """-> spans (start, length), longest first, cut into groups that each pad to their first.
+
+    A document joins the group while the padding it brings (the group's longest^2 - its length^2,
+    summed over the group) costs less than one more fused call: few calls, little padding."""
+    groups, padding = [], call_cost  # the first document starts a group
+    for start, n in sorted(spans, key=lambda span: span[1], reverse=True):
+        if groups:
+            padding += groups[-1][0][1] ** 2 - n ** 2  # padded to the group's longest
+        if padding >= call_cost:  # cheaper as one more call
+            groups.append([])
+            padding = 0
+        groups[-1].append((start, n))
+    return groups
+
+
+class Gather(torch.autograd.Function):
+    """x.index_select(0, index), whose gradient is one more index_select: rows of the gradient
+    taken back by `back` (where each row of x went), the rows `zero` set to 0.
+
+    The plain gradient of a gather zero-fills a tensor and scatter-adds into it; this one is a
+    copy. It is exact when each row of x went to one row whose gradient counts (back), and every
+    other row it went to has a zero gradient: Documents' padding slots, which no real query sees."""
+
+    @staticmethod
+    def forward(ctx, x, index, back, zero=None):
+        ctx.save_for_backward(back, zero)
+        return x.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad):
+        back, zero = ctx.saved_tensors
+        grad_x = grad.index_select(0, back)
+        if zero is not None:
+            grad_x.index_fill_(0, zero, 0)
+        return grad_x, None, None, None
+
+
 class Documents:
     """Rows of documents back to back (packed SFT rows), each document attending causally to itself
     only, with positions that restart at 0: as if each were alone.
@@ -206,8 +250,8 @@ class Documents:
     lengths: per row, its documents' lengths; T: the row length (a row's unused tail is one more
     document, so every query has a key). mask() is this attention as a dense (B, T, T) mask: the
     readable definition, which takes F.scaled_dot_product_attention off its fused kernel. attend()
-    never builds it: documents of similar length form a group, padded on the right to its longest
-    (no real query sees that padding), one fused causal call per group.
+    never builds it: documents of similar length form a group (length_groups), padded on the right
+    to its longest (no real query sees that padding), one fused causal call per group.
     """
 
     def __init__(self, lengths, T):
@@ -217,10 +261,7 @@ class Documents:
                       for s, n in zip(accumulate(row, initial=0), row + [T - sum(row)]) if n > 0]
         self.positions = torch.cat([torch.arange(n) for _, n in self.spans]).view(self.B, T)
         index, real, self.shapes = [], [], []  # shapes: (documents, padded length) per group
-        longest_first = sorted(self.spans, key=lambda span: span[1], reverse=True)
-        # lengths within 2x share a group; all under 128 share one (a call costs more than padding)
-        for _, group in groupby(longest_first, key=lambda span: max(span[1], 64).bit_length()):
-            group = list(group)
+        for group in length_groups(self.spans):
             steps = torch.arange(group[0][1])  # (L): the group's longest document
             for start, n in group:  # a padding slot repeats the document's last token
                 index.append(start + steps.clamp(max=n - 1))
@@ -229,12 +270,13 @@ class Documents:
         self.index, real = torch.cat(index), torch.cat(real)  # token of each slot, (sum n * L)
         self.inverse = torch.empty(self.B * T, dtype=torch.long)  # slot of each token, (B * T)
         self.inverse[self.index[real]] = real.nonzero().squeeze(1)
+        self.padding = (~real).nonzero().squeeze(1)  # the slots that repeat a token
 
     def to(self, device):
         """A copy with its tensors on device."""
         moved = copy.copy(self)
-        moved.positions, moved.index, moved.inverse = (
-            t.to(device) for t in (self.positions, self.index, self.inverse))
+        moved.positions, moved.index, moved.inverse, moved.padding = (
+            t.to(device) for t in (self.positions, self.index, self.inverse, self.padding))
         return moved
 
     def mask(self):
@@ -252,15 +294,17 @@ class Documents:
         B, H, T, D = q.shape
         sizes = [n * L for n, L in self.shapes]
         # every token's vector in its group's slot, then cut into the groups: (n * L, heads, D) each
-        grouped = [t.transpose(1, 2).reshape(B * T, -1, D)[self.index].split(sizes)
-                   for t in (q, k, v)]
+        grouped = [Gather.apply(t.transpose(1, 2).reshape(B * T, -1, D), self.index, self.inverse)
+                   .split(sizes) for t in (q, k, v)]
         ys = []
         for (n, L), parts in zip(self.shapes, zip(*grouped)):
             qg, kg, vg = (t.view(n, L, -1, D).transpose(1, 2) for t in parts)  # (n, heads, L, D)
             y = F.scaled_dot_product_attention(qg, kg, vg, dropout_p=dropout_p, is_causal=True,
                                                enable_gqa=kg.size(1) != H)  # (n, H, L, D)
             ys.append(y.transpose(1, 2).reshape(n * L, H, D))
-        return torch.cat(ys)[self.inverse].view(B, T, H * D)  # every token's output back in place
+        # every token's output back in place; the padding slots' outputs (dropped) get no gradient
+        y = Gather.apply(torch.cat(ys), self.inverse, self.index, self.padding)
+        return y.view(B, T, H * D)
 
 
 class CausalSelfAttention(nn.Module):

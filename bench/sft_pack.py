@@ -67,6 +67,18 @@ def sample_lengths(n, T, median, g):
     return raw.round().long().clamp(8, T).tolist()
 
 
+def fill_ms():
+    """Median ms of a 1 MB fill: about 0.02 on free cores; with more threads than free cores each
+    parallel op waits for a thread to be scheduled, a tick (~8 ms here), which this shows."""
+    a = torch.empty(256 * 1024)
+    times = []
+    for _ in range(51):
+        t0 = time.perf_counter()
+        a.fill_(1.0)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[25] * 1e3
+
+
 def fwd_bwd(model, x, y, **kw):
     """One forward and backward: what a training step spends in the model."""
     model.zero_grad(set_to_none=True)
@@ -92,7 +104,7 @@ def bench_shape(model, T, B, args, g):
           f", groups {docs.shapes}): padding {t['padding'] * 1e3:.0f} ms, "
           f"dense mask {t['dense mask'] * 1e3:.0f} ms ({t['dense mask'] / t['padding']:.2f}x), "
           f"documents {t['documents'] * 1e3:.0f} ms ({t['documents'] / t['padding']:.2f}x; "
-          f"target <= 1.00x)")
+          f"target <= 1.00x); a 1 MB fill {fill_ms():.3f} ms")
 
 
 def bench_epoch(model, T, B, args, g):
@@ -140,7 +152,7 @@ def main():
     model = GPT(GPTConfig(block_size=max(seq_lens), vocab_size=args.vocab_size,
                           n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd))
     print(f"torch threads {torch.get_num_threads()}, {args.n_layer} layers, n_embd {args.n_embd}, "
-          f"lengths log-normal median {args.median_len}")
+          f"lengths log-normal median {args.median_len}; a 1 MB fill {fill_ms():.3f} ms")
     for T in seq_lens:
         B = max(1, args.batch_size * 1024 // T)
         if "shape" in parts:

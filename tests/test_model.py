@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from model import GPT, PEAK_FLOPS, Documents, GPTConfig, KVCache, Linear, sample_next
+from model import GPT, PEAK_FLOPS, Documents, GPTConfig, KVCache, Linear, length_groups, sample_next
 from tests import adapters
 
 TINY = dict(vocab_size=97, n_positions=48, n_embd=32, n_layer=2, n_head=4, bos_token_id=None, eos_token_id=None)
@@ -183,6 +183,15 @@ def test_documents_attend_as_the_dense_block_diagonal_mask(rope, n_kv_head):
     torch.testing.assert_close(fast, dense, atol=1e-5, rtol=1e-5)
     for g_fast, g_dense in zip(fast_grads, dense_grads):
         torch.testing.assert_close(g_fast, g_dense, atol=1e-5, rtol=1e-5)
+
+
+def test_length_groups_pad_while_padding_costs_less_than_a_call():
+    spans = [(0, 10), (10, 300), (310, 290), (600, 100)]  # (start, length)
+    # 300^2 - 290^2 = 5,900 < 256^2: 290 joins 300; 100 would add 80,000 more: a new group,
+    # which 10 joins (100^2 - 10^2 = 9,900)
+    assert length_groups(spans, 256 ** 2) == [[(10, 300), (310, 290)], [(600, 100), (0, 10)]]
+    assert length_groups(spans, 0) == [[(10, 300)], [(310, 290)], [(600, 100)], [(0, 10)]]
+    assert length_groups(spans, 10 ** 6) == [[(10, 300), (310, 290), (600, 100), (0, 10)]]
 
 
 def test_loss_ignores_minus_100():
