@@ -115,6 +115,19 @@ class RMSNorm(nn.Module):
         return xf.type_as(x) * self.weight
 
 
+class Linear(nn.Linear):
+    """nn.Linear, except that one bfloat16 vector (a decode step, B * T = 1) goes through torch's
+    matrix-vector kernel: on a CPU its bfloat16 matrix-matrix one is compute-bound there, the
+    matrix-vector one reads the weight at memory speed (bench/generate.py: 1.5x float32)."""
+
+    def forward(self, x):  # (..., C_in) -> (..., C_out)
+        if x.dtype != torch.bfloat16 or x.numel() != x.size(-1):
+            return super().forward(x)
+        v = x.reshape(-1)  # (C_in,)
+        y = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
+        return y.view(*x.shape[:-1], -1)
+
+
 def norm_layer(config):
     if config.rmsnorm:
         return RMSNorm(config.n_embd, eps=config.norm_eps)
@@ -257,8 +270,8 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx, self.config = layer_idx, config
         H, K, D = config.n_head, config.kv_heads, config.head_size
         # q (H heads), k and v (K heads each) in one matmul
-        self.c_attn = nn.Linear(config.n_embd, (H + 2 * K) * D, bias=config.bias or config.qkv_bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, (H + 2 * K) * D, bias=config.bias or config.qkv_bias)
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, rope=None, attn_mask=None, kv_cache=None):
@@ -298,8 +311,8 @@ class MLP(nn.Module):
         self.config = config
         # SwiGLU needs two input projections (gate and up), fused here into one matmul, gate first
         n_out = 2 * config.ffn_size if config.swiglu else config.ffn_size
-        self.c_fc = nn.Linear(config.n_embd, n_out, bias=config.bias)
-        self.c_proj = nn.Linear(config.ffn_size, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, n_out, bias=config.bias)
+        self.c_proj = Linear(config.ffn_size, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):  # (B, T, C) -> (B, T, C)
@@ -350,7 +363,7 @@ class GPT(nn.Module):
         ))
         if not config.rope:
             self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_embeddings:  # the input embedding doubles as the output projection (-V*C)
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)

@@ -7,13 +7,17 @@
    (target < 2 GB) and time.
 
     python bench/bpe.py --threads 1                # HF and tiktoken on 1 thread, ours 1 process
-    python bench/bpe.py --threads 2 --parts train  # parts: train, encode, 1gb
+    python bench/bpe.py --threads 2 --parts train  # parts: train, varied, encode, 1gb
+    python bench/bpe.py --threads 2 --parts varied --varied_mb 10,50 --repeat 2
 
 The 5 MB and 1 GB inputs repeat the 1 MB text (copies separated by <|endoftext|>): the distinct
-words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization.
+words, and so the merge work, stay those of 1 MB; what grows is the pre-tokenization. "varied"
+trains on 10-100 MB whose vocabulary keeps growing, as a real corpus's does: copies of the text,
+each with other made-up words put in (`varied` below, which bench/encode.py uses too).
 """
 import argparse
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 EOT = "<|endoftext|>"
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SCRIPTS = ["абвгдежзийклмнопрстуфхцчшщыэюя", "αβγδεζηθικλμνξοπρστυφχψω", "éèêàâçôûîïüöäßñ",
+           "的一是不了人我在有他这为之大来以个中上们", "あいうえおかきくけこさしすせそ", "가나다라마바사아자차카"]
+
+
+def varied(text: str, seed: int, share: float = 0.15, non_ascii: float = 0.1) -> str:
+    """text with a made-up word after `share` of its words: a random word of letters (a third
+    capitalized), a number, or (`non_ascii` of them) a word of another script."""
+    rng = random.Random(seed)
+    out = []
+    for word in text.split(" "):
+        out.append(word)
+        if rng.random() < share:
+            r = rng.random()
+            if r < non_ascii:
+                script = rng.choice(SCRIPTS)
+                out.append("".join(rng.choice(script) for _ in range(rng.randint(2, 8))))
+            elif r < non_ascii + 0.25:
+                out.append(str(rng.randint(0, 10 ** rng.randint(1, 8))))
+            else:
+                w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 10)))
+                out.append(w.capitalize() if rng.random() < 0.3 else w)
+    return " ".join(out)
 
 
 def race(fns, repeat):
@@ -140,7 +167,8 @@ def main():
                         help="~1 MB of real text")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--parts", default="train,encode,1gb",
-                        help="comma-separated: train, encode, 1gb")
+                        help="comma-separated: train, varied, encode, 1gb")
+    parser.add_argument("--varied_mb", default="10,50", help="sizes of the varied training texts")
     parser.add_argument("--big_file", default="/tmp/bpe_bench_1gb.txt")
     args = parser.parse_args()
     # the Rust thread pools read these when first used: set them before importing tokenizers and
@@ -160,6 +188,12 @@ def main():
             bench_train(curly, "1MB, not ASCII", args.threads, Path(tmp), args.repeat)
             bench_train(EOT.join([curly] * 5), "5MB, not ASCII", args.threads, Path(tmp),
                         args.repeat)
+    if "varied" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            for mb in map(int, args.varied_mb.split(",")):
+                copies = -(-mb * 10**6 // len(varied(text, 0).encode()))  # rounded up
+                big = EOT.join(varied(text, seed) for seed in range(copies))
+                bench_train(big, f"{mb}MB varied", args.threads, Path(tmp), args.repeat)
     if "encode" in parts:
         bench_encode(text, "ASCII", args.repeat)
         bench_encode(curly, "not ASCII", args.repeat)

@@ -32,32 +32,7 @@ import numpy as np  # noqa: E402
 import tiktoken  # noqa: E402
 
 import bpe  # noqa: E402
-from bench.bpe import race  # noqa: E402
-
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-SCRIPTS = ["абвгдежзийклмнопрстуфхцчшщыэюя", "αβγδεζηθικλμνξοπρστυφχψω", "éèêàâçôûîïüöäßñ",
-           "的一是不了人我在有他这为之大来以个中上们", "あいうえおかきくけこさしすせそ", "가나다라마바사아자차카"]
-
-
-def varied(text: str, seed: int, share: float = 0.15, non_ascii: float = 0.1) -> str:
-    """text with a made-up word after `share` of its words: a random word of letters (a third
-    capitalized), a number, or (`non_ascii` of them) a word of another script."""
-    rng = random.Random(seed)
-    out = []
-    for word in text.split(" "):
-        out.append(word)
-        if rng.random() < share:
-            r = rng.random()
-            if r < non_ascii:
-                script = rng.choice(SCRIPTS)
-                out.append("".join(rng.choice(script) for _ in range(rng.randint(2, 8))))
-            elif r < non_ascii + 0.25:
-                out.append(str(rng.randint(0, 10 ** rng.randint(1, 8))))
-            else:
-                w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 10)))
-                out.append(w.capitalize() if rng.random() < 0.3 else w)
-    return " ".join(out)
-
+from bench.bpe import LETTERS, race, varied  # noqa: E402
 
 def peer(tok: bpe.Tokenizer) -> tiktoken.Encoding:
     ranks = {v: i for i, v in tok.vocab.items() if i != 50256}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from model import GPT, PEAK_FLOPS, Documents, GPTConfig, KVCache, sample_next
+from model import GPT, PEAK_FLOPS, Documents, GPTConfig, KVCache, Linear, sample_next
 from tests import adapters
 
 TINY = dict(vocab_size=97, n_positions=48, n_embd=32, n_layer=2, n_head=4, bos_token_id=None, eos_token_id=None)
@@ -284,6 +284,29 @@ def test_rmsnorm_swiglu_and_small_layers_against_formulas():
 def manual_attention(q, k, v, mask):
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_takes_the_vector_kernel_for_one_bfloat16_row(monkeypatch, bias):
+    """One bfloat16 row (a decode step) goes through torch.mv / addmv, which read the weight at memory speed on a
+    CPU: the same product as torch's F.linear to bfloat16's rounding, in F.linear's shape; more rows, or float32,
+    stay on F.linear itself."""
+    torch.manual_seed(0)
+    lin = Linear(64, 48, bias=bias).to(torch.bfloat16)
+    calls = []
+    for name in ("mv", "addmv"):
+        monkeypatch.setattr(torch, name, lambda *a, f=getattr(torch, name): calls.append(f) or f(*a))
+    x = torch.randn(1, 1, 64, dtype=torch.bfloat16)
+    y = lin(x)
+    assert len(calls) == 1 and y.shape == (1, 1, 48) and y.dtype == torch.bfloat16
+    exact = torch.nn.functional.linear(x.double(), lin.weight.double(), None if not bias else lin.bias.double())
+    torch.testing.assert_close(y.double(), exact, atol=0.03, rtol=0.02)  # 8 bits of mantissa
+    torch.testing.assert_close(y, torch.nn.functional.linear(x, lin.weight, lin.bias), atol=0.03, rtol=0.02)
+    rows = torch.randn(2, 3, 64, dtype=torch.bfloat16)
+    assert torch.equal(lin(rows), torch.nn.functional.linear(rows, lin.weight, lin.bias)) and len(calls) == 1
+    lin32 = lin.float()
+    assert torch.equal(lin32(x.float()), torch.nn.functional.linear(x.float(), lin32.weight, lin32.bias))
+    assert len(calls) == 1
 
 
 def test_attention_against_manual_softmax():
