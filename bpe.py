@@ -998,8 +998,13 @@ class Tokenizer:
         they do (see above why that is exact)."""
         chunks = [piece[i:i + STITCH] for i in range(0, len(piece), STITCH)]
         ids = self._bpe_many(list(set(chunks)))
-        # the pairs of tokens where two chunks meet, re-merged all together: most do not join
-        self._remerge_all({(ids[a][-1], ids[b][0]) for a, b in zip(chunks, chunks[1:])})
+        # Ahead of gluing, all together: re-merge the two tokens where two chunks meet (most do
+        # not join), then each result with the token on either side, as _glue will ask.
+        meets = [(ids[a], ids[b]) for a, b in zip(chunks, chunks[1:])]
+        self._remerge_all({(x[-1], y[0]) for x, y in meets})
+        middles = [self._remerged[x[-1], y[0]] for x, y in meets]
+        self._remerge_all({pair for (x, y), mid in zip(meets, middles)
+                           for pair in ((*x[-2:-1], mid[0]), (mid[-1], *y[1:2]))})
         out = list(ids[chunks[0]])
         for chunk in chunks[1:]:
             self._glue(out, ids[chunk])
