@@ -7,8 +7,8 @@ Read top to bottom:
    index and a heap, and after a merge touch only the words that contained the merged pair;
 4. `Tokenizer`: encode / decode with tiktoken's semantics, save / load in a small text format;
    the readable `_bpe` merges one pre-token, and fast paths on top of it (a bounded pre-token
-   cache, new pre-tokens merged all together in numpy, long ones cut apart or by a heap) give
-   the same ids;
+   cache, new pre-tokens merged all together in numpy, long ones cut apart, merged in chunks
+   glued where their tokens join, or by a heap) give the same ids;
 5. GPT-2: download and verify its rank table, rebuild its 50,000 merges, `gpt2_tokenizer()`;
 6. real tokenizers: a Hugging Face tokenizer.json or the tokenizer inside a GGUF file, with the
    same ids as Hugging Face's (`load_tokenizer_json`, `load_gguf_tokenizer`), and back to a
@@ -78,7 +78,8 @@ GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
 # A Tokenizer remembers the ids of the pre-tokens it met lately, in two dicts of up to CACHE_SIZE
 # each (~15 MB each; the 64k most recent distinct words hold ~99% of a natural text's words).
 CACHE_SIZE = 1 << 16
-LONG_PIECE = 100  # a pre-token this long (characters) or longer is merged by _bpe_heap
+LONG_PIECE = 100  # a pre-token this long (characters) or longer is merged by _bpe_long
+STITCH = 64  # characters per chunk _bpe_stitched cuts a long pre-token into (< LONG_PIECE)
 WAVE_MIN = 32  # pre-tokens _bpe_waves merges together at the least; fewer go one by one
 INF = float("inf")
 INSTALL_HINT = "run the install command `python bpe.py download-gpt2` (see README.md)"
@@ -674,6 +675,7 @@ class Tokenizer:
         # pre-token -> ids, young and old (see _remember): text repeats its words
         self._cache: dict[str, tuple[int, ...]] = {}
         self._old_cache: dict[str, tuple[int, ...]] = {}
+        self._remerged: dict[tuple[int, ...], tuple[int, ...]] = {}  # see _remerge
         # A pre-token that is a whole token is that one id, without running BPE: tiktoken's rule,
         # and about half of a text's distinct words are whole GPT-2 tokens. For learned merges BPE
         # gets there anyway: training made token t from a word in which no merge crossed t's
@@ -957,9 +959,10 @@ class Tokenizer:
 
         Between two bytes that no token holds side by side no merge can ever happen: the piece is
         cut there and its parts merge apart, short ones together by _bpe_waves (a run of random
-        letters falls into parts of ~7). A part with no such cut goes to _bpe_heap, or to
-        _bpe_waves alone if it repeats one or two characters ("=====", "-=-="): few waves then.
-        (Not where the vocab lacks bytes: a dropped byte joins its neighbours.)"""
+        letters falls into parts of ~7). A part with no such cut goes to _bpe_waves alone if it
+        repeats one or two characters ("=====", "-=-=": few waves then), else to _bpe_stitched
+        if it is ASCII (random digits), or to _bpe_heap. (Not where the vocab lacks bytes: a
+        dropped byte joins its neighbours.)"""
         tables = self._tables
         if tables is None or self.drop_missing_bytes:
             return self._bpe_heap(piece)
@@ -970,12 +973,78 @@ class Tokenizer:
         # cut before byte j if (j - 1, j) is in no token and a character starts at j
         cut = ~tables[5][raw[:-1] << 8 | raw[1:]] & ((raw[1:] & 0xC0) != 0x80)
         cuts = (np.flatnonzero(cut) + 1).tolist()
-        if not cuts:
-            return self._bpe_heap(piece)
+        if not cuts:  # (random digits: every two digits lie side by side in some token)
+            return self._bpe_stitched(piece) if piece.isascii() else self._bpe_heap(piece)
         slices = map(slice, [0, *cuts], [*cuts, len(data)])
         parts = list(map(bytes.decode, map(data.__getitem__, slices)))
         ids = self._bpe_many(list(set(parts)))
         return tuple(chain.from_iterable(map(ids.__getitem__, parts)))
+
+    # Why _bpe_stitched is exact. Say tokens a, b join if _bpe(a's text + b's text) == (a, b).
+    # (1) Any run of adjacent tokens of _bpe(text) is _bpe of its own text: the run's edges stay
+    # edges throughout, and each merge inside it was the lowest-rank pair (leftmost first) of the
+    # whole text, so also of the run. In particular every two adjacent tokens of _bpe(text) join.
+    # (2) Conversely, tokens t1..tk (k >= 2) that spell text, each two adjacent ones joining, are
+    # _bpe(text). Suppose _bpe(text)'s merges first cross an edge between ti and ti+1; until then
+    # its merges inside ti ti+1 are exactly those _bpe(ti's text + ti+1's) makes, in that order
+    # (as in (1)), so that one crosses the edge too: ti, ti+1 would not join. So no merge crosses
+    # an edge, and by (1) the tokens inside ti's text are _bpe(ti's text), which is (ti,) as ti
+    # joins its neighbour. Hence chunks merged apart and glued where the tokens join are _bpe's.
+    def _bpe_stitched(self, piece: str) -> tuple[int, ...]:
+        """_bpe(piece) for a long ASCII pre-token without cuts (see _bpe_long), in about O(n).
+
+        Chunks of STITCH characters merge apart, all together by _bpe_waves; then each is glued
+        to the tokens before it where they join, the few tokens around a glue re-merged until
+        they do (see above why that is exact)."""
+        chunks = [piece[i:i + STITCH] for i in range(0, len(piece), STITCH)]
+        ids = self._bpe_many(list(set(chunks)))
+        # Ahead of gluing, all together: re-merge the two tokens where two chunks meet (most do
+        # not join), then each result with the token on either side, as _glue will ask.
+        meets = [(ids[a], ids[b]) for a, b in zip(chunks, chunks[1:])]
+        self._remerge_all({(x[-1], y[0]) for x, y in meets})
+        middles = [self._remerged[x[-1], y[0]] for x, y in meets]
+        self._remerge_all({pair for (x, y), mid in zip(meets, middles)
+                           for pair in ((*x[-2:-1], mid[0]), (mid[-1], *y[1:2]))})
+        out = list(ids[chunks[0]])
+        for chunk in chunks[1:]:
+            self._glue(out, ids[chunk])
+        return tuple(out)
+
+    def _glue(self, left: list[int], right: tuple[int, ...]) -> None:
+        """Append to left (_bpe of some ASCII text) right (_bpe of the next), so that left becomes
+        _bpe of both texts: re-merge its last k tokens with right's first m, more of them on a side
+        whose outer pair does not join, until both do."""
+        n, k, m, middle = len(left), 0, 0, ()
+        while True:
+            ok_left = k == n or self._joins(left[n - k - 1], (middle or right)[0])
+            ok_right = m == len(right) or self._joins((middle or left)[-1], right[m])
+            if ok_left and ok_right:
+                left[n - k:] = middle + right[m:]
+                return
+            k = k if ok_left else min(n, 2 * k + 1)
+            m = m if ok_right else min(len(right), 2 * m + 1)
+            middle = self._remerge((*left[n - k:], *right[:m]))
+
+    def _joins(self, a: int, b: int) -> bool:
+        """Whether tokens a, b join: _bpe of their texts together is (a, b)."""
+        return self._remerge((a, b)) == (a, b)
+
+    def _remerge(self, ids: tuple[int, ...]) -> tuple[int, ...]:
+        """_bpe of the text ids spell (ASCII), remembered: gluing asks about the same few pairs of
+        tokens again and again."""
+        if ids not in self._remerged:
+            self._remerge_all([ids])
+        return self._remerged[ids]
+
+    def _remerge_all(self, seqs: Iterable[tuple[int, ...]]) -> None:
+        """Remember _bpe of the text each sequence of ids spells (ASCII), many by _bpe_waves, in
+        a bounded dict (up to CACHE_SIZE: emptied when full)."""
+        new = [ids for ids in seqs if ids not in self._remerged]
+        if len(self._remerged) + len(new) > CACHE_SIZE:
+            self._remerged.clear()
+        texts = [b"".join(map(self.vocab.__getitem__, ids)).decode("ascii") for ids in new]
+        merged = self._bpe_many(list(set(texts)))
+        self._remerged.update(zip(new, map(merged.__getitem__, texts)))
 
     def _remember(self, pieces: set[str]) -> dict[str, tuple[int, ...]]:
         """The pre-token cache, after adding the ids of those of pieces it lacks.

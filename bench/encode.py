@@ -41,9 +41,11 @@ def peer(tok: bpe.Tokenizer) -> tiktoken.Encoding:
 
 
 def forget(tok: bpe.Tokenizer) -> None:
-    """An empty pre-token cache: the next encode meets every word for the first time."""
+    """Empty caches: the next encode meets every word (and every pair of tokens it glues) for
+    the first time."""
     tok._cache.clear()
     tok._old_cache.clear()
+    tok._remerged.clear()
 
 
 def bench_build() -> None:

@@ -1,7 +1,7 @@
 """bpe.Tokenizer's fast encoding paths against the readable one (`_bpe`) and against tiktoken:
-`_bpe_heap` (long pre-tokens), `_bpe_waves` (many new pre-tokens at once), the bounded pre-token
-cache, encode_iterable's cuts, and GPT-2's cached merges. For GPT-2 and for a tokenizer trained
-here."""
+`_bpe_heap` and `_bpe_stitched` (long pre-tokens), `_bpe_waves` (many new pre-tokens at once), the
+bounded pre-token cache, encode_iterable's cuts, and GPT-2's cached merges. For GPT-2 and for a
+tokenizer trained here."""
 import hashlib
 import json
 import random
@@ -61,6 +61,24 @@ def test_heap_equals_readable_and_peer_on_long_runs(which, cases):
         assert list(tok._bpe_heap(run)) == list(tok._bpe(run)) == peer(run), run[:20]
     for run in long_runs(20_000, seed=2):  # the readable path would take seconds here
         assert tok.encode(run) == peer(run), run[:20]
+
+
+@pytest.mark.parametrize("which", ["gpt2", "trained"])
+@pytest.mark.parametrize("stitch", [3, 64])
+def test_stitched_equals_readable_and_peer_on_random_ascii(which, stitch, cases, monkeypatch):
+    # random digits: no pair of digits is outside every GPT-2 token, so nothing cuts them apart;
+    # chunks of 3 characters glue at almost every token, often re-merging several on each side
+    monkeypatch.setattr(bpe, "STITCH", stitch)
+    tok, peer = cases[which]
+    rng = random.Random(7)
+    for n in [1, 2, 3, 4, 5, 64, 65, 129] + [rng.randint(1, 3000) for _ in range(20)]:
+        digits = "".join(rng.choice(string.digits) for _ in range(n))
+        assert list(tok._bpe_stitched(digits)) == list(tok._bpe(digits)) == peer(digits), n
+    for alphabet in ["01", "0123456789ab ", "abcdefghij", "0123456789=-.,", string.printable]:
+        mixed = "".join(rng.choice(alphabet) for _ in range(rng.randint(500, 2000)))
+        assert tok._bpe_stitched(mixed) == tok._bpe(mixed), alphabet
+    digits = "".join(rng.choice(string.digits) for _ in range(100_000))
+    assert tok.encode(digits) == peer(digits)
 
 
 @pytest.mark.parametrize("which", ["gpt2", "trained"])
