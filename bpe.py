@@ -1038,10 +1038,14 @@ class Tokenizer:
 
     def _remerge_all(self, seqs: Iterable[tuple[int, ...]]) -> None:
         """Remember _bpe of the text each sequence of ids spells (ASCII), many by _bpe_waves, in
-        a bounded dict (up to CACHE_SIZE: emptied when full)."""
-        new = [ids for ids in seqs if ids not in self._remerged]
+        a bounded dict (up to CACHE_SIZE: emptied when full, then all of seqs remerged, as the
+        caller reads them all back)."""
+        seqs = set(seqs)
+        new = seqs.difference(self._remerged)
         if len(self._remerged) + len(new) > CACHE_SIZE:
             self._remerged.clear()
+            new = seqs
+        new = list(new)
         texts = [b"".join(map(self.vocab.__getitem__, ids)).decode("ascii") for ids in new]
         merged = self._bpe_many(list(set(texts)))
         self._remerged.update(zip(new, map(merged.__getitem__, texts)))

@@ -81,6 +81,19 @@ def test_stitched_equals_readable_and_peer_on_random_ascii(which, stitch, cases,
     assert tok.encode(digits) == peer(digits)
 
 
+def test_stitched_refills_its_full_cache(cases, monkeypatch):
+    # a cache of 300 pairs: one 5,000-digit run asks about ~50 joins, some of them asked before, so
+    # the cache fills mid-run and is emptied while the run still needs pairs it held
+    monkeypatch.setattr(bpe, "CACHE_SIZE", 300)
+    tok, peer = cases["gpt2"]
+    tok._remerged.clear()
+    rng = random.Random(11)
+    for _ in range(6):
+        digits = "".join(rng.choice(string.digits) for _ in range(5000))
+        assert list(tok._bpe_stitched(digits)) == peer(digits)
+        assert len(tok._remerged) <= 300  # bounded
+
+
 @pytest.mark.parametrize("which", ["gpt2", "trained"])
 def test_waves_and_heap_equal_readable_on_real_text(which, cases):
     tok, peer = cases[which]
