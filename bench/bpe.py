@@ -190,8 +190,9 @@ def main():
                         args.repeat)
     if "varied" in parts:
         with tempfile.TemporaryDirectory() as tmp:
+            copy_bytes = len(varied(text, 0).encode())  # each seed's copy is about as long
             for mb in map(int, args.varied_mb.split(",")):
-                copies = -(-mb * 10**6 // len(varied(text, 0).encode()))  # rounded up
+                copies = -(-mb * 10**6 // copy_bytes)  # rounded up
                 big = EOT.join(varied(text, seed) for seed in range(copies))
                 bench_train(big, f"{mb}MB varied", args.threads, Path(tmp), args.repeat)
     if "encode" in parts:

@@ -34,6 +34,7 @@ import tiktoken  # noqa: E402
 import bpe  # noqa: E402
 from bench.bpe import LETTERS, race, varied  # noqa: E402
 
+
 def peer(tok: bpe.Tokenizer) -> tiktoken.Encoding:
     ranks = {v: i for i, v in tok.vocab.items() if i != 50256}
     return tiktoken.Encoding(name="gpt2", pat_str=bpe.GPT2_SPLIT_PATTERN, mergeable_ranks=ranks,
