@@ -175,7 +175,18 @@ def main(argv):
         print(f"{key} = {value!r}")
 
 
-# ---------------------------------------------------------------------- output cut by a closed pipe
+# ----------------------------------------------------------------------------- command lines
+INT64 = range(-2**63, 2**63)  # what a 64-bit integer holds (`in` a range is O(1) for an int)
+
+
+def int64(text):
+    """int(text) when a 64-bit integer holds it -> int; else argparse's type error."""
+    value = int(text)
+    if value not in INT64:
+        raise argparse.ArgumentTypeError(f"{text} is beyond a 64-bit integer")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse for every command of ours: a usage error is one `error: ...` line with exit status
     1, as any other error of theirs (argparse's own is a usage block and status 2), and an int
@@ -190,17 +201,7 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
 
-INT64 = range(-2**63, 2**63)  # what a 64-bit integer holds (`in` a range is O(1) for an int)
-
-
-def int64(text):
-    """int(text) when a 64-bit integer holds it -> int; else argparse's type error."""
-    value = int(text)
-    if value not in INT64:
-        raise argparse.ArgumentTypeError(f"{text} is beyond a 64-bit integer")
-    return value
-
-
+# ---------------------------------------------------------------------- output cut by a closed pipe
 @contextmanager
 def quiet_broken_pipe():
     """Nothing; a command's output cut short by a closed pipe (`python sft.py --help | head`)
