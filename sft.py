@@ -525,12 +525,12 @@ def train_epochs(cfg, model, tok, examples, val_examples, ddp, local_rank, world
     raw_model = model
     model, optimizer, scaler = prepare_model(raw_model, SimpleNamespace(**cfg), device, dtype, ddp,
                                              local_rank)
+    # pad_id: any valid id; padding is never attended to and its targets are ignored
     run = SimpleNamespace(
         cfg=cfg, model=model, raw_model=raw_model, optimizer=optimizer, scaler=scaler, tok=tok,
         rows=rows, lengths=lengths, val_examples=val_examples, pad_id=tok.eot_id, device=device,
         autocast=autocast_context(device, dtype), world_size=world_size, before=before,
         total_iters=sum(len(plan) for plan in plans))
-    # pad_id: any valid id; padding is never attended to and its targets are ignored
     p = start_progress(run, ckpt, rank)
     wandb_run = start_wandb(cfg["wandb_project"], cfg["wandb_run_name"], cfg) \
         if cfg["wandb_log"] else None
@@ -572,8 +572,10 @@ def start_progress(run, ckpt, rank):
                          f"({run.cfg['epochs']} epochs); give --epochs=N with N > "
                          f"{run.cfg['epochs']} to train on")
     restore_state(ckpt, run.raw_model, run.optimizer, run.scaler, rank, run.world_size, run.device)
-    sums = saved["epoch_sums"][rank] if len(saved["epoch_sums"]) == run.world_size else [[0, 0],
-                                                                                          [0, 0]]
+    # this rank's sums of the unfinished epoch; resumed on another number of ranks, the epoch's
+    # training loss starts again from the resumed step
+    sums = saved["epoch_sums"]
+    sums = sums[rank] if len(sums) == run.world_size else [[0, 0], [0, 0]]
     p.it, p.best_val, p.epoch_rows = ckpt["iter_num"], ckpt["best_val_loss"], saved["epoch_rows"]
     p.stats.update(saved["stats"], steps=run.total_iters)
     p.loss_sum, p.counts = torch.tensor(sums[0], device=run.device), sums[1]
