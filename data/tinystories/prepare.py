@@ -16,7 +16,6 @@ meta.json, tokenizer/.
 Without --val_input every 10th story of --input (its ids up to and including its <|endoftext|>)
 is held out for validation. Memory stays flat: neither the text nor its ids are ever held whole.
 """
-import argparse
 import os
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 # repo root
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from bpe import encode_file, train_bpe  # noqa: E402
+from configurator import ArgumentParser  # noqa: E402
 from data.fetch import download, write_splits  # noqa: E402
 from files import SHARD_TOKENS, token_dtype  # noqa: E402
 
@@ -84,7 +84,7 @@ def prepare(train_path, val_path, out_dir, vocab_size=10000, num_proc=1,
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input",
                         help="training stories (separated by <|endoftext|>) "
                              "instead of the download")
