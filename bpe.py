@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import gc
 import hashlib
 import heapq
 import json
@@ -34,9 +35,9 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import cached_property, lru_cache
-from itertools import chain, compress, groupby, repeat
+from itertools import chain, compress, repeat
 from operator import add
 from multiprocessing import Pool
 from pathlib import Path
@@ -134,29 +135,53 @@ def byte_level_chars() -> dict[int, str]:
     return chars | {b: chr(256 + n) for n, b in enumerate(others)}
 
 
+@contextmanager
+def gc_paused():
+    """Run the block with Python's cyclic garbage collector paused, as it was before after it.
+
+    New pre-tokens make tens of thousands of tuples; every 700 new objects start a collection
+    that walks the big lists and dicts alive: ~10% of a cold encode. Tuples of ints make no
+    cycles, and reference counting still frees everything at once."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # ----------------------------------------------------------------------------- pre-tokenization
-def _asciify(pattern: str) -> re.Pattern:
-    r"""The same pattern for pure-ASCII text, with its Unicode classes spelled out for `re`.
+# The split patterns that match every character (so findall is Hugging Face's Isolated split):
+# the standard library's `re` can run them, two to three times faster than `regex` (see
+# _bmp_splitter).
+FAST_PATTERNS = (GPT2_SPLIT_PATTERN, GPT4_SPLIT_PATTERN, LLAMA3_SPLIT_PATTERN, QWEN2_SPLIT_PATTERN)
+ASTRAL = re.compile("[\U00010000-\U0010ffff]")  # past the Basic Multilingual Plane (emoji)
+UNICODE_CLASSES = (r"[^\s\p{L}\p{N}]", r"[^\r\n\p{L}\p{N}]", r"\p{L}", r"\p{N}", r"\S", r"\s")
 
-    The standard library's `re` splits ASCII about twice as fast as `regex`. (regex's \s is
-    [\t\n\v\f\r ] in ASCII; re's would add \x1c-\x1f.) Only for the two patterns above: rewriting
-    any pattern blindly is not safe."""
-    ws = r"\t\n\x0b\x0c\r "
-    classes = [(r"[^\s\p{L}\p{N}]", rf"[^{ws}A-Za-z0-9]"),
-               (r"[^\r\n\p{L}\p{N}]", r"[^\r\nA-Za-z0-9]"),
-               (r"\p{L}", "[A-Za-z]"), (r"\p{N}", "[0-9]"), (r"\S", rf"[^{ws}]"),
-               (r"\s", rf"[{ws}]")]
-    for unicode_class, ascii_class in classes:  # classes inside [...] first, then the bare ones
-        pattern = pattern.replace(unicode_class, ascii_class)
+
+@lru_cache(maxsize=None)
+def _bmp_class(unicode_class: str) -> str:
+    r"""A `re` set of the characters below U+10000 that `regex` matches by unicode_class, in runs:
+    r"\p{N}" -> "[0-9\xb2-\xb3...]". Built by `regex` itself, so both agree on every one."""
+    bmp = "".join(map(chr, range(0x10000)))
+    codes = np.array([m.start() for m in regex.finditer(unicode_class, bmp)])
+    new_run = np.diff(codes, prepend=-2) != 1
+    firsts, lasts = codes[new_run].tolist(), codes[np.append(new_run[1:], True)].tolist()
+    runs = (re.escape(chr(a)) + ("-" + re.escape(chr(b))) * (b > a) for a, b in zip(firsts, lasts))
+    return "[" + "".join(runs) + "]"
+
+
+@lru_cache(maxsize=None)
+def _bmp_splitter(pattern: str) -> re.Pattern:
+    r"""One of FAST_PATTERNS for `re`, for text without astral characters: each Unicode class
+    spelled out as its characters below U+10000, from `regex` (see _bmp_class).
+
+    `re` has no \p{L}, and its \s and \w are not `regex`'s (its \s adds \x1c-\x1f); the rest of
+    these patterns means the same in both. Sets of BMP characters compile to a lookup table."""
+    for unicode_class in UNICODE_CLASSES:  # classes inside [...] first, then the bare ones
+        pattern = pattern.replace(unicode_class, _bmp_class(unicode_class))
     return re.compile(pattern)
-
-
-ASCII_SPLITTERS = {p: _asciify(p) for p in PATTERNS.values()}
-UNICODE_SPLITTERS = {p: regex.compile(p) for p in PATTERNS.values()}
-# Between two lines, where a '\n' sits between two visible ASCII characters: both patterns end a
-# pre-token there and never look across it, so the text on either side splits exactly as the
-# whole does. ((?<=\n) first: a quick test that rejects most positions.)
-LINE_CUT = re.compile(r"(?<=\n)(?<=[\x21-\x7e]\n)(?=[\x21-\x7e])")
 
 
 def pretokenize(text: str, pattern: str | Sequence[str] = GPT2_SPLIT_PATTERN) -> list[str]:
@@ -170,20 +195,11 @@ def pretokenize(text: str, pattern: str | Sequence[str] = GPT2_SPLIT_PATTERN) ->
         for step in pattern:
             pieces = [p for piece in pieces for p in pretokenize(piece, step)]
         return pieces
-    ascii_splitter = ASCII_SPLITTERS.get(pattern)
-    if ascii_splitter is None:
+    if pattern not in FAST_PATTERNS:
         return split_isolated(regex.compile(pattern), text)  # `regex` caches compiled patterns
-    if text.isascii():  # isascii() is O(1): str knows it
-        return ascii_splitter.findall(text)
-    unicode_splitter = UNICODE_SPLITTERS[pattern]
-    if len(text.encode("utf-8")) > 1.05 * len(text):  # much non-ASCII text: cutting would not pay
-        return unicode_splitter.findall(text)
-    # Mostly ASCII text (curly quotes, a few accents) need not go all through `regex`: cut it
-    # between lines, then runs of pure-ASCII lines take the fast splitter and the others `regex`.
-    out = []
-    for is_ascii, lines in groupby(LINE_CUT.split(text), str.isascii):
-        out += (ascii_splitter if is_ascii else unicode_splitter).findall("".join(lines))
-    return out
+    if text.isascii() or not ASTRAL.search(text):  # isascii() is O(1): str knows it
+        return _bmp_splitter(pattern).findall(text)
+    return regex.findall(pattern, text)
 
 
 def split_isolated(pattern: regex.Pattern, text: str) -> list[str]:
@@ -603,7 +619,7 @@ def _hash_find(slots: np.ndarray, values: np.ndarray, keys: np.ndarray, missing:
         here = found == keys[todo]
         out[todo[here]] = values[at[here]]
         go = (found != -1) & ~here  # an empty slot ends the search: the key is not there
-        todo, at = todo[go], (at[go] + 1) % len(slots)
+        todo, at = todo[go], (at[go] + 1) & (len(slots) - 1)
     return out
 
 
@@ -682,13 +698,13 @@ class Tokenizer:
         # edges, so t's bytes alone merge the same way, in the same order, up to t. Any merge list
         # need not: with merges b+c, a+b, ab+c, "abc" is [a, bc]. So unless the merges are learned
         # (or ignore_merges says to take whole tokens anyway), each token is checked once, here.
+        # (A token that is not UTF-8 text is never a whole pre-token.)
         specials = set(self.special_tokens.values())
-        self._whole = {v: i for i, v in self.vocab.items() if i not in specials}  # bytes -> id
+        texts = zip(map(readable, self.vocab.values()), self.vocab)
+        self._whole = {t: (i,) for t, i in texts if isinstance(t, str) and i not in specials}
         if not (learned or self.ignore_merges):  # keep the tokens BPE gets to
-            texts = {t: i for t, i in zip(map(readable, self._whole), self._whole.values())
-                     if isinstance(t, str)}
-            ids = self._bpe_many(list(texts))
-            self._whole = {t.encode("utf-8"): i for t, i in texts.items() if ids[t] == (i,)}
+            ids = self._bpe_many(list(self._whole))
+            self._whole = {t: i for t, i in self._whole.items() if ids[t] == i}
 
     def _merge_ids(self, merges) -> dict[tuple[int, int], int]:
         """{(id_a, id_b): new_id} in merge order, checked against the vocab.
@@ -852,8 +868,8 @@ class Tokenizer:
         if np.any((rank <= made_at[first]) | (rank <= made_at[second])):
             return None
         keys = first * self.n_vocab + second
-        # open addressing, at most half full: each key goes to the first free slot from its hash
-        slots = np.full(1 << (2 * len(keys)).bit_length(), -1, np.int64)
+        # open addressing, quarter full: a key goes to the first free slot from its hash
+        slots = np.full(1 << (4 * len(keys)).bit_length(), -1, np.int64)
         ranks = np.full(len(slots), len(self.merges), np.int32)
         todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
         while len(todo):
@@ -897,13 +913,14 @@ class Tokenizer:
         again. Pieces done leave the arrays; the last `tail` (the longest) are finished by _bpe."""
         _, _, merged, byte_ids, byte_pairs, _ = self._tables
         none = len(self.merges)
-        data = [p.encode("utf-8") for p in pieces]
+        data = list(map(str.encode, pieces))
         raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
         sizes = np.fromiter(map(len, data), np.int64, len(data))  # (M,) tokens per piece
         known = byte_ids[raw] >= 0
         if not known.all():  # drop the bytes the vocab lacks
             sizes = np.bincount(np.repeat(np.arange(len(data)), sizes)[known], minlength=len(data))
             raw = raw[known]
+        empty = (sizes == 0).tolist()
         alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order
         sizes = sizes[alive]
         ends = np.cumsum(sizes)
@@ -933,13 +950,13 @@ class Tokenizer:
             tokens, rank = tokens[keep], rank[keep]
             changed = np.concatenate([at, at[at > 0] - 1])  # the pairs a new token is in
             rank[changed] = self._pair_ranks(tokens, ends, changed)
-        # the pieces' ids, in the order they were done: slices of one list, in C
-        ids = np.concatenate(done_tokens or [tokens[:0]]).tolist()
+        # the pieces' ids, in the order they were done: slices of one tuple, in C
+        ids = tuple(np.concatenate(done_tokens or [tokens[:0]]).tolist())
         bounds = np.cumsum(np.concatenate(done_sizes or [sizes[:0]])).tolist()
         slices = map(slice, chain([0], bounds), bounds)
-        out = dict.fromkeys(pieces, ())  # () for a piece whose every byte was dropped
+        out = dict.fromkeys(compress(pieces, empty), ())  # a piece whose every byte was dropped
         out.update(zip(map(pieces.__getitem__, np.concatenate(done_pieces or [alive[:0]]).tolist()),
-                       map(tuple, map(ids.__getitem__, slices))))
+                       map(ids.__getitem__, slices)))
         out.update((pieces[k], self._bpe(pieces[k])) for k in alive.tolist())
         return out
 
@@ -1055,19 +1072,18 @@ class Tokenizer:
 
         Bounded in two generations: when the young dict would pass CACHE_SIZE it becomes the old
         one (the old one is dropped), and a piece met again comes back from there. So the words in
-        use stay, memory stays flat on endless text, and nothing is ever recomputed all at once."""
+        use stay, memory stays flat on endless text, and nothing is ever recomputed all at once.
+        (Set operations and dict updates: loops in C.)"""
         cache = self._cache
         new = pieces.difference(cache)
         if len(cache) + len(new) > CACHE_SIZE:
             self._old_cache, cache = cache, {}
             self._cache, new = cache, pieces
-        old = self._old_cache
-        back = list(filter(old.__contains__, new))  # met before the last turn: they come back
-        cache.update(zip(back, map(old.__getitem__, back)))
-        new = list(new.difference(back))
-        whole = list(map(self._whole.get, map(str.encode, new)))  # the id of a whole token
-        cache.update((piece, (i,)) for piece, i in zip(new, whole) if i is not None)
-        cache.update(self._bpe_many([piece for piece, i in zip(new, whole) if i is None]))
+        for known in (self._old_cache, self._whole):  # met before the last turn; whole tokens
+            found = new.intersection(known)
+            cache.update(zip(found, map(known.__getitem__, found)))
+            new = new - found
+        cache.update(self._bpe_many(list(new)))
         return cache
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -1079,8 +1095,9 @@ class Tokenizer:
             return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
         except KeyError:
             pass
-        cache = self._remember(set(pieces))
-        return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        with gc_paused():
+            cache = self._remember(set(pieces))
+            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
         """The ids of text, with tiktoken's rules for special tokens in it:
@@ -1121,20 +1138,26 @@ class Tokenizer:
         """Yield the ids of encode("".join(lines)) lazily, holding about `buffer_chars` of text.
 
         Text is buffered and cut only where the split pattern cuts anyway (see _safe_cut), so the
-        ids are exactly encode()'s; with the bounded pre-token cache, memory stays flat."""
+        ids are exactly encode()'s; with the bounded pre-token cache, memory stays flat. (The ids
+        come through chain(), in C: a generator yielding each id would cost a tenth of the time.)"""
+        chunks = self._safe_chunks(lines, buffer_chars)
+        return chain.from_iterable(self.encode(chunk, allowed_special) for chunk in chunks)
+
+    def _safe_chunks(self, lines: Iterable[str], buffer_chars: int) -> Iterator[str]:
+        """The text of lines in pieces of about buffer_chars or more, each cut at a safe cut."""
         buf, threshold = "", buffer_chars
         for line in lines:
             buf += line
             if len(buf) >= threshold:
                 cut = self._safe_cut(buf)
                 if cut:
-                    yield from self.encode(buf[:cut], allowed_special)
+                    yield buf[:cut]
                     buf, threshold = buf[cut:], buffer_chars
                 else:
                     # no safe cut yet (one endless pre-token?): look again later
                     threshold = 2 * len(buf)
         if buf:
-            yield from self.encode(buf, allowed_special)
+            yield buf
 
     # A cut is safe before " <letter>" after a visible character, and at the start of a line that
     # follows a single '\n' after a visible character: GPT-2's, GPT-4's, Llama 3's and Qwen2's

@@ -148,6 +148,27 @@ def test_bounded_cache_keeps_ids(gpt2, monkeypatch):
     assert tok._old_cache  # it did rotate
 
 
+def test_encode_leaves_the_garbage_collector_as_it_found_it(gpt2, monkeypatch):
+    # new pre-tokens are merged with the cyclic collector paused (bpe.gc_paused), even on error
+    import gc
+    tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, learned=True)
+    peer = tiktoken_of(gpt2)
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            t = random_text(random.Random(enabled), 500)
+            assert tok.encode(t, allowed_special="all") == peer.encode(t, allowed_special="all")
+            assert gc.isenabled() == enabled
+        gc.enable()
+        monkeypatch.setattr(tok, "_bpe_many", lambda pieces: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            tok.encode("words never met before: qzxv")
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
 @pytest.mark.parametrize("pattern", [bpe.GPT2_SPLIT_PATTERN, bpe.GPT4_SPLIT_PATTERN])
 def test_encode_iterable_across_blank_lines_and_whitespace(gpt2, pattern):
     tok = bpe.Tokenizer(gpt2.merges, gpt2.vocab, gpt2.special_tokens, pattern, learned=True)
