@@ -36,7 +36,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import add
 from multiprocessing import Pool
@@ -1080,9 +1080,9 @@ class Tokenizer:
             self._old_cache, cache = cache, {}
             self._cache, new = cache, pieces
         for known in (self._old_cache, self._whole):  # met before the last turn; whole tokens
-            found = new.intersection(known)
+            found = list(filter(known.__contains__, new))  # (not new & known: that walks known)
             cache.update(zip(found, map(known.__getitem__, found)))
-            new = new - found
+            new = new.difference(found)
         cache.update(self._bpe_many(list(new)))
         return cache
 
@@ -1144,20 +1144,25 @@ class Tokenizer:
         return chain.from_iterable(self.encode(chunk, allowed_special) for chunk in chunks)
 
     def _safe_chunks(self, lines: Iterable[str], buffer_chars: int) -> Iterator[str]:
-        """The text of lines in pieces of about buffer_chars or more, each cut at a safe cut."""
-        buf, threshold = "", buffer_chars
+        """The text of lines in pieces of about buffer_chars or more, each ending at a safe cut.
+
+        A text file is read in blocks of 64k characters: quicker than line by line."""
+        if hasattr(lines, "read"):
+            lines = iter(partial(lines.read, 1 << 16), "")
+        parts, size, threshold = [], 0, buffer_chars
         for line in lines:
-            buf += line
-            if len(buf) >= threshold:
+            parts.append(line)
+            size += len(line)
+            if size >= threshold:
+                buf = "".join(parts)
                 cut = self._safe_cut(buf)
                 if cut:
                     yield buf[:cut]
-                    buf, threshold = buf[cut:], buffer_chars
-                else:
-                    # no safe cut yet (one endless pre-token?): look again later
-                    threshold = 2 * len(buf)
-        if buf:
-            yield buf
+                    parts, size, threshold = [buf[cut:]], size - cut, buffer_chars
+                else:  # no safe cut yet (one endless pre-token?): look again later
+                    parts, threshold = [buf], 2 * size
+        if size:
+            yield "".join(parts)
 
     # A cut is safe before " <letter>" after a visible character, and at the start of a line that
     # follows a single '\n' after a visible character: GPT-2's, GPT-4's, Llama 3's and Qwen2's

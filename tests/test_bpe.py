@@ -438,12 +438,14 @@ def test_encode_iterable_equals_encode(gpt2, pattern, tmp_path):
               for _ in range(400)]
     text = "".join(lines)
     want = tok.encode(text, allowed_special="all")
-    # a small buffer forces hundreds of cuts; a file object is an iterable of lines
+    # a small buffer forces hundreds of cuts; a text file is read in blocks of 64k characters
     assert list(tok.encode_iterable(lines, allowed_special="all", buffer_chars=64)) == want
     path = tmp_path / "t.txt"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text * 24, encoding="utf-8")
+    assert len(text * 24) > 3 * (1 << 16)
     with open(path, encoding="utf-8", newline="") as f:
-        assert list(tok.encode_iterable(f, allowed_special="all", buffer_chars=256)) == want
+        got = list(tok.encode_iterable(f, allowed_special="all", buffer_chars=256))
+    assert got == tok.encode(text * 24, allowed_special="all")
     # no safe cut at all (no spaces, no newlines): the buffer grows, the ids stay right
     chunks = ["分词器把文本变成整数" * 3] * 40
     assert list(tok.encode_iterable(chunks, buffer_chars=64)) == tok.encode("".join(chunks))
