@@ -603,22 +603,26 @@ NORMALIZERS = ("NFC", "NFD", "NFKC", "NFKD")  # Unicode normal forms, as unicode
 
 
 def _hash_slot(keys: np.ndarray, size: int) -> np.ndarray:
-    """Each key's home slot in a table of `size` (a power of two) slots: Fibonacci hashing."""
-    product = keys.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)  # wraps around mod 2**64
-    return (product >> np.uint64(64 - size.bit_length() + 1)).astype(np.int64)
+    """Each key's home slot in a table of `size` (a power of two) slots: Fibonacci hashing, the
+    top bits of key * 2**64 / golden ratio (int64 products wrap around; the mask drops the sign)."""
+    product = keys * np.int64(0x9E3779B97F4A7C15 - (1 << 64))
+    return product >> np.int64(65 - size.bit_length()) & (size - 1)
 
 
 def _hash_find(slots: np.ndarray, values: np.ndarray, keys: np.ndarray, missing: int) -> np.ndarray:
     """values[the slot holding each key], or `missing` where a key is not in the table.
 
     Looks in all keys' slots at once, then moves those not settled yet to their next slot."""
-    out = np.full(len(keys), missing, values.dtype)
-    todo, at = np.arange(len(keys)), _hash_slot(keys, len(slots))
+    at = _hash_slot(keys, len(slots))
+    found = slots[at]
+    out = np.where(found == keys, values[at], missing).astype(values.dtype)
+    todo = np.flatnonzero((found != -1) & (found != keys))  # an empty slot ends the search
+    at = (at[todo] + 1) & (len(slots) - 1)
     while len(todo):
         found = slots[at]
         here = found == keys[todo]
         out[todo[here]] = values[at[here]]
-        go = (found != -1) & ~here  # an empty slot ends the search: the key is not there
+        go = (found != -1) & ~here
         todo, at = todo[go], (at[go] + 1) & (len(slots) - 1)
     return out
 
@@ -892,17 +896,14 @@ class Tokenizer:
         held[(joined[:-1] << 8 | joined[1:])[within]] = True
         return slots, ranks, merged, byte_ids, byte_pairs, held
 
-    def _pair_ranks(self, tokens: np.ndarray, ends: np.ndarray, at: np.ndarray) -> np.ndarray:
-        """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`; len(merges) where
-        it is no merge or i is the last token of its piece (ends: where each piece ends)."""
+    def _pair_ranks(self, tokens: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """The rank of the pair (tokens[i], tokens[i + 1]) for each i in `at`, len(merges) where
+        it is no merge; the caller sets it at each piece's last token (ends - 1): no pair starts
+        there."""
         slots, ranks = self._tables[:2]
         right = np.minimum(at + 1, len(tokens) - 1)
         pairs = tokens[at].astype(np.int64) * self.n_vocab + tokens[right]
-        out = _hash_find(slots, ranks, pairs, len(self.merges))
-        last = np.zeros(len(tokens), bool)
-        last[ends - 1] = True
-        out[last[at]] = len(self.merges)
-        return out
+        return _hash_find(slots, ranks, pairs, len(self.merges))
 
     def _bpe_waves(self, pieces: list[str], tail: int = WAVE_MIN) -> dict[str, tuple[int, ...]]:
         """{piece: _bpe(piece)}, all pieces at once in numpy: in each wave every piece merges every
@@ -933,23 +934,25 @@ class Tokenizer:
             done = best == none
             best[done] = -1  # so that no pair of a piece done is merged
             # the pairs to merge; a run of equal pairs (a, a) overlaps: every other one, leftmost
-            hit = np.flatnonzero(rank == np.repeat(best, sizes))
+            best_here = np.repeat(best, sizes)  # (N,)
+            hit = np.flatnonzero(rank == best_here)
             first = np.ones(len(hit), bool)
             first[1:] = np.diff(hit) != 1
             hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
-            finished = np.repeat(done, sizes)  # (N,)
+            finished = best_here < 0  # (N,)
             done_pieces.append(alive[done])
             done_sizes.append(sizes[done])
             done_tokens.append(tokens[finished])
             tokens[hit] = merged[rank[hit]]
             keep = ~finished
             keep[hit + 1] = False
-            kept = np.cumsum(keep)  # (N,) where each token is once the rest is gone, plus one
+            kept = np.cumsum(keep, dtype=np.int32)  # (N,) where each token is once the rest is gone, plus one
             at, ends = kept[hit] - 1, kept[ends - 1][~done]  # the merged tokens, the pieces' ends
             sizes, alive = np.diff(ends, prepend=0), alive[~done]
             tokens, rank = tokens[keep], rank[keep]
             changed = np.concatenate([at, at[at > 0] - 1])  # the pairs a new token is in
-            rank[changed] = self._pair_ranks(tokens, ends, changed)
+            rank[changed] = self._pair_ranks(tokens, changed)
+            rank[ends - 1] = none
         # the pieces' ids, in the order they were done: slices of one tuple, in C
         ids = tuple(np.concatenate(done_tokens or [tokens[:0]]).tolist())
         bounds = np.cumsum(np.concatenate(done_sizes or [sizes[:0]])).tolist()
@@ -963,12 +966,15 @@ class Tokenizer:
     def _bpe_many(self, pieces: list[str]) -> dict[str, tuple[int, ...]]:
         """{piece: its ids} as _bpe gives them, fast: many short pieces together by _bpe_waves, a
         few by _bpe itself, long ones by _bpe_long."""
-        ids = {p: self._bpe_long(p) for p in pieces if len(p) >= LONG_PIECE}
-        short = [p for p in pieces if len(p) < LONG_PIECE]
-        if len(short) >= WAVE_MIN and self._tables is not None:
-            ids.update(self._bpe_waves(short))
+        long = {}
+        if max(map(len, pieces), default=0) >= LONG_PIECE:  # rare; max() finds out in C
+            long = {p: self._bpe_long(p) for p in pieces if len(p) >= LONG_PIECE}
+            pieces = [p for p in pieces if len(p) < LONG_PIECE]
+        if len(pieces) >= WAVE_MIN and self._tables is not None:
+            ids = self._bpe_waves(pieces)
         else:
-            ids.update(zip(short, map(self._bpe, short)))
+            ids = dict(zip(pieces, map(self._bpe, pieces)))
+        ids.update(long)
         return ids
 
     def _bpe_long(self, piece: str) -> tuple[int, ...]:
@@ -1080,9 +1086,9 @@ class Tokenizer:
             self._old_cache, cache = cache, {}
             self._cache, new = cache, pieces
         for known in (self._old_cache, self._whole):  # met before the last turn; whole tokens
-            found = list(filter(known.__contains__, new))  # (not new & known: that walks known)
+            found = known.keys() & new  # walks the smaller of the two
             cache.update(zip(found, map(known.__getitem__, found)))
-            new = new.difference(found)
+            new = new - found
         cache.update(self._bpe_many(list(new)))
         return cache
 
