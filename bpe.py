@@ -928,10 +928,11 @@ class Tokenizer:
         raw = np.frombuffer(b"".join(data), np.uint8)  # (N,) every piece's bytes
         sizes = np.fromiter(map(len, data), np.int64, len(data))  # (M,) tokens per piece
         known = byte_ids[raw] >= 0
+        out = {}
         if not known.all():  # drop the bytes the vocab lacks
             sizes = np.bincount(np.repeat(np.arange(len(data)), sizes)[known], minlength=len(data))
             raw = raw[known]
-        empty = (sizes == 0).tolist()
+            out = dict.fromkeys(compress(pieces, sizes == 0), ())  # every byte dropped: no ids
         alive = np.flatnonzero(sizes)  # (M,) the pieces still merging, in order
         sizes = sizes[alive]
         ends = np.cumsum(sizes)
@@ -967,7 +968,6 @@ class Tokenizer:
         ids = tuple(np.concatenate(done_tokens or [tokens[:0]]).tolist())
         bounds = np.cumsum(np.concatenate(done_sizes or [sizes[:0]])).tolist()
         slices = map(slice, chain([0], bounds), bounds)
-        out = dict.fromkeys(compress(pieces, empty), ())  # a piece whose every byte was dropped
         out.update(zip(map(pieces.__getitem__, np.concatenate(done_pieces or [alive[:0]]).tolist()),
                        map(ids.__getitem__, slices)))
         out.update((pieces[k], self._bpe(pieces[k])) for k in alive.tolist())
