@@ -10,10 +10,12 @@ throughput (target >= 0.5 for the cold rows):
 3. one long pre-token (a run of letters, digits, '=' or mixed Unicode): target < 0.1 s for 100k;
 4. encode_iterable over a file of varied text against tiktoken on the same chunks: throughput (in
    turns, in this process) and how far each one's peak resident memory rises over the stream
-   (each in a fresh process).
+   (each in a fresh process);
+5. bpe.encode_file on that file in 1 and 2 processes against tiktoken in one thread (target >= 1
+   with two processes).
 
     python bench/encode.py                        # 1 thread for tiktoken, ours is 1 process
-    python bench/encode.py --stream_mb 100 --parts stream
+    python bench/encode.py --stream_mb 100 --parts stream,parallel
 """
 import argparse
 import hashlib
@@ -177,13 +179,31 @@ def bench_stream(tok, enc, text: str, mb: int) -> None:
           f"{t_tt / t_ours:.2f} (target >= 0.5, flat memory)")
 
 
+def bench_parallel(tok, enc, text: str, mb: int) -> None:
+    path = stream_file(text, mb)
+    size = path.stat().st_size / 1e6
+    t0 = time.perf_counter()
+    want = [i for chunk in tiktoken_chunks(path) for i in enc.encode_ordinary(chunk)]
+    t_tt = time.perf_counter() - t0
+    row = []
+    for num_proc in (1, 2):
+        forget(tok)  # (the workers start with the parent's caches, emptied)
+        t0 = time.perf_counter()
+        ids = [i for chunk in bpe.encode_file(tok, path, "none", num_proc) for i in chunk]
+        t_ours = time.perf_counter() - t0
+        assert ids == want, f"encode_file's ids differ from tiktoken's (num_proc {num_proc})"
+        row.append(f"{num_proc} process(es) {size / t_ours:.2f} MB/s, ratio {t_tt / t_ours:.2f}")
+    print(f"encode_file over {size:.0f} MB of varied text (ids identical): tiktoken 1 thread "
+          f"{size / t_tt:.2f} MB/s; ours " + "; ".join(row) + " (target >= 1 with 2 processes)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/tinyshakespeare.txt"),
                         help="~1 MB of real text")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--parts", default="build,cold,long,stream",
-                        help="comma-separated: build, cold, long, stream")
+    parser.add_argument("--parts", default="build,cold,long,stream,parallel",
+                        help="comma-separated: build, cold, long, stream, parallel")
     parser.add_argument("--stream_mb", type=int, default=20, help="size of the streamed file")
     parser.add_argument("--memory_child", nargs=2, help=argparse.SUPPRESS)  # NAME PATH
     args = parser.parse_args()
@@ -205,6 +225,8 @@ def main():
         bench_long(tok, enc)
     if "stream" in parts:
         bench_stream(tok, enc, text, args.stream_mb)
+    if "parallel" in parts:
+        bench_parallel(tok, enc, text, args.stream_mb)
 
 
 if __name__ == "__main__":
