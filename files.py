@@ -401,7 +401,8 @@ SHARD_TOKENS = 100_000_000  # tokens a shard file holds at most (as llm.c's Fine
 def token_dtype(vocab_size: int) -> str:
     """"uint16" if every id of a vocab_size vocabulary fits in 16 bits, else "uint32".
 
-    Half the disk and memory for GPT-2's 50,257 ids; Llama 3's 128,256 and Qwen2's 151,646 need 32."""
+    Half the disk and memory for GPT-2's 50,257 ids; Llama 3's 128,256 and Qwen2's 151,646
+    need 32."""
     return "uint16" if vocab_size <= 1 << 16 else "uint32"
 
 
@@ -410,7 +411,10 @@ def _shard_pieces(chunks, dtype: str, shard_tokens: int):
     piece crosses the end of a shard, which holds shard_tokens ids."""
     pos = 0
     for chunk in chunks:
-        ids = np.asarray(chunk, dtype=dtype)  # an id too big for dtype is an OverflowError
+        ids = np.asarray(chunk)
+        if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(dtype).max):
+            raise OverflowError(f"token ids {ids.min()}..{ids.max()} do not all fit in {dtype}")
+        ids = ids.astype(dtype, copy=False)
         while len(ids):
             piece, ids = np.split(ids, [shard_tokens - pos % shard_tokens])
             yield pos // shard_tokens, piece

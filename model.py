@@ -124,7 +124,9 @@ class Linear(nn.Linear):
         if x.dtype != torch.bfloat16 or x.numel() != x.size(-1):
             return super().forward(x)
         v = x.reshape(-1)  # (C_in,)
-        y = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
+        if self.bias is None:
+            return torch.mv(self.weight, v).view(*x.shape[:-1], -1)
+        y = torch.addmv(self.bias, self.weight, v)
         return y.view(*x.shape[:-1], -1)
 
 

@@ -1,11 +1,11 @@
 """The bad-input survey: every CLI fed bad values, files and settings, each outcome classified.
 
-    python bench/bad_inputs.py            # a table per case, then tried / clear / traceback / accepted
+    python bench/bad_inputs.py  # a table per case, then tried / clear / traceback / accepted
 
 A case is clear when the command exits non-zero and its last stderr line starts with "error:" (one
 line, no traceback); a traceback, or an exit status of 0 or a run still going after 120 s (the bad
-input silently accepted), is a defect. Runs in a temp directory: a tiny character dataset and a 3-iteration checkpoint are made
-first, so the cases reach the code they aim at.
+input silently accepted), is a defect. Runs in a temp directory: a tiny character dataset and a
+3-iteration checkpoint are made first, so the cases reach the code they aim at.
 """
 import ast
 import json

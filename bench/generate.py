@@ -123,7 +123,8 @@ def busy_core(on):
 def report(name, nbytes, n, threads, busy, bandwidth, results):
     """Print one table: tokens/s by wall and CPU time, weight GB/s and share of the bandwidth."""
     print(f"\n{name}, {nbytes['ours float32'] / 1e6:,.0f} MB of float32 weights a token, {n} new "
-          f"tokens, {threads} thread(s), {'a busy-loop process beside it' if busy else 'no load added'}"
+          f"tokens, {threads} thread(s), "
+          f"{'a busy-loop process beside it' if busy else 'no load added'}"
           f"; copy bandwidth {bandwidth / 1e9:.1f} GB/s (read + written)")
     base = n / results["transformers float32"][0]
     reference = results["ours float32"][2]

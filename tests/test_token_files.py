@@ -34,7 +34,7 @@ def corpus(seed=0, n_docs=60) -> str:
 
 
 def joined(chunks) -> list[int]:
-    return [i for ids in chunks for i in ids]
+    return [i for ids in chunks for i in ids.tolist()]
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,15 @@ def test_shards_are_written_streamed_and_checked(tmp_path):
         f.truncate(10)
     with pytest.raises(ValueError, match="000001.bin holds 10 bytes, not the 32 uint16 ids its meta lists"):
         files.open_token_split(tmp_path, listed, "uint16")
+
+
+def test_an_id_too_big_for_the_dtype_is_an_error_not_wrapped(tmp_path):
+    # encode_file gives uint32 arrays; a cast to uint16 would wrap 70,000 to 4,464 without a word
+    for chunk in ([1, 70_000], np.array([1, 70_000], np.uint32), [-1]):
+        with pytest.raises(OverflowError, match="do not all fit in uint16"):
+            files.write_token_split(tmp_path, "train", [chunk], "uint16")
+    assert files.write_token_split(tmp_path, "train", [np.array([65_535], np.uint32)], "uint16")
+    assert np.fromfile(tmp_path / "train.bin", np.uint16).tolist() == [65_535]
 
 
 def test_get_batch_on_shards_equals_the_joined_file():
