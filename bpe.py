@@ -346,6 +346,7 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT
     counts = Counter()
     bar = tqdm(total=len(jobs), desc="pre-tokenize", unit="chunk", disable=not progress)
     if num_proc > 1 and len(jobs) > 1:
+        pretokenize("", pattern)  # build the split regexes once, here: forked workers inherit them
         with Pool(num_proc) as pool:
             for c in pool.imap_unordered(_count_file_chunk, jobs):
                 counts.update(c)
@@ -403,6 +404,7 @@ def encode_file(tok: Tokenizer, path, allowed_special="none_raise", num_proc: in
     jobs = [(str(path), s, e, allowed_special)
             for s, e in _file_chunks(path, specials, num_proc, chunk_bytes)]
     parallel = num_proc > 1 and len(jobs) > 1
+    pretokenize("", tok.pattern)  # build the split regexes once, here: forked workers inherit them
     with (Pool(num_proc, initializer=_init_encode_worker, initargs=(tok,)) if parallel
           else nullcontext()) as pool, \
             tqdm(total=path.stat().st_size, desc=f"encode {path.name}", unit="B",
@@ -511,12 +513,7 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
     # to right, no overlap.)
     words = [w.encode("utf-8").decode("latin-1") for w in word_counts]  # chr(byte) per byte
     counts = list(word_counts.values())
-    pair_counts = defaultdict(int)
-    where = defaultdict(list)  # pair -> indices of the words that hold it (maybe stale: checked)
-    for wi, (w, c) in enumerate(zip(words, counts)):
-        for i in range(len(w) - 1):
-            pair_counts[w[i:i + 2]] += c
-            where[w[i:i + 2]].append(wi)
+    pair_counts, where = _byte_pairs(words, counts)
     heap = [(-c, tie_key(p), p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
 
@@ -545,6 +542,31 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
             bar.update()
     bar.close()
     return merges
+
+
+def _byte_pairs(words: list[str], counts: list[int]) -> tuple[defaultdict, defaultdict]:
+    """({pair: its count in all words}, {pair: the indices of the words that hold it, once per
+    occurrence}) of words of one character per byte; the trainer's start, counted in numpy.
+
+    The same as a loop over every pair of every word, `pair_counts[w[i:i + 2]] += c` and
+    `where[w[i:i + 2]].append(wi)`, which took a sixth of training on 10 MB of varied text."""
+    pair_counts, where = defaultdict(int), defaultdict(list)
+    lengths = np.fromiter(map(len, words), np.int64, len(words))
+    word = np.repeat(np.arange(len(words), dtype=np.int32), lengths)  # (N,) each byte's word
+    inside = word[1:] == word[:-1]  # (N - 1,) the pairs within a word
+    raw = np.frombuffer("".join(words).encode("latin-1"), np.uint8).astype(np.uint16)
+    codes = (raw[:-1] << 8 | raw[1:])[inside]  # (P,) each pair as a << 8 | b
+    word = word[:-1][inside]  # (P,)
+    sizes = np.bincount(codes, minlength=1 << 16)  # (65536,) occurrences of each pair
+    totals = np.bincount(codes, np.asarray(counts, np.float64)[word], 1 << 16)  # (exact < 2**53)
+    present = np.flatnonzero(sizes)
+    pairs = [chr(c >> 8) + chr(c & 255) for c in present.tolist()]
+    pair_counts.update(zip(pairs, totals[present].astype(np.int64).tolist()))
+    # each pair's words, in order: one stable sort by pair, cut into runs
+    in_order = word[np.argsort(codes, kind="stable")].tolist()
+    ends = np.cumsum(sizes[present]).tolist()
+    where.update(zip(pairs, map(in_order.__getitem__, map(slice, [0, *ends], ends))))
+    return pair_counts, where
 
 
 def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_counts: dict,
