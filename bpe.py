@@ -494,7 +494,8 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
     Counts change after every merge; instead of updating heap entries we leave stale ones in and
     check on pop: a popped entry whose count is no longer the pair's count is pushed back with the
     right count (counts of existing pairs only go down, so the first up-to-date top is the true
-    winner, as in HF's trainer)."""
+    winner, as in HF's trainer). A pair born in a merge waits outside the heap until the top's
+    count comes within a factor of two of its own: most never get that far."""
     if tie_break == "hf":
         rank = [0] * 256
         for r, b in enumerate(bytes_to_unicode_order()):
@@ -516,10 +517,20 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
     pair_counts, where = _byte_pairs(words, counts)
     heap = [(-c, tie_key(p), p) for p, c in pair_counts.items()]
     heapq.heapify(heap)
+    waiting = defaultdict(list)  # bit length of a born pair's count -> pairs not in the heap
+    level = max(pair_counts.values(), default=0).bit_length()  # born counts < 2**level wait
 
     merges = []
     bar = tqdm(total=n_merges, desc="merges", unit="merge", disable=not progress)
-    while len(merges) < n_merges and heap:
+    while len(merges) < n_merges:
+        # a waiting pair may beat the top: let its count class in (its count only went down since)
+        while level and (not heap or -heap[0][0] < 1 << level):
+            for p in waiting.pop(level, ()):
+                if pair_counts[p] > 0:
+                    heapq.heappush(heap, (-pair_counts[p], tie_key(p), p))
+            level -= 1
+        if not heap:
+            break
         neg, _, pair = heapq.heappop(heap)
         count = pair_counts.get(pair, 0)
         if count != -neg:  # stale: the pair's count went down since this entry was pushed
@@ -535,9 +546,12 @@ def _bpe_merges(word_counts: dict[str, int], n_merges: int, tie_break: str = "by
             inv.append(inv[a][:-1] + inv[b])  # mapped bytes of a, of b, one terminator
         born = _merge_words(pair, chr(idx), words, counts, pair_counts, where)
         del pair_counts[pair]  # every occurrence is gone (lost pairs may reach 0: harmless)
-        for p, c in born.items():  # new pairs (they hold idx): the only counts that go up
-            pair_counts[p] = c
-            heapq.heappush(heap, (-c, tie_key(p), p))
+        pair_counts.update(born)  # new pairs (they hold idx): the only counts that go up
+        for p, c in born.items():
+            if c >> level:  # c >= 2**level: it may win before the waiting ones
+                heapq.heappush(heap, (-c, tie_key(p), p))
+            else:
+                waiting[c.bit_length()].append(p)
         if progress:
             bar.update()
     bar.close()
