@@ -38,7 +38,7 @@ from contextlib import nullcontext
 from functools import cached_property, lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import add, itemgetter
-from multiprocessing import Pool
+from multiprocessing import Pool, Process, Queue
 from pathlib import Path
 
 import numpy as np
@@ -245,11 +245,12 @@ def _special_regex(special_tokens) -> regex.Pattern | None:
     return regex.compile("|".join(regex.escape(s) for s in ordered))
 
 
-def count_pretokens(text: str, special_tokens=(), pattern: Split = GPT2_SPLIT_PATTERN) -> Counter:
-    """{pre-token: count} of a text.
+def count_pretokens(text: str, special_tokens=(), pattern: Split = GPT2_SPLIT_PATTERN,
+                    counts: Counter | None = None) -> Counter:
+    """{pre-token: count} of a text, added to `counts` if given (as get_stats does).
 
     Special tokens are cut out first and never counted: no merge may reach into one."""
-    special_re, counts = _special_regex(special_tokens), Counter()
+    special_re, counts = _special_regex(special_tokens), Counter() if counts is None else counts
     for part in special_re.split(text) if special_re else [text]:
         counts.update(pretokenize(part, pattern))
     return counts
@@ -270,10 +271,25 @@ def _read_chunk(path: str, start: int, end: int) -> str:
                          "(e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
-def _count_file_chunk(job) -> Counter:
-    """{pre-token: count} of bytes [start, end) of a file (a worker's job)."""
-    path, start, end, special_tokens, pattern = job
-    return count_pretokens(_read_chunk(path, start, end), special_tokens, pattern)
+def _count_chunks(jobs: list, counts: Counter) -> Iterator[None]:
+    """Count the pre-tokens of each job's chunk (path, start, end, special tokens, pattern) into
+    counts, yielding after each one (progress)."""
+    for path, start, end, special_tokens, pattern in jobs:
+        count_pretokens(_read_chunk(path, start, end), special_tokens, pattern, counts)
+        yield
+
+
+def _count_worker(jobs: list, results: Queue) -> None:
+    """A counting process: counts its chunks into one Counter (see _count_chunks), puts None on
+    results after each chunk and the Counter at the end, or the error it met. (One Counter from
+    each worker: adding up one per chunk in the trainer's process cost as much as a third one.)"""
+    try:
+        counts = Counter()
+        for _ in _count_chunks(jobs, counts):
+            results.put(None)
+        results.put(counts)
+    except Exception as e:  # (sent to the trainer's process, which raises it)
+        results.put(e)
 
 
 def _chunk_boundaries(path: Path, special_tokens, chunk_bytes: int) -> list[int]:
@@ -344,20 +360,31 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT
     chunks = _file_chunks(path, special_tokens, num_proc, chunk_bytes)
     jobs = [(str(path), s, e, tuple(special_tokens), pattern) for s, e in chunks]
     counts = Counter()
-    bar = tqdm(total=len(jobs), desc="pre-tokenize", unit="chunk", disable=not progress)
-    if num_proc > 1 and len(jobs) > 1:
-        pretokenize("", pattern)  # build the split regexes once, here: forked workers inherit them
-        with Pool(num_proc) as pool:
-            for c in pool.imap_unordered(_count_file_chunk, jobs):
-                counts.update(c)
+    with tqdm(total=len(jobs), desc="pre-tokenize", unit="chunk", disable=not progress) as bar:
+        if num_proc == 1 or len(jobs) == 1:
+            for _ in _count_chunks(jobs, counts):
                 bar.update()
-    else:
-        for job in jobs:
-            counts.update(_count_file_chunk(job))
-            bar.update()
-    bar.close()
+            return counts
+        pretokenize("", pattern)  # build the split regexes once, here: forked workers inherit them
+        results = Queue()
+        procs = [Process(target=_count_worker, args=(jobs[k::num_proc], results), daemon=True)
+                 for k in range(min(num_proc, len(jobs)))]
+        for p in procs:
+            p.start()
+        try:
+            for _ in range(len(jobs) + len(procs)):  # a None per chunk, a Counter per worker
+                got = results.get()
+                if isinstance(got, Exception):
+                    raise got
+                if got is None:
+                    bar.update()
+                else:
+                    counts.update(got)
+        finally:
+            for p in procs:
+                p.terminate()  # (one still at work after an error in another)
+                p.join()
     return counts
-
 
 
 def _cut_specials(tok: Tokenizer, allowed_special) -> tuple[str, ...]:
@@ -592,11 +619,10 @@ def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_co
     ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs."""
     CC = C + C
     born = defaultdict(int)
-    for wi in where.pop(pair):
+    # the words that still hold the pair: in nearly half, an earlier merge took it apart since
+    for wi in [wi for wi in where.pop(pair) if pair in words[wi]]:
         w, c = words[wi], counts[wi]
         i, end = w.find(pair), -1
-        if i < 0:
-            continue  # a stale index entry: an earlier merge already took the pair apart
         while i >= 0:
             if i == end:  # right after the previous occurrence: the pair (C, C) is born
                 born[CC] += c

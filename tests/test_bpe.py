@@ -230,6 +230,19 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
         bpe.train_bpe(path, 600, num_proc=0)
 
 
+def test_a_worker_error_reaches_the_trainer_and_no_worker_is_left(tmp_path):
+    import multiprocessing
+    lines = [f"line {i} of plain text\n" for i in range(400)]
+    data = "".join(lines).encode()
+    bad = data.index(b"line 300")
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data[:bad] + b"\xff" + data[bad:])  # one byte that is not UTF-8
+    for num_proc in (1, 3):
+        with pytest.raises(ValueError, match=f"invalid byte b'\\\\xff' at byte offset {bad}"):
+            bpe.count_pretokens_in_file(path, num_proc=num_proc, chunk_bytes=500)
+        assert multiprocessing.active_children() == []
+
+
 def test_stops_when_nothing_left_to_merge():
     tok = bpe.train_bpe("ab ab", 1000)
     assert [tok.vocab[i] for i in range(256, len(tok.vocab))] == [b"ab", b" ab"]
