@@ -597,15 +597,15 @@ def _byte_pairs(words: list[str], counts: list[int]) -> tuple[defaultdict, defau
     inside = word[1:] == word[:-1]  # (N - 1,) the pairs within a word
     raw = np.frombuffer("".join(words).encode("latin-1"), np.uint8).astype(np.uint16)
     codes = (raw[:-1] << 8 | raw[1:])[inside]  # (P,) each pair as a << 8 | b
-    word = word[:-1][inside]  # (P,)
+    # each pair's occurrences together, their words in order: one sort of pair << 32 | word
+    word = np.sort(codes.astype(np.int64) << 32 | word[:-1][inside]) & 0xFFFFFFFF  # (P,)
     sizes = np.bincount(codes, minlength=1 << 16)  # (65536,) occurrences of each pair
-    totals = np.bincount(codes, np.asarray(counts, np.float64)[word], 1 << 16)  # (exact < 2**53)
     present = np.flatnonzero(sizes)
     pairs = [chr(c >> 8) + chr(c & 255) for c in present.tolist()]
-    pair_counts.update(zip(pairs, totals[present].astype(np.int64).tolist()))
-    # each pair's words, in order: one stable sort by pair, cut into runs
-    in_order = word[np.argsort(codes, kind="stable")].tolist()
-    ends = np.cumsum(sizes[present]).tolist()
+    ends = np.cumsum(sizes[present])
+    totals = np.add.reduceat(np.asarray(counts)[word], ends - sizes[present])
+    pair_counts.update(zip(pairs, totals.tolist()))
+    in_order, ends = word.tolist(), ends.tolist()
     where.update(zip(pairs, map(in_order.__getitem__, map(slice, [0, *ends], ends))))
     return pair_counts, where
 
@@ -618,30 +618,26 @@ def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_co
     Around each occurrence x a b y, pairs (x, a) and (b, y) are lost, (x, C) and (C, y) are born
     ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs."""
     CC = C + C
-    born = defaultdict(int)
+    born = defaultdict(list)  # pair born -> the word of each of its occurrences
     # the words that still hold the pair: in nearly half, an earlier merge took it apart since
     for wi in [wi for wi in where.pop(pair) if pair in words[wi]]:
         w, c = words[wi], counts[wi]
         i, end = w.find(pair), -1
         while i >= 0:
             if i == end:  # right after the previous occurrence: the pair (C, C) is born
-                born[CC] += c
-                where[CC].append(wi)
+                born[CC].append(wi)
             elif i:
                 pair_counts[w[i - 1:i + 1]] -= c  # (x, a) is lost
-                xc = w[i - 1] + C
-                born[xc] += c
-                where[xc].append(wi)
+                born[w[i - 1] + C].append(wi)
             end = i + 2
             if end < len(w):
                 pair_counts[w[i + 1:i + 3]] -= c  # (b, y) is lost
                 if not w.startswith(pair, end):  # else the next occurrence counts (C, C)
-                    cy = C + w[end]
-                    born[cy] += c
-                    where[cy].append(wi)
+                    born[C + w[end]].append(wi)
             i = w.find(pair, end)
         words[wi] = w.replace(pair, C)
-    return born
+    where.update(born)  # (new pairs: where knew none of them)
+    return {p: sum(map(counts.__getitem__, ws)) for p, ws in born.items()}
 
 
 def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),
