@@ -29,6 +29,7 @@ import hashlib
 import heapq
 import json
 import os
+import queue
 import re
 import sys
 import unicodedata
@@ -271,6 +272,20 @@ def _read_chunk(path: str, start: int, end: int) -> str:
                          "(e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
+def _next_result(results: Queue, procs: list[Process]):
+    """The next thing a counting worker put on results; RuntimeError if one died instead (killed
+    for memory, say), where waiting on would wait forever."""
+    while True:
+        try:
+            return results.get(timeout=1)
+        except queue.Empty:
+            died = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if died:
+                raise RuntimeError(f"a pre-tokenizing worker process died (exit code {died[0]}; "
+                                   "-9 is often the kernel killing it for memory); try fewer "
+                                   "processes (num_proc) or more memory") from None
+
+
 def _count_chunks(jobs: list, counts: Counter) -> Iterator[None]:
     """Count the pre-tokens of each job's chunk (path, start, end, special tokens, pattern) into
     counts, yielding after each one (progress)."""
@@ -373,7 +388,7 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT
             p.start()
         try:
             for _ in range(len(jobs) + len(procs)):  # a None per chunk, a Counter per worker
-                got = results.get()
+                got = _next_result(results, procs)
                 if isinstance(got, Exception):
                     raise got
                 if got is None:
@@ -2077,7 +2092,7 @@ def main(argv=None) -> None:
             print(load_tokenizer(args.model).decode(ids))
         else:
             download_gpt2()
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         _fail(err)
 
 

@@ -5,6 +5,7 @@ install step's cache."""
 import base64
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -241,6 +242,16 @@ def test_a_worker_error_reaches_the_trainer_and_no_worker_is_left(tmp_path):
         with pytest.raises(ValueError, match=f"invalid byte b'\\\\xff' at byte offset {bad}"):
             bpe.count_pretokens_in_file(path, num_proc=num_proc, chunk_bytes=500)
         assert multiprocessing.active_children() == []
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    import multiprocessing
+    path = tmp_path / "text.txt"
+    path.write_text("".join(f"line {i} of plain text\n" for i in range(400)), encoding="utf-8")
+    monkeypatch.setattr(bpe, "_count_chunks", lambda jobs, counts: os._exit(9))  # as if killed
+    with pytest.raises(RuntimeError, match=r"worker process died \(exit code 9"):
+        bpe.count_pretokens_in_file(path, num_proc=2, chunk_bytes=500)
+    assert multiprocessing.active_children() == []
 
 
 def test_stops_when_nothing_left_to_merge():

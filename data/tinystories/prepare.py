@@ -117,5 +117,5 @@ if __name__ == "__main__":
             raise ValueError(f"--shard_tokens {args.shard_tokens}: give a positive number")
         prepare(train_path, val_path, args.out_dir, args.vocab_size, args.num_proc,
                 args.shard_tokens)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         raise SystemExit(f"error: {e}")
