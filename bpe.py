@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from functools import cached_property, lru_cache, partial
 from itertools import chain, compress, repeat
-from operator import add, itemgetter
+from operator import add, itemgetter, sub
 from multiprocessing import Pool, Process, Queue
 from pathlib import Path
 
@@ -81,6 +81,7 @@ GPT2_RANKS_SDIST = ("openai-whisper", "openai_whisper-20250625.tar.gz",
 CACHE_SIZE = 1 << 16
 LONG_PIECE = 100  # a pre-token this long (characters) or longer is merged by _bpe_long
 STITCH = 64  # characters per chunk _bpe_stitched cuts a long pre-token into (< LONG_PIECE)
+NUMPY_MERGE_WORDS = 256  # words a merge rewrites, at the least, for _merge_words_numpy to do it
 JOIN_BATCH = 4096  # pre-tokens whose ids _joined gathers at a time
 WAVE_MIN = 32  # pre-tokens _bpe_waves merges together at the least; fewer go one by one
 INF = float("inf")
@@ -476,6 +477,8 @@ def _check_train_args(vocab_size: int, special_tokens, tie_break: str) -> int:
         raise ValueError(f"vocab_size={vocab_size} is too small: it must hold the 256 bytes and "
                          f"the {len(special_tokens)} special token(s), so use at least "
                          f"{256 + len(special_tokens)}")
+    if vocab_size > sys.maxunicode:  # (a token is a character, chr(id), while training)
+        raise ValueError(f"vocab_size={vocab_size:,} is too large: use at most {sys.maxunicode:,}")
     return n_merges
 
 
@@ -631,11 +634,15 @@ def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_co
     `pair` with the new token C and taking the pairs it breaks off pair_counts.
 
     Around each occurrence x a b y, pairs (x, a) and (b, y) are lost, (x, C) and (C, y) are born
-    ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs."""
+    ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs. Many words at
+    once go to _merge_words_numpy, which gives the same."""
+    # the words that still hold the pair: in nearly half, an earlier merge took it apart since
+    holders = [wi for wi in where.pop(pair) if pair in words[wi]]
+    if len(holders) >= NUMPY_MERGE_WORDS:
+        return _merge_words_numpy(pair, C, words, counts, pair_counts, where, holders)
     CC = C + C
     born = defaultdict(list)  # pair born -> the word of each of its occurrences
-    # the words that still hold the pair: in nearly half, an earlier merge took it apart since
-    for wi in [wi for wi in where.pop(pair) if pair in words[wi]]:
+    for wi in holders:
         w, c = words[wi], counts[wi]
         i, end = w.find(pair), -1
         while i >= 0:
@@ -653,6 +660,66 @@ def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_co
         words[wi] = w.replace(pair, C)
     where.update(born)  # (new pairs: where knew none of them)
     return {p: sum(map(counts.__getitem__, ws)) for p, ws in born.items()}
+
+
+def _merge_words_numpy(pair: str, C: str, words: list[str], counts: list[int], pair_counts: dict,
+                       where: dict, holders: list[int]) -> dict[str, int]:
+    """_merge_words for many words at once (the holders of pair): every occurrence, the pairs it
+    loses and the pairs it gives birth to found in numpy over all the words' tokens together.
+
+    The same counts and word lists as the loop (listed in another order, which changes nothing:
+    the heap orders pairs by count and tie key alone)."""
+    holders = list(dict.fromkeys(holders))  # (a word with the pair twice is listed twice)
+    texts = list(map(words.__getitem__, holders))
+    a, b, c = ord(pair[0]), ord(pair[1]), ord(C)
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    ends = np.cumsum(lengths)
+    joined = "".join(texts).encode("utf-32-le", "surrogatepass")  # a token id per character
+    tokens = np.frombuffer(joined, np.uint32).astype(np.int64)  # (N,)
+    word = np.repeat(np.arange(len(texts)), lengths)  # (N,) the holder each token is in
+    hit = np.flatnonzero((tokens[:-1] == a) & (tokens[1:] == b) & (word[:-1] == word[1:]))
+    if a == b:  # in a run a a a, str.replace takes every other pair from the left
+        first = np.ones(len(hit), bool)
+        first[1:] = np.diff(hit) != 1
+        hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+    is_hit = np.zeros(len(tokens) + 2, bool)  # (two False at the end: hit - 2 may wrap there)
+    is_hit[hit] = True
+    k = word[hit]  # (H,) the holder of each occurrence
+    left = hit > ends[k] - lengths[k]  # a token x before a
+    after = is_hit[hit - 2] & left  # right after the previous occurrence: (C, C) is born
+    left &= ~after
+    right = hit + 2 < ends[k]  # a token y after b
+    # lost: (x, a), (b, y); born: (x, C), (C, C), (C, y) unless y starts the next occurrence
+    x, y = tokens[hit[left] - 1], tokens[hit[right] + 2]
+    lost = np.concatenate([x << 21 | a, b << 21 | y])  # pairs as first << 21 | second
+    weight = np.fromiter(map(counts.__getitem__, holders), np.int64, len(holders))  # (holders,)
+    keys, totals, _, _ = _sums_by_key(lost, weight[np.concatenate([k[left], k[right]])])
+    names = _pair_names(keys)
+    pair_counts.update(zip(names, map(sub, map(pair_counts.__getitem__, names), totals.tolist())))
+    y_born = ~is_hit[hit[right] + 2]
+    born = np.concatenate([x << 21 | c, np.full(after.sum(), c << 21 | c), c << 21 | y[y_born]])
+    born_k = np.concatenate([k[left], k[after], k[right][y_born]])
+    keys, totals, order, starts = _sums_by_key(born, weight[born_k])
+    names = _pair_names(keys)
+    in_order, bounds = np.asarray(holders)[born_k[order]].tolist(), starts.tolist()[1:]
+    where.update(zip(names, map(in_order.__getitem__, map(slice, [0, *bounds], [*bounds, None]))))
+    for wi, w in zip(holders, texts):
+        words[wi] = w.replace(pair, C)
+    return dict(zip(names, totals.tolist()))
+
+
+def _sums_by_key(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(each distinct key, ascending; the sum of its weights; the order that sorts keys; where each
+    key's run starts in that order)."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.diff(keys, prepend=-1))  # (keys >= 0)
+    return keys[starts], np.add.reduceat(weights[order], starts), order, starts
+
+
+def _pair_names(keys: np.ndarray) -> list[str]:
+    """Pairs as first << 21 | second (token ids) -> 2-character strs, as the trainer keys them."""
+    return [chr(p >> 21) + chr(p & 0x1FFFFF) for p in keys.tolist()]
 
 
 def train_bpe(source: str | os.PathLike, vocab_size: int, special_tokens=(),

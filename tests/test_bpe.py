@@ -93,8 +93,10 @@ def test_byte_order_matches_gpt2(gpt2):
 
 
 # ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("numpy_words", [10**9, 1])  # merges by the loop alone, by numpy alone
 @pytest.mark.parametrize("tie_break", ["bytes", "hf"])
-def test_fast_trainer_equals_naive_on_random_corpora(tie_break):
+def test_fast_trainer_equals_naive_on_random_corpora(tie_break, numpy_words, monkeypatch):
+    monkeypatch.setattr(bpe, "NUMPY_MERGE_WORDS", numpy_words)
     rng = random.Random(1234)
     for trial in range(150):
         specials = rng.choice([[], [EOT], [EOT, "<pad>", "<| a b |>"]])
@@ -111,6 +113,32 @@ def test_fast_trainer_equals_naive_on_random_corpora(tie_break):
         fast = bpe.train_bpe(text, vocab_size, specials, pattern, tie_break)
         assert fast.merges == naive.merges, (trial, text)
         assert fast.vocab == naive.vocab and fast.special_tokens == naive.special_tokens
+
+
+def test_numpy_merge_equals_the_loop_word_for_word(monkeypatch):
+    # one merge, made by _merge_words's loop and by _merge_words_numpy from the same state: runs of
+    # the pair's tokens (a a a a, a b a b), words listed twice, words that lost the pair, non-ASCII
+    rng = random.Random(5)
+    alphabet = ["a", "b", "c", "\u00e9", "\u4e00", chr(300)]
+    words = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    words += ["aaaa", "abab", "aaa", "ab", "ba", "b\u00e9ab"]
+    counts = [rng.randint(1, 5) for _ in words]
+    for pair in ["ab", "aa", "\u00e9a", "a\u4e00"]:
+        results = []
+        for numpy_words in (10**9, 1):
+            monkeypatch.setattr(bpe, "NUMPY_MERGE_WORDS", numpy_words)
+            w = list(words)
+            pair_counts, where = bpe._byte_pairs([], [])
+            for wi, word in enumerate(w):  # every pair of every word, as the trainer starts
+                for i in range(len(word) - 1):
+                    pair_counts[word[i:i + 2]] += counts[wi]
+                    where[word[i:i + 2]].append(wi)
+            where[pair] += where[pair][:50] + [len(w) - 1]  # listed twice; one without it
+            born = bpe._merge_words(pair, chr(400), w, counts, pair_counts, where)
+            listed = {p: sorted(set(ws)) for p, ws in where.items()}
+            results.append((born, dict(pair_counts), w, listed))
+        assert results[0] == results[1], pair
+        assert results[0][0] and any(chr(400) * 2 in word for word in results[0][2])
 
 
 def test_fast_trainer_equals_naive_on_real_text():
