@@ -636,8 +636,12 @@ def _merge_words(pair: str, C: str, words: list[str], counts: list[int], pair_co
     Around each occurrence x a b y, pairs (x, a) and (b, y) are lost, (x, C) and (C, y) are born
     ("a b a b" gives one (C, C)); `where` learns which words hold the new pairs. Many words at
     once go to _merge_words_numpy, which gives the same."""
+    listed = where.pop(pair)
+    if isinstance(listed, tuple):  # (array, start, end): see _merge_words_numpy
+        array, start, end = listed
+        listed = array[start:end].tolist()
     # the words that still hold the pair: in nearly half, an earlier merge took it apart since
-    holders = [wi for wi in where.pop(pair) if pair in words[wi]]
+    holders = [wi for wi in listed if pair in words[wi]]
     if len(holders) >= NUMPY_MERGE_WORDS:
         return _merge_words_numpy(pair, C, words, counts, pair_counts, where, holders)
     CC = C + C
@@ -667,8 +671,9 @@ def _merge_words_numpy(pair: str, C: str, words: list[str], counts: list[int], p
     """_merge_words for many words at once (the holders of pair): every occurrence, the pairs it
     loses and the pairs it gives birth to found in numpy over all the words' tokens together.
 
-    The same counts and word lists as the loop (listed in another order, which changes nothing:
-    the heap orders pairs by count and tie key alone)."""
+    The same counts and words as the loop. The word lists of the pairs born go to `where` as
+    (array, start, end), made a list only if the pair is merged (most never are); their order is
+    not the loop's, which changes nothing (the heap orders pairs by count and tie key alone)."""
     holders = list(dict.fromkeys(holders))  # (a word with the pair twice is listed twice)
     texts = list(map(words.__getitem__, holders))
     a, b, c = ord(pair[0]), ord(pair[1]), ord(C)
@@ -701,8 +706,8 @@ def _merge_words_numpy(pair: str, C: str, words: list[str], counts: list[int], p
     born_k = np.concatenate([k[left], k[after], k[right][y_born]])
     keys, totals, order, starts = _sums_by_key(born, weight[born_k])
     names = _pair_names(keys)
-    in_order, bounds = np.asarray(holders)[born_k[order]].tolist(), starts.tolist()[1:]
-    where.update(zip(names, map(in_order.__getitem__, map(slice, [0, *bounds], [*bounds, None]))))
+    in_order, bounds = np.asarray(holders)[born_k[order]], starts.tolist()[1:]
+    where.update(zip(names, zip(repeat(in_order), [0, *bounds], [*bounds, len(in_order)])))
     for wi, w in zip(holders, texts):
         words[wi] = w.replace(pair, C)
     return dict(zip(names, totals.tolist()))
