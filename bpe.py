@@ -35,11 +35,10 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from functools import cached_property, lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import add, itemgetter, sub
-from multiprocessing import Pool, Process, Queue
+from multiprocessing import Process, Queue
 from pathlib import Path
 
 import numpy as np
@@ -274,17 +273,17 @@ def _read_chunk(path: str, start: int, end: int) -> str:
 
 
 def _next_result(results: Queue, procs: list[Process]):
-    """The next thing a counting worker put on results; RuntimeError if one died instead (killed
-    for memory, say), where waiting on would wait forever."""
+    """The next thing a worker put on results; RuntimeError if a worker died instead (killed for
+    memory, say), where waiting on would wait forever."""
     while True:
         try:
             return results.get(timeout=1)
         except queue.Empty:
             died = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
             if died:
-                raise RuntimeError(f"a pre-tokenizing worker process died (exit code {died[0]}; "
-                                   "-9 is often the kernel killing it for memory); try fewer "
-                                   "processes (num_proc) or more memory") from None
+                raise RuntimeError(f"a worker process died (exit code {died[0]}; -9 is often "
+                                   "the kernel killing it for memory); try fewer processes "
+                                   "(num_proc) or more memory") from None
 
 
 def _count_chunks(jobs: list, counts: Counter) -> Iterator[None]:
@@ -419,16 +418,14 @@ def _encode_file_chunk(tok: Tokenizer, job) -> np.ndarray:
     return tok.encode_to_numpy(_read_chunk(path, start, end), allowed_special)
 
 
-_worker_tokenizer = None  # the tokenizer of an encode_file worker process, set once at its start
-
-
-def _init_encode_worker(tok: Tokenizer) -> None:
-    global _worker_tokenizer
-    _worker_tokenizer = tok
-
-
-def _encode_file_chunk_in_worker(job) -> np.ndarray:
-    return _encode_file_chunk(_worker_tokenizer, job)
+def _encode_worker(tok: Tokenizer, jobs: list, results: Queue) -> None:
+    """An encoding process: puts the ids of each of its chunks on results, in order, or the error
+    it met. (results holds two at the most: a worker ahead of the writer waits.)"""
+    try:
+        for job in jobs:
+            results.put(_encode_file_chunk(tok, job))
+    except Exception as e:  # (sent to encode_file's process, which raises it)
+        results.put(e)
 
 
 def encode_file(tok: Tokenizer, path, allowed_special="none_raise", num_proc: int = 1,
@@ -446,17 +443,33 @@ def encode_file(tok: Tokenizer, path, allowed_special="none_raise", num_proc: in
     specials = _cut_specials(tok, allowed_special)
     jobs = [(str(path), s, e, allowed_special)
             for s, e in _file_chunks(path, specials, num_proc, chunk_bytes)]
-    parallel = num_proc > 1 and len(jobs) > 1
-    pretokenize("", tok.pattern)  # build the split regexes once, here: forked workers inherit them
-    with (Pool(num_proc, initializer=_init_encode_worker, initargs=(tok,)) if parallel
-          else nullcontext()) as pool, \
-            tqdm(total=path.stat().st_size, desc=f"encode {path.name}", unit="B",
-                 unit_scale=True, disable=not progress) as bar:
-        results = (pool.imap(_encode_file_chunk_in_worker, jobs) if parallel
-                   else (_encode_file_chunk(tok, job) for job in jobs))
-        for (_, start, end, _), ids in zip(jobs, results):
-            bar.update(end - start)
-            yield ids
+    with tqdm(total=path.stat().st_size, desc=f"encode {path.name}", unit="B", unit_scale=True,
+              disable=not progress) as bar:
+        if num_proc == 1 or len(jobs) == 1:
+            for job in jobs:
+                ids = _encode_file_chunk(tok, job)
+                bar.update(job[2] - job[1])
+                yield ids
+            return
+        # chunk i is encoded by worker i % n, which puts its chunks' ids on a queue of its own;
+        # the split regexes are built here, once: forked workers inherit them
+        pretokenize("", tok.pattern)
+        queues = [Queue(2) for _ in range(min(num_proc, len(jobs)))]
+        procs = [Process(target=_encode_worker, args=(tok, jobs[k::len(queues)], q), daemon=True)
+                 for k, q in enumerate(queues)]
+        for p in procs:
+            p.start()
+        try:
+            for i, job in enumerate(jobs):
+                ids = _next_result(queues[i % len(queues)], procs)
+                if isinstance(ids, Exception):
+                    raise ids
+                bar.update(job[2] - job[1])
+                yield ids
+        finally:
+            for p in procs:
+                p.terminate()  # (still at work after an error, or when the caller stopped early)
+                p.join()
 
 
 # ----------------------------------------------------------------------------- training

@@ -80,8 +80,23 @@ def test_encode_file_default_chunks_and_errors(gpt2, tiktoken_gpt2, tmp_path):
     with pytest.raises(ValueError, match="num_proc=0: give at least 1"):
         next(bpe.encode_file(gpt2, path, num_proc=0))
     path.write_bytes(b"ok\n" * 100 + b"\xff bad")
-    with pytest.raises(ValueError, match="not UTF-8 text: invalid byte b'\\\\xff' at byte offset 300"):
-        joined(bpe.encode_file(gpt2, path, chunk_bytes=64))
+    for num_proc in (1, 2):
+        with pytest.raises(ValueError, match="not UTF-8 text: invalid byte b'\\\\xff' at byte offset 300"):
+            joined(bpe.encode_file(gpt2, path, chunk_bytes=64, num_proc=num_proc))
+
+
+def test_encode_file_workers_end_with_it(gpt2, tmp_path, monkeypatch):
+    import multiprocessing
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus(1, 20), encoding="utf-8")
+    chunks = bpe.encode_file(gpt2, path, "all", num_proc=2, chunk_bytes=100)
+    next(chunks)
+    chunks.close()  # a caller that stops early: no worker left behind
+    assert multiprocessing.active_children() == []
+    monkeypatch.setattr(bpe, "_encode_file_chunk", lambda tok, job: os._exit(9))  # as if killed
+    with pytest.raises(RuntimeError, match=r"a worker process died \(exit code 9"):
+        joined(bpe.encode_file(gpt2, path, "all", num_proc=2, chunk_bytes=100))
+    assert multiprocessing.active_children() == []
 
 
 @pytest.mark.parametrize("pattern", ["LLAMA3_SPLIT_PATTERN", "QWEN2_SPLIT_PATTERN"])
