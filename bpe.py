@@ -35,6 +35,7 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property, lru_cache, partial
 from itertools import chain, compress, repeat
 from operator import add, itemgetter, sub
@@ -272,12 +273,34 @@ def _read_chunk(path: str, start: int, end: int) -> str:
                          "(e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
+@contextmanager
+def _workers(target, arg_tuples: list[tuple], pattern: Split) -> Iterator[list[Process]]:
+    """Daemon processes running target(*args), one for each of arg_tuples, started here and
+    stopped at the end of the block, also on an error or when a caller stops early.
+
+    The split regexes of `pattern` are built first, once: forked workers inherit them."""
+    pretokenize("", pattern)
+    procs = [Process(target=target, args=args, daemon=True) for args in arg_tuples]
+    for p in procs:
+        p.start()
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()  # (one still at work after an error, or when the caller stopped early)
+            p.join()
+
+
 def _next_result(results: Queue, procs: list[Process]):
-    """The next thing a worker put on results; RuntimeError if a worker died instead (killed for
-    memory, say), where waiting on would wait forever."""
+    """The next thing a worker put on results. The error a worker put there instead is raised
+    here, and a RuntimeError if a worker died (killed for memory, say), where waiting on would
+    wait forever."""
     while True:
         try:
-            return results.get(timeout=1)
+            got = results.get(timeout=1)
+            if isinstance(got, Exception):
+                raise got
+            return got
         except queue.Empty:
             died = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
             if died:
@@ -380,25 +403,15 @@ def count_pretokens_in_file(path, special_tokens=(), pattern: Split = GPT2_SPLIT
             for _ in _count_chunks(jobs, counts):
                 bar.update()
             return counts
-        pretokenize("", pattern)  # build the split regexes once, here: forked workers inherit them
         results = Queue()
-        procs = [Process(target=_count_worker, args=(jobs[k::num_proc], results), daemon=True)
-                 for k in range(min(num_proc, len(jobs)))]
-        for p in procs:
-            p.start()
-        try:
+        args = [(jobs[k::num_proc], results) for k in range(min(num_proc, len(jobs)))]
+        with _workers(_count_worker, args, pattern) as procs:
             for _ in range(len(jobs) + len(procs)):  # a None per chunk, a Counter per worker
                 got = _next_result(results, procs)
-                if isinstance(got, Exception):
-                    raise got
                 if got is None:
                     bar.update()
                 else:
                     counts.update(got)
-        finally:
-            for p in procs:
-                p.terminate()  # (one still at work after an error in another)
-                p.join()
     return counts
 
 
@@ -451,25 +464,14 @@ def encode_file(tok: Tokenizer, path, allowed_special="none_raise", num_proc: in
                 bar.update(job[2] - job[1])
                 yield ids
             return
-        # chunk i is encoded by worker i % n, which puts its chunks' ids on a queue of its own;
-        # the split regexes are built here, once: forked workers inherit them
-        pretokenize("", tok.pattern)
+        # chunk i is encoded by worker i % n, which puts its chunks' ids on a queue of its own
         queues = [Queue(2) for _ in range(min(num_proc, len(jobs)))]
-        procs = [Process(target=_encode_worker, args=(tok, jobs[k::len(queues)], q), daemon=True)
-                 for k, q in enumerate(queues)]
-        for p in procs:
-            p.start()
-        try:
+        args = [(tok, jobs[k::len(queues)], q) for k, q in enumerate(queues)]
+        with _workers(_encode_worker, args, tok.pattern) as procs:
             for i, job in enumerate(jobs):
                 ids = _next_result(queues[i % len(queues)], procs)
-                if isinstance(ids, Exception):
-                    raise ids
                 bar.update(job[2] - job[1])
                 yield ids
-        finally:
-            for p in procs:
-                p.terminate()  # (still at work after an error, or when the caller stopped early)
-                p.join()
 
 
 # ----------------------------------------------------------------------------- training
@@ -698,9 +700,7 @@ def _merge_words_numpy(pair: str, C: str, words: list[str], counts: list[int], p
     word = np.repeat(np.arange(len(texts)), lengths)  # (N,) the holder each token is in
     hit = np.flatnonzero((tokens[:-1] == a) & (tokens[1:] == b) & (word[:-1] == word[1:]))
     if a == b:  # in a run a a a, str.replace takes every other pair from the left
-        first = np.ones(len(hit), bool)
-        first[1:] = np.diff(hit) != 1
-        hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+        hit = _every_other_in_runs(hit)
     is_hit = np.zeros(len(tokens) + 2, bool)  # (two False at the end: hit - 2 may wrap there)
     is_hit[hit] = True
     k = word[hit]  # (H,) the holder of each occurrence
@@ -725,6 +725,14 @@ def _merge_words_numpy(pair: str, C: str, words: list[str], counts: list[int], p
     for wi, w in zip(holders, texts):
         words[wi] = w.replace(pair, C)
     return dict(zip(names, totals.tolist()))
+
+
+def _every_other_in_runs(hit: np.ndarray) -> np.ndarray:
+    """The occurrences of a pair (a, a) that merge, from their ascending starts: in a run of
+    consecutive starts (a a a a) they overlap, and every other one from the run's left is taken."""
+    first = np.ones(len(hit), bool)
+    first[1:] = np.diff(hit) != 1
+    return hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
 
 
 def _sums_by_key(keys: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -1112,10 +1120,7 @@ class Tokenizer:
             best[done] = -1  # so that no pair of a piece done is merged
             # the pairs to merge; a run of equal pairs (a, a) overlaps: every other one, leftmost
             best_here = np.repeat(best, sizes)  # (N,)
-            hit = np.flatnonzero(rank == best_here)
-            first = np.ones(len(hit), bool)
-            first[1:] = np.diff(hit) != 1
-            hit = hit[(hit - hit[first][np.cumsum(first) - 1]) % 2 == 0]
+            hit = _every_other_in_runs(np.flatnonzero(rank == best_here))
             finished = best_here < 0  # (N,)
             done_pieces.append(alive[done])
             done_sizes.append(sizes[done])
