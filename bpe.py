@@ -635,7 +635,7 @@ def _byte_pairs(words: list[str], counts: list[int]) -> tuple[defaultdict, defau
     word = (np.sort(codes.astype(np.int64) << 32 | word[:-1][inside]) & 0xFFFFFFFF).astype(np.int32)
     sizes = np.bincount(codes, minlength=1 << 16)  # (65536,) occurrences of each pair
     present = np.flatnonzero(sizes)
-    pairs = [chr(c >> 8) + chr(c & 255) for c in present.tolist()]
+    pairs = _pair_names(present >> 8 << 21 | present & 255)
     ends = np.cumsum(sizes[present])
     totals = np.add.reduceat(np.asarray(counts)[word], ends - sizes[present])
     pair_counts.update(zip(pairs, totals.tolist()))
