@@ -107,6 +107,24 @@ def test_kv_cache_equals_full_forward():
             model(idx[:, :1], kv_cache=cache)  # the cache is full
 
 
+def test_generation_records_no_autograd_graph_and_leaves_grad_mode_alone():
+    # sample.py streams outside any no_grad: each step must still run without autograd (a graph
+    # recorded per token, kept alive by the cache's in-place writes), and the caller, between steps,
+    # keeps its own grad mode; generate's ids can be fed to a training step
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=50, n_layer=2, n_head=2, n_embd=16)).eval()
+    seen = []
+    model.lm_head.register_forward_hook(lambda mod, inp, out: seen.append(out.requires_grad))
+    prompt = torch.randint(0, 50, (1, 3))
+    for _ in model.generate_stream(prompt, 4, temperature=0):
+        assert torch.is_grad_enabled()
+    assert seen == [False] * 4
+    out = model.generate(prompt, 4, temperature=0)
+    model.train()
+    model(out[:, :-1], targets=out[:, 1:])[1].backward()  # an inference tensor would raise here
+    assert model.lm_head.weight.grad is not None
+
+
 def test_generation_slides_past_block_size():
     # documented policy: once the window is full the cache restarts from the last block_size // 2 tokens, positions
     # from 0; a direct loop of full forwards over those windows must pick the same tokens
