@@ -79,10 +79,10 @@ def smollm2_models():
     return "SmolLM2-135M-Instruct (GGUF)", ours.eval(), theirs.eval(), ids
 
 
-def generators(ours, theirs, ids, n):
+def generators(ours, ours16, theirs, ids, n):
     """{label: a function that generates n tokens greedily after ids}, ours and transformers', in
     float32 and bfloat16."""
-    ours16, theirs16 = copy.deepcopy(ours).bfloat16(), copy.deepcopy(theirs).bfloat16()
+    theirs16 = copy.deepcopy(theirs).bfloat16()
 
     def hf(model):
         return lambda: model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
@@ -91,6 +91,21 @@ def generators(ours, theirs, ids, n):
     return {"ours float32": lambda: ours.generate(ids, n, temperature=0),
             "ours bfloat16": lambda: ours16.generate(ids, n, temperature=0),
             "transformers float32": hf(theirs), "transformers bfloat16": hf(theirs16)}
+
+
+def products_floor(model, repeats=5):
+    """(seconds, count): one decode step's matrix-vector products alone (every linear layer's
+    weight, the head included, times a vector), the floor that no trimming of the other
+    operations goes below."""
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    vectors = {m.in_features: torch.randn(m.in_features, dtype=m.weight.dtype) for m in linears}
+
+    def products():
+        for m in linears:
+            torch.mv(m.weight, vectors[m.in_features])
+    with torch.inference_mode():
+        products()  # the first call of each shape sets up its kernel
+        return min(timed(products)[1] for _ in range(repeats)), len(linears)
 
 
 def run_turns(fns, repeats):
@@ -120,8 +135,9 @@ def busy_core(on):
             proc.wait()
 
 
-def report(name, nbytes, n, threads, busy, bandwidth, results):
-    """Print one table: tokens/s by wall and CPU time, weight GB/s and share of the bandwidth."""
+def report(name, nbytes, n, threads, busy, bandwidth, results, floor):
+    """Print one table: tokens/s by wall and CPU time, weight GB/s and share of the bandwidth; then
+    ours bfloat16's products floor and the best ratio it leaves against transformers float32."""
     print(f"\n{name}, {nbytes['ours float32'] / 1e6:,.0f} MB of float32 weights a token, {n} new "
           f"tokens, {threads} thread(s), "
           f"{'a busy-loop process beside it' if busy else 'no load added'}"
@@ -134,6 +150,10 @@ def report(name, nbytes, n, threads, busy, bandwidth, results):
         print(f"  {label:22} {tps:6.1f} tok/s (CPU time: {n / cpu:6.1f})  weights {rate / 1e9:5.1f} "
               f"GB/s = {rate / bandwidth:4.0%} of bandwidth  {tps / base:4.2f}x transformers "
               f"float32  same tokens as ours float32: {torch.equal(out, reference)}")
+    print(f"  ours bfloat16's {floor[1]} matrix-vector products alone: {floor[0] * 1e3:.1f} ms a "
+          f"token ({nbytes['ours bfloat16'] / floor[0] / 1e9:.1f} GB/s): at most "
+          f"{results['transformers float32'][0] / n / floor[0]:.2f}x transformers float32 if "
+          "nothing else took time")
 
 
 def main():
@@ -149,7 +169,8 @@ def main():
     build = {"gpt2": gpt2_models, "smollm2": smollm2_models}
     for key in args.models.split(","):
         name, ours, theirs, ids = build[key]()
-        fns = generators(ours, theirs, ids, args.new_tokens)
+        ours16 = copy.deepcopy(ours).bfloat16()  # the weights converted: half the bytes
+        fns = generators(ours, ours16, theirs, ids, args.new_tokens)
         nbytes = {label: weight_bytes(ours) // (2 if "bfloat16" in label else 1) for label in fns}
         for busy in map(int, args.busy.split(",")):
             with busy_core(busy):
@@ -157,7 +178,8 @@ def main():
                     torch.set_num_threads(threads)
                     bandwidth = copy_bandwidth()
                     results = run_turns(fns, args.repeats)
-                    report(name, nbytes, args.new_tokens, threads, busy, bandwidth, results)
+                    floor = products_floor(ours16)
+                    report(name, nbytes, args.new_tokens, threads, busy, bandwidth, results, floor)
 
 
 if __name__ == "__main__":
