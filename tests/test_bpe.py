@@ -5,6 +5,7 @@ install step's cache."""
 import base64
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import subprocess
@@ -264,7 +265,6 @@ def test_train_from_file_chunked_equals_in_memory(tmp_path):
 
 
 def test_a_worker_error_reaches_the_trainer_and_no_worker_is_left(tmp_path):
-    import multiprocessing
     lines = [f"line {i} of plain text\n" for i in range(400)]
     data = "".join(lines).encode()
     bad = data.index(b"line 300")
@@ -277,7 +277,6 @@ def test_a_worker_error_reaches_the_trainer_and_no_worker_is_left(tmp_path):
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
-    import multiprocessing
     path = tmp_path / "text.txt"
     path.write_text("".join(f"line {i} of plain text\n" for i in range(400)), encoding="utf-8")
     monkeypatch.setattr(bpe, "_count_chunks", lambda jobs, counts: os._exit(9))  # as if killed

@@ -3,6 +3,7 @@ text and against the peers (tiktoken for GPT-2, Hugging Face tokenizers for Llam
 and uint32 ids; shards that get_batch samples exactly as one joined file."""
 import importlib
 import json
+import multiprocessing
 import os
 import random
 from pathlib import Path
@@ -86,7 +87,6 @@ def test_encode_file_default_chunks_and_errors(gpt2, tiktoken_gpt2, tmp_path):
 
 
 def test_encode_file_workers_end_with_it(gpt2, tmp_path, monkeypatch):
-    import multiprocessing
     path = tmp_path / "corpus.txt"
     path.write_text(corpus(1, 20), encoding="utf-8")
     chunks = bpe.encode_file(gpt2, path, "all", num_proc=2, chunk_bytes=100)
