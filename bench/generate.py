@@ -150,9 +150,10 @@ def report(name, nbytes, n, threads, busy, bandwidth, results, floor):
         print(f"  {label:22} {tps:6.1f} tok/s (CPU time: {n / cpu:6.1f})  weights {rate / 1e9:5.1f} "
               f"GB/s = {rate / bandwidth:4.0%} of bandwidth  {tps / base:4.2f}x transformers "
               f"float32  same tokens as ours float32: {torch.equal(out, reference)}")
-    print(f"  ours bfloat16's {floor[1]} matrix-vector products alone: {floor[0] * 1e3:.1f} ms a "
-          f"token ({nbytes['ours bfloat16'] / floor[0] / 1e9:.1f} GB/s): at most "
-          f"{results['transformers float32'][0] / n / floor[0]:.2f}x transformers float32 if "
+    seconds, count = floor
+    print(f"  ours bfloat16's {count} matrix-vector products alone: {seconds * 1e3:.1f} ms a "
+          f"token ({nbytes['ours bfloat16'] / seconds / 1e9:.1f} GB/s): at most "
+          f"{results['transformers float32'][0] / n / seconds:.2f}x transformers float32 if "
           "nothing else took time")
 
 
